@@ -1,0 +1,125 @@
+"""The experiment configuration: validation with messages that name the key, digests, and the run grid."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import yaml
+from jsonschema import Draft202012Validator
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """A configuration value the workflow cannot run with; the message names the key."""
+
+
+def load_schema(path: str | Path | None = None) -> dict:
+    return yaml.safe_load(Path(path or SCHEMA_PATH).read_text())
+
+
+def _key(path) -> str:
+    return ".".join(str(p) for p in path) or "(top level)"
+
+
+def validate_config(config: dict, schema: dict | None = None) -> dict:
+    """Check `config` against the JSON schema and the cross-key rules; raise ConfigError listing every problem."""
+    schema = schema or load_schema()
+    problems = []
+    for err in sorted(Draft202012Validator(schema).iter_errors(config), key=lambda e: list(e.absolute_path)):
+        where = _key(err.absolute_path)
+        if err.validator == "additionalProperties":
+            allowed = sorted(err.schema.get("properties", {}))
+            problems.append(f"config key '{where}': {err.message}; allowed keys here: {', '.join(allowed)}")
+        else:
+            problems.append(f"config key '{where}': {err.message}")
+    if not problems:
+        problems += _semantic_problems(config)
+    if problems:
+        raise ConfigError("Invalid configuration:\n  - " + "\n  - ".join(problems))
+    return config
+
+
+def _semantic_problems(config: dict) -> list[str]:
+    problems = []
+    corpus = config["corpus"]
+    kind = corpus["type"]
+    section = corpus.get(kind) or {}
+    if kind == "common_voice" and not section.get("root"):
+        problems.append("config key 'corpus.common_voice.root' must name the release folder (it holds one folder per locale)")
+    if kind == "manifest" and not section.get("path"):
+        problems.append("config key 'corpus.manifest.path' must name a CSV/TSV manifest")
+    if kind == "demo":
+        from cltm.synth import SUPPORTED_LANGUAGES
+
+        for lang in all_languages(config):
+            if lang not in SUPPORTED_LANGUAGES:
+                problems.append(
+                    f"config key 'languages': the synthetic demo corpus has no language '{lang}'; "
+                    f"it supports {', '.join(sorted(SUPPORTED_LANGUAGES))}"
+                )
+    enc = config["encoder"]
+    if enc["source"] == "random" and not enc.get("config"):
+        problems.append("config key 'encoder.config' must give HubertConfig sizes when encoder.source is 'random'")
+    for task in config["tasks"]:
+        for lang in task_languages(config, task):
+            if lang not in config["languages"]:
+                problems.append(f"config key 'tasks.{task}.languages': '{lang}' is not in 'languages'")
+    test = config["data"]["test"]
+    if test["max_clips_per_speaker"] < test["min_clips_per_speaker"]:
+        problems.append("config key 'data.test.max_clips_per_speaker' is smaller than 'data.test.min_clips_per_speaker'")
+    return problems
+
+
+def all_languages(config: dict) -> list[str]:
+    return list(config["languages"])
+
+
+def task_languages(config: dict, task: str) -> list[str]:
+    """Languages of one task's matrix: `tasks.<task>.languages` if given, else `languages`."""
+    return list(config["tasks"][task].get("languages") or config["languages"])
+
+
+def conditions(config: dict, task: str, target: str) -> list[str]:
+    """single, dual and one `donor-<lang>` per other language of the task."""
+    return ["single", "dual"] + [f"donor-{d}" for d in task_languages(config, task) if d != target]
+
+
+def donor_of(condition: str) -> str | None:
+    return condition[len("donor-"):] if condition.startswith("donor-") else None
+
+
+def min_speakers(n: int, fraction: float) -> int:
+    """At least ceil(fraction * n) speakers, and never fewer than 2 (a classifier needs two classes)."""
+    return max(2, math.ceil(fraction * n - 1e-9))
+
+
+def digest(obj) -> str:
+    """Short stable hash of a JSON-able object (sorted keys), recorded in every run."""
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def run_settings(config: dict, task: str) -> dict:
+    """Everything that determines a run's result besides target, condition and seed."""
+    return {
+        "corpus": {"type": config["corpus"]["type"], **(config["corpus"].get(config["corpus"]["type"]) or {})},
+        "data": config["data"],
+        "task": {k: v for k, v in config["tasks"][task].items() if k != "languages"},
+        "encoder": encoder_settings(config),
+    }
+
+
+def encoder_settings(config: dict) -> dict:
+    enc = dict(config["encoder"])
+    if enc["source"] != "random":
+        enc.pop("config", None)
+        enc.pop("init_seed", None)
+    return enc
+
+
+def is_synthetic(config: dict) -> bool:
+    return config["corpus"]["type"] == "demo"

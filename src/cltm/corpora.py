@@ -1,0 +1,155 @@
+"""Corpora become one manifest per language: utt_id, path, speaker, gender, language, duration, split.
+
+Two readers: a Common Voice release (per-locale folder with TSVs and clips/) and a generic CSV/TSV manifest.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+MANIFEST_COLUMNS = ["utt_id", "path", "speaker", "gender", "language", "duration", "split"]
+
+# Common Voice changed its gender vocabulary in v17; both map to the two labels the tasks use.
+# Everything else (other, transgender, non-binary, do_not_wish_to_say, intersex, empty) is kept
+# in `gender_raw` but gets gender "" and never enters a gender-labelled set.
+GENDER_MAP = {
+    "male": "male",
+    "male_masculine": "male",
+    "m": "male",
+    "female": "female",
+    "female_feminine": "female",
+    "f": "female",
+}
+
+CV_SPLITS = ("train", "dev", "test")
+
+
+class CorpusError(ValueError):
+    """A corpus that cannot be read as configured; the message names the file and what to do."""
+
+
+def normalise_gender(values: pd.Series) -> pd.Series:
+    return values.fillna("").astype(str).str.strip().str.lower().map(lambda g: GENDER_MAP.get(g, ""))
+
+
+def _read_tsv(path: Path) -> pd.DataFrame:
+    # Common Voice TSVs contain quotes inside sentences: disable quoting so rows never merge.
+    return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=3, on_bad_lines="error")
+
+
+def read_common_voice(root: str | Path, lang: str, tsv: str = "validated.tsv") -> pd.DataFrame:
+    """Read `<root>/<lang>/<tsv>` of a Common Voice release; columns are found by header name."""
+    folder = Path(root) / lang
+    table = folder / tsv
+    if not folder.is_dir():
+        present = sorted(p.name for p in Path(root).iterdir() if p.is_dir()) if Path(root).is_dir() else []
+        raise CorpusError(
+            f"Common Voice: no folder for language '{lang}' in {root} "
+            f"(locales present: {', '.join(present) or 'none'}); check 'languages' and 'corpus.common_voice.root'"
+        )
+    if not table.is_file():
+        raise CorpusError(f"Common Voice: {table} is missing; set 'corpus.common_voice.tsv' to a clip list that exists")
+    df = _read_tsv(table)
+    missing = [c for c in ("client_id", "path", "gender") if c not in df.columns]
+    if missing:
+        raise CorpusError(f"Common Voice: {table} lacks column(s) {', '.join(missing)}; found {', '.join(df.columns)}")
+    out = pd.DataFrame(
+        {
+            "utt_id": df["path"].map(lambda p: Path(p).stem),
+            "path": df["path"].map(lambda p: str(folder / "clips" / p)),
+            "speaker": df["client_id"],
+            "gender": normalise_gender(df["gender"]),
+            "gender_raw": df["gender"],
+            "language": lang,
+        }
+    )
+    out["duration"] = _cv_durations(folder, df["path"])
+    out["split"] = _cv_splits(folder, df["path"])
+    return _finish(out, str(table))
+
+
+def _cv_durations(folder: Path, clips: pd.Series) -> np.ndarray:
+    table = folder / "clip_durations.tsv"
+    if not table.is_file():
+        return np.full(len(clips), np.nan)
+    durations = _read_tsv(table)
+    col = next((c for c in durations.columns if c.startswith("duration")), None)
+    if col is None or "clip" not in durations.columns:
+        return np.full(len(clips), np.nan)
+    scale = 1e-3 if "ms" in col else 1.0
+    lookup = dict(zip(durations["clip"], pd.to_numeric(durations[col], errors="coerce") * scale))
+    return clips.map(lambda c: lookup.get(c, np.nan)).to_numpy(dtype=float)
+
+
+def _cv_splits(folder: Path, clips: pd.Series) -> pd.Series:
+    split_of = {}
+    for split in CV_SPLITS:
+        table = folder / f"{split}.tsv"
+        if table.is_file():
+            for clip in _read_tsv(table).get("path", []):
+                split_of[clip] = split
+    return clips.map(lambda c: split_of.get(c, ""))
+
+
+def read_manifest(path: str | Path, lang: str) -> pd.DataFrame:
+    """Read a generic manifest (CSV, or TSV by extension) and keep the rows of `lang`.
+
+    Required columns: path, speaker, gender, language; optional: utt_id, duration (seconds), split.
+    Relative audio paths are taken relative to the manifest's folder.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CorpusError(f"manifest {path} does not exist; set 'corpus.manifest.path'")
+    sep = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
+    df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+    missing = [c for c in ("path", "speaker", "gender", "language") if c not in df.columns]
+    if missing:
+        raise CorpusError(
+            f"manifest {path} lacks column(s) {', '.join(missing)}; found {', '.join(df.columns)}. "
+            "Required: path, speaker, gender, language; optional: utt_id, duration, split"
+        )
+    rows = df[df["language"] == lang]
+    if rows.empty:
+        present = sorted(df["language"].unique())
+        raise CorpusError(f"manifest {path} has no rows for language '{lang}' (languages present: {', '.join(present)})")
+    audio = rows["path"].map(lambda p: str(p if Path(p).is_absolute() else (path.parent / p)))
+    out = pd.DataFrame(
+        {
+            "utt_id": rows["utt_id"] if "utt_id" in rows else audio.map(lambda p: Path(p).stem),
+            "path": audio,
+            "speaker": rows["speaker"],
+            "gender": normalise_gender(rows["gender"]),
+            "gender_raw": rows["gender"],
+            "language": lang,
+            "duration": pd.to_numeric(rows["duration"], errors="coerce") if "duration" in rows else np.nan,
+            "split": rows["split"].str.lower() if "split" in rows else "",
+        }
+    )
+    return _finish(out, str(path))
+
+
+def _finish(df: pd.DataFrame, source: str) -> pd.DataFrame:
+    df = df.reset_index(drop=True)
+    empty_speaker = df["speaker"].fillna("").str.strip() == ""
+    if empty_speaker.any():
+        raise CorpusError(f"{source}: {int(empty_speaker.sum())} row(s) have no speaker id (first: {df.loc[empty_speaker, 'path'].iloc[0]})")
+    dup = df["utt_id"].duplicated()
+    if dup.any():
+        raise CorpusError(f"{source}: duplicate utterance id(s), e.g. '{df.loc[dup, 'utt_id'].iloc[0]}'; utt_id must be unique")
+    return df.sort_values("utt_id", kind="stable").reset_index(drop=True)
+
+
+def load_corpus_language(corpus: dict, lang: str, demo_root: str | Path | None = None) -> pd.DataFrame:
+    """Read one language's manifest from the configured corpus section."""
+    kind = corpus["type"]
+    if kind == "demo":
+        return read_common_voice(demo_root, lang, "validated.tsv")
+    if kind == "common_voice":
+        section = corpus["common_voice"]
+        return read_common_voice(section["root"], lang, section.get("tsv", "validated.tsv"))
+    if kind == "manifest":
+        return read_manifest(corpus["manifest"]["path"], lang)
+    raise CorpusError(f"config key 'corpus.type': unknown corpus type '{kind}'")

@@ -1,0 +1,208 @@
+"""Per-run performance metrics for the two paralinguistic tasks.
+
+Gender identification is scored with macro-F1 (accuracy is logged too);
+speaker verification with ROC-AUC over a trial list, plus EER and the
+normalised minimum detection cost (minDCF) that speaker-recognition users
+expect.  Everything is plain numpy so that evaluation does not need
+scikit-learn at run time; the tests check every function against
+scikit-learn or a brute-force reference.
+
+Conventions
+-----------
+* Binary labels are 0/1 (bools accepted).  For verification, 1 = target
+  trial (same speaker), 0 = non-target trial.
+* Higher scores mean "more likely the same speaker"; a trial is accepted
+  when ``score >= threshold``.
+* EER and minDCF are returned as fractions (0.05 = 5 %), never percentages.
+* minDCF is always *normalised*: ``C_det / min(c_miss * p, c_fa * (1 - p))``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "classification_metrics",
+    "roc_auc",
+    "eer",
+    "min_dcf",
+    "verification_metrics",
+]
+
+
+# --------------------------------------------------------------------------
+# input validation
+# --------------------------------------------------------------------------
+
+
+def _as_binary(values, name: str) -> np.ndarray:
+    """Return ``values`` as a 1-D int array of 0/1, or raise a clear ValueError."""
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
+    if arr.dtype == bool:
+        return arr.astype(np.int64)
+    if arr.size and not np.issubdtype(arr.dtype, np.number):
+        raise ValueError(f"{name} must be numeric 0/1 labels, got dtype {arr.dtype}")
+    bad = ~np.isin(arr, (0, 1))
+    if bad.any():
+        found = np.unique(arr[bad])[:5].tolist()
+        raise ValueError(f"{name} must contain only 0 and 1; also found {found}")
+    return arr.astype(np.int64)
+
+
+def _check_lengths(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:
+    if a.shape[0] != b.shape[0]:
+        raise ValueError(
+            f"{name_a} and {name_b} differ in length: {a.shape[0]} vs {b.shape[0]}"
+        )
+    if a.shape[0] == 0:
+        raise ValueError(f"{name_a} and {name_b} are empty")
+
+
+def _verification_inputs(scores, labels) -> tuple[np.ndarray, np.ndarray]:
+    """Validate a (scores, labels) trial list; return float scores and 0/1 labels."""
+    s = np.asarray(scores, dtype=float)
+    if s.ndim != 1:
+        raise ValueError(f"scores must be 1-D, got shape {s.shape}")
+    y = _as_binary(labels, "labels")
+    _check_lengths(s, y, "scores", "labels")
+    if not np.all(np.isfinite(s)):
+        raise ValueError(
+            f"scores contain {int((~np.isfinite(s)).sum())} non-finite value(s) (NaN/inf)"
+        )
+    n_pos = int(y.sum())
+    n_neg = int(y.size - n_pos)
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError(
+            "verification metrics need both target (1) and non-target (0) trials; "
+            f"got {n_pos} target and {n_neg} non-target trial(s)"
+        )
+    return s, y
+
+
+# --------------------------------------------------------------------------
+# classification (gender identification)
+# --------------------------------------------------------------------------
+
+
+def classification_metrics(y_true, y_pred) -> dict:
+    """Macro-F1 and accuracy for binary 0/1 labels.
+
+    Macro-F1 averages the F1 of *both* classes, even when a class never
+    occurs in ``y_true`` or is never predicted; such a class has F1 = 0
+    (scikit-learn's ``f1_score(average="macro", labels=[0, 1],
+    zero_division=0)``).
+
+    Returns ``{"macro_f1": float, "accuracy": float}``.
+    """
+    t = _as_binary(y_true, "y_true")
+    p = _as_binary(y_pred, "y_pred")
+    _check_lengths(t, p, "y_true", "y_pred")
+
+    f1s = []
+    for cls in (0, 1):
+        tp = np.sum((t == cls) & (p == cls))
+        fp = np.sum((t != cls) & (p == cls))
+        fn = np.sum((t == cls) & (p != cls))
+        denom = 2 * tp + fp + fn  # F1 = 2TP / (2TP + FP + FN), equal to 2PR/(P+R)
+        f1s.append(0.0 if denom == 0 else 2.0 * tp / denom)
+    return {"macro_f1": float(np.mean(f1s)), "accuracy": float(np.mean(t == p))}
+
+
+# --------------------------------------------------------------------------
+# verification (speaker verification)
+# --------------------------------------------------------------------------
+
+
+def _roc_points(s: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """False-acceptance and false-rejection rates at every distinct threshold.
+
+    Points run from "accept nothing" (FAR 0, FRR 1) to "accept everything"
+    (FAR 1, FRR 0); tied scores form a single point, so a tie is crossed
+    as one straight ROC segment (the trapezoid convention).
+    """
+    order = np.argsort(-s, kind="mergesort")
+    s_sorted, y_sorted = s[order], y[order]
+    # last index of each run of equal scores = one threshold each
+    last_of_run = np.r_[np.nonzero(np.diff(s_sorted))[0], s_sorted.size - 1]
+    tp = np.cumsum(y_sorted)[last_of_run]
+    fp = (last_of_run + 1) - tp
+    n_pos, n_neg = y.sum(), y.size - y.sum()
+    far = np.r_[0.0, fp / n_neg]
+    frr = np.r_[1.0, 1.0 - tp / n_pos]
+    return far, frr
+
+
+def roc_auc(scores, labels) -> float:
+    """Area under the ROC curve (labels 1 = target trial).
+
+    Computed as the Mann-Whitney statistic with average ranks for ties,
+    which equals the trapezoidal area of scikit-learn's ``roc_auc_score``.
+    """
+    s, y = _verification_inputs(scores, labels)
+    # average ranks (1-based) so that ties count as half a win
+    order = np.argsort(s, kind="mergesort")
+    s_sorted = s[order]
+    starts = np.r_[0, np.nonzero(np.diff(s_sorted))[0] + 1]
+    ends = np.r_[starts[1:], s_sorted.size]
+    mean_rank = (starts + ends + 1) / 2.0  # mean of ranks starts+1 .. ends
+    ranks = np.empty_like(s)
+    ranks[order] = np.repeat(mean_rank, ends - starts)
+    n_pos = float(y.sum())
+    n_neg = float(y.size) - n_pos
+    u = ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2.0
+    return float(u / (n_pos * n_neg))
+
+
+def eer(scores, labels) -> float:
+    """Equal error rate as a fraction.
+
+    The ROC (FAR, FRR at every distinct threshold) is treated as piecewise
+    linear and the EER is the point on it where FAR = FRR, i.e. the same
+    linear interpolation that SpeechBrain/WeSpeaker do with
+    ``brentq(lambda x: 1 - x - interp1d(fpr, tpr)(x), 0, 1)``.
+    """
+    s, y = _verification_inputs(scores, labels)
+    far, frr = _roc_points(s, y)
+    diff = frr - far  # +1 at "accept nothing", -1 at "accept everything", non-increasing
+    k = int(np.argmax(diff <= 0))  # first point at or past the crossing (k >= 1)
+    if diff[k] == 0:
+        return float(far[k])
+    # the crossing lies on the segment (k-1, k): interpolate linearly along it
+    t = diff[k - 1] / (diff[k - 1] - diff[k])
+    return float(far[k - 1] + t * (far[k] - far[k - 1]))
+
+
+def min_dcf(scores, labels, p_target, c_miss=1.0, c_fa=1.0) -> float:
+    """Normalised minimum detection cost.
+
+    ``min over thresholds of (c_miss * p * P_miss + c_fa * (1 - p) * P_fa)
+    / min(c_miss * p, c_fa * (1 - p))``; thresholds include "accept
+    nothing" and "accept everything", so the result is at most 1.
+    """
+    if not 0.0 < float(p_target) < 1.0:
+        raise ValueError(f"p_target must lie strictly between 0 and 1, got {p_target}")
+    if c_miss <= 0 or c_fa <= 0:
+        raise ValueError(f"c_miss and c_fa must be positive, got {c_miss} and {c_fa}")
+    s, y = _verification_inputs(scores, labels)
+    far, frr = _roc_points(s, y)
+    c_det = c_miss * p_target * frr + c_fa * (1.0 - p_target) * far
+    c_default = min(c_miss * p_target, c_fa * (1.0 - p_target))
+    return float(c_det.min() / c_default)
+
+
+def verification_metrics(scores, labels) -> dict:
+    """All verification metrics of one trial list.
+
+    Returns ``{"roc_auc", "eer", "min_dcf_p0.01", "min_dcf_p0.05"}``
+    (EER and minDCF as fractions; minDCF normalised, c_miss = c_fa = 1,
+    p_target 0.01 as NIST/WeSpeaker and 0.05 as VoxSRC).
+    """
+    s, y = _verification_inputs(scores, labels)
+    return {
+        "roc_auc": roc_auc(s, y),
+        "eer": eer(s, y),
+        "min_dcf_p0.01": min_dcf(s, y, 0.01),
+        "min_dcf_p0.05": min_dcf(s, y, 0.05),
+    }

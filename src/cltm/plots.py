@@ -1,0 +1,279 @@
+"""Figures: the transfer-matrix heatmap and the per-target baselines.
+
+Figures are built on ``matplotlib.figure.Figure`` with an Agg canvas, never
+through pyplot, so nothing depends on (or changes) a global backend and no
+figure stays open after a call.  Every figure is written as PNG (150 dpi)
+and SVG (text kept as text, so titles and footnotes are searchable and
+editable).
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+__all__ = ["plot_matrix", "plot_baselines", "flag_footnote", "FLAG_FOOTNOTE"]
+
+FLAG_MARK = "†"
+
+
+def flag_footnote(flag_z: float = 2.0) -> str:
+    """The footnote printed under a figure with flagged rows."""
+    return (f"{FLAG_MARK} Perf(i+i) \u2212 Perf(i) not clearly positive "
+            f"(\u2264 {flag_z:g} SE): CLTM unreliable")
+
+
+FLAG_FOOTNOTE = flag_footnote(2.0)
+DPI = 150
+CMAP = "RdBu"  # red = donor hurts, blue = donor helps
+
+
+# --------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------
+
+
+def _new_figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)  # gives the figure a renderer for layout measurements
+    return fig
+
+
+def _wrap_title(title: str, width_in: float) -> str:
+    """Wrap a long title to the figure width; every word is kept."""
+    chars = max(40, int(width_in * 11))
+    return "\n".join(textwrap.wrap(title, chars, break_long_words=False)) or title
+
+
+def _flagged_set(flagged_rows, index) -> set:
+    """Accept an iterable of row labels or a boolean Series indexed by row label."""
+    if flagged_rows is None:
+        return set()
+    if isinstance(flagged_rows, pd.Series) and flagged_rows.dtype == bool:
+        return {str(k) for k, v in flagged_rows.items() if v}
+    labels = {str(x) for x in flagged_rows}
+    unknown = labels - {str(x) for x in index}
+    if unknown:
+        raise ValueError(f"flagged rows {sorted(unknown)} are not rows of the matrix")
+    return labels
+
+
+def _colour_bound(values: np.ndarray, center: float, mark: float) -> float:
+    """Half-width of the colour range around ``center``.
+
+    Robust: the 95th percentile of |value - center|, so that a single
+    exploding cell (e.g. -12) does not wash out every other colour; never
+    narrower than needed to show ``mark``.  Cells beyond it are drawn in
+    the end colour; their annotation still shows the true value.
+    """
+    dev = np.abs(values[np.isfinite(values)] - center)
+    bound = float(np.percentile(dev, 95)) if dev.size else 0.0
+    bound = max(bound, abs(mark - center) * 1.05)
+    return bound if np.isfinite(bound) and bound > 0 else 1.0
+
+
+def _text_colour(rgba) -> str:
+    """Black or white, whichever reads better on the cell colour."""
+    r, g, b = rgba[:3]
+    return "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"
+
+
+def _fmt(x: float) -> str:
+    return "n/a" if np.isnan(x) else f"{x:.2f}"
+
+
+def _below(fig: Figure, artist) -> tuple[float, float]:
+    """Figure coordinates just under the left edge of what ``artist`` draws."""
+    box = artist.get_tightbbox(fig.canvas.get_renderer()).transformed(fig.transFigure.inverted())
+    return box.x0, box.y0 - 0.12 / fig.get_figheight()  # 0.12 in gap
+
+
+def _add_footnote(fig: Figure, anchor, text: str, fontsize: float = 9) -> None:
+    """Put ``text`` under ``anchor`` (an axes with its tick labels, or a legend)."""
+    x, y = _below(fig, anchor)
+    fig.text(x, y, text, ha="left", va="top", fontsize=fontsize, style="italic")
+
+
+def _save(fig: Figure, path_png, path_svg) -> None:
+    for path in (path_png, path_svg):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    # the canvas is cropped/grown to everything drawn (title and footnote wherever they
+    # fall); measured once here, because bbox_inches="tight" would re-draw per format
+    box = fig.get_tightbbox(fig.canvas.get_renderer()).padded(0.15)
+    fig.savefig(path_png, dpi=DPI, bbox_inches=box, format="png")
+    with matplotlib.rc_context({"svg.fonttype": "none"}):  # keep text as <text>
+        fig.savefig(path_svg, bbox_inches=box, format="svg")
+
+
+# --------------------------------------------------------------------------
+# public plots
+# --------------------------------------------------------------------------
+
+
+def plot_matrix(
+    matrix: pd.DataFrame,
+    se: pd.DataFrame,
+    flagged_rows,
+    *,
+    title: str,
+    path_png,
+    path_svg,
+    value_label: str = "CLTM",
+    center: float = 0.0,
+    mark: float = 1.0,
+    flag_z: float = 2.0,
+) -> None:
+    """Heatmap of a transfer matrix with per-cell standard errors.
+
+    Rows are targets i (tested), columns donors j (added).  Each cell shows
+    ``value`` over ``±se``.  ``flagged_rows`` (labels, or a boolean Series
+    such as ``result.baselines["flagged"]``) are hatched, their values get
+    a "†" and a footnote explains it.  The colour map diverges at
+    ``center``; ``mark`` (1 = as good as more target data) is drawn on the
+    colour bar.  ``flag_z`` only enters the footnote text (use the value
+    the flags were computed with, ``TransferResult.flag_z``).
+    """
+    matrix = matrix.astype(float)
+    se = se.reindex(index=matrix.index, columns=matrix.columns).astype(float)
+    values, errors = matrix.to_numpy(), se.to_numpy()
+    n_rows, n_cols = values.shape
+    flagged = _flagged_set(flagged_rows, matrix.index)
+
+    # about 0.6 in per cell keeps two annotation lines legible from 2 to 54 languages;
+    # the layout is fixed in inches so margins and colour bar do not scale with n
+    cell = float(np.clip(6.0 / max(n_rows, n_cols), 0.62, 1.1))
+    left, bottom, top, right, gap, bar = 1.0, 0.9, 0.9, 1.1, 0.25, 0.22
+    map_w, map_h = cell * n_cols, cell * n_rows
+    width, height = left + map_w + gap + bar + right, bottom + map_h + top
+    fig = _new_figure(width, height)
+    ax = fig.add_axes([left / width, bottom / height, map_w / width, map_h / height])
+    cax = fig.add_axes([(left + map_w + gap) / width, bottom / height, bar / width, map_h / height])
+
+    # an exploding flagged row should not wash out the colours of the reliable rows
+    reliable = np.array([str(t) not in flagged for t in matrix.index])
+    bound = _colour_bound(values[reliable] if reliable.any() else values, center, mark)
+    norm = Normalize(vmin=center - bound, vmax=center + bound)
+    finite = values[np.isfinite(values)]
+    below = finite.size and finite.min() < norm.vmin
+    above = finite.size and finite.max() > norm.vmax
+    extend = {(True, True): "both", (True, False): "min", (False, True): "max"}.get(
+        (bool(below), bool(above)), "neither"
+    )
+
+    sns.heatmap(
+        matrix.clip(lower=norm.vmin, upper=norm.vmax),  # colours clip; annotations don't
+        ax=ax,
+        cbar_ax=cax,
+        cmap=CMAP,
+        norm=norm,
+        annot=False,
+        linewidths=0.5,
+        linecolor="white",
+        square=False,
+        cbar_kws={"extend": extend, "label": value_label},
+    )
+    ax.set_facecolor("0.85")  # NaN cells show as grey
+    cmap = matplotlib.colormaps[CMAP]
+    fontsize = 7 if cell < 0.8 else 9
+
+    for r, target in enumerate(matrix.index):
+        is_flagged = str(target) in flagged
+        for c in range(n_cols):
+            v, e = values[r, c], errors[r, c]
+            shown = np.clip(v, norm.vmin, norm.vmax)  # the colour actually drawn
+            colour = _text_colour(cmap(norm(shown))) if np.isfinite(v) else "black"
+            text = f"{_fmt(v)}{FLAG_MARK if is_flagged else ''}\n\u00b1{_fmt(e)}"
+            label = ax.text(c + 0.5, r + 0.5, text, ha="center", va="center",
+                            fontsize=fontsize, color=colour)
+            label.set_in_layout(False)  # inside its cell: no need to measure it for layout
+        if is_flagged:
+            ax.add_patch(Rectangle((0, r), n_cols, 1, fill=False, hatch="///",
+                                   edgecolor="0.25", linewidth=0, alpha=0.45))
+
+    # outline the diagonal (1 by construction) when rows and columns are the same languages
+    for r, target in enumerate(matrix.index):
+        if target in matrix.columns:
+            c = list(matrix.columns).index(target)
+            ax.add_patch(Rectangle((c, r), 1, 1, fill=False, edgecolor="black", linewidth=1.2))
+
+    short = n_cols <= 6 and max(len(str(c)) for c in matrix.columns) <= 6
+    ax.set_xticks(np.arange(n_cols) + 0.5)
+    ax.set_xticklabels([str(c) for c in matrix.columns], rotation=0 if short else 90)
+    ax.set_yticks(np.arange(n_rows) + 0.5)
+    ax.set_yticklabels([f"{t} {FLAG_MARK}" if str(t) in flagged else str(t)
+                        for t in matrix.index], rotation=0)
+    # headings grow a little with the matrix so they stay readable next to it
+    heading = float(np.clip(10 + 0.15 * max(n_rows, n_cols), 11, 18))
+    ax.set_xlabel("donor j (added)", fontsize=heading - 1)
+    ax.set_ylabel("target i (tested)", fontsize=heading - 1)
+    ax.set_title(_wrap_title(title, width), fontsize=heading, pad=10)
+
+    # mark the reference value on the colour bar: a line plus a labelled tick
+    if norm.vmin <= mark <= norm.vmax:
+        cbar = ax.collections[0].colorbar
+        cax.axhline(mark, color="black", linewidth=2)
+        ticks = [t for t in cbar.get_ticks() if norm.vmin <= t <= norm.vmax]
+        ticks = sorted({round(float(t), 6) for t in ticks} | {float(mark)})
+        cbar.set_ticks(ticks, labels=[f"{t:g}" + (" \u25c0" if t == mark else "") for t in ticks])
+
+    if flagged:
+        _add_footnote(fig, ax, flag_footnote(flag_z), fontsize=heading - 2)
+    _save(fig, path_png, path_svg)
+
+
+def plot_baselines(
+    baselines: pd.DataFrame, *, metric: str, title: str, path_png, path_svg, flag_z: float = 2.0
+) -> None:
+    """Perf(i) and Perf(i+i) per target with ±SE bars: the CLTM denominator made visible.
+
+    ``baselines`` is ``TransferResult.baselines`` (index = target, or a
+    ``target`` column) with perf_single(_se), perf_dual(_se) and optionally
+    ``flagged``; flagged targets get a "†" and the footnote.
+    """
+    df = baselines.set_index("target") if "target" in baselines.columns else baselines
+    targets = [str(t) for t in df.index]
+    n = len(targets)
+    flagged = (
+        {str(t) for t, f in df["flagged"].items() if bool(f)} if "flagged" in df.columns else set()
+    )
+
+    width = max(5.0, 1.8 + 0.38 * n)
+    fig = _new_figure(width, 4.2)
+    ax = fig.add_subplot(1, 1, 1)
+    x = np.arange(n)
+    offset = 0.15
+    single, dual = df["perf_single"].to_numpy(float), df["perf_dual"].to_numpy(float)
+
+    # a thin segment per target shows the gap D - A the CLTM divides by
+    ax.vlines(x, np.minimum(single, dual), np.maximum(single, dual), color="0.75", linewidth=4, zorder=1)
+    ax.errorbar(x - offset, single, yerr=df["perf_single_se"].to_numpy(float), fmt="o",
+                color="tab:orange", capsize=3, label="Perf(i): single (N clips of i)", zorder=3)
+    ax.errorbar(x + offset, dual, yerr=df["perf_dual_se"].to_numpy(float), fmt="s",
+                color="tab:blue", capsize=3, label="Perf(i+i): dual (2N clips of i)", zorder=3)
+
+    ax.set_xticks(x)
+    ax.set_xticklabels([f"{t} {FLAG_MARK}" if t in flagged else t for t in targets],
+                       rotation=90 if n > 8 else 0)
+    ax.set_xlim(-0.6, n - 0.4)
+    ax.set_xlabel("target i (tested)")
+    ax.set_ylabel(f"{metric} (mean \u00b1 SE over seeds)")
+    ax.set_title(_wrap_title(title, width), fontsize=11, pad=10)
+    ax.grid(axis="y", color="0.9")
+    ax.set_axisbelow(True)
+    # legend and footnote go below the tick labels, whatever their length
+    handles, labels = ax.get_legend_handles_labels()
+    legend = fig.legend(handles, labels, loc="upper left", bbox_to_anchor=_below(fig, ax),
+                        ncol=2, frameon=False, fontsize=8)
+
+    if flagged:
+        _add_footnote(fig, legend, flag_footnote(flag_z))
+    _save(fig, path_png, path_svg)

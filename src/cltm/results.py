@@ -1,0 +1,37 @@
+"""Run records: one JSON per run, gathered into one long table (every run, nothing filtered)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from cltm.io import read_json
+
+
+class StaleRunsError(ValueError):
+    """Runs made under different settings would be mixed in one matrix."""
+
+
+def load_runs(paths) -> pd.DataFrame:
+    """One row per run: identity, every metric, sizes, timing and the config digest."""
+    rows = []
+    for path in paths:
+        rec = read_json(path)
+        row = {k: rec[k] for k in ("task", "target", "condition", "donor", "seed", "metric", "value")}
+        row.update(rec["metrics"])
+        row.update({f"n_{k}": v for k, v in rec["sizes"].items()})
+        row.update(loss_first=rec["loss"]["first"], loss_last=rec["loss"]["last"],
+                   train_s=rec["timing"]["train_s"], eval_s=rec["timing"]["eval_s"], wall_s=rec.get("wall_s"),
+                   device=rec["device"], config_digest=rec["config_digest"], file=str(path))
+        rows.append(row)
+    runs = pd.DataFrame(rows)
+    digests = runs["config_digest"].unique()
+    if len(digests) > 1:
+        counts = runs.groupby("config_digest")["file"].agg(["count", "first"])
+        detail = "; ".join(f"{d}: {c['count']} runs (e.g. {c['first']})" for d, c in counts.iterrows())
+        raise StaleRunsError(
+            f"runs of one matrix were made under different settings ({detail}). Rerun the stale ones, e.g. "
+            "`snakemake --cores N --forcerun finetune`, or delete the run files of the old settings"
+        )
+    return runs.sort_values(["target", "condition", "seed"], kind="stable").reset_index(drop=True)

@@ -1,0 +1,131 @@
+"""One lean fine-tuning loop shared by every task: encoder + pooling + linear head, cross-entropy."""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Classifier(nn.Module):
+    """Encoder, mean pooling over time, linear head.
+
+    pooling 'last' uses the last layer; 'last4' the average of the last four hidden layers (the
+    speaker embedding of the reference method), so the classifier trains the representation
+    that verification later scores.
+    """
+
+    def __init__(self, encoder: nn.Module, n_classes: int, pooling: str = "last"):
+        super().__init__()
+        if pooling not in ("last", "last4"):
+            raise ValueError(f"unknown pooling '{pooling}' (use 'last' or 'last4')")
+        self.encoder, self.pooling = encoder, pooling
+        self.head = nn.Linear(encoder.config.hidden_size, n_classes)
+
+    def embed(self, waves: torch.Tensor) -> torch.Tensor:
+        out = self.encoder(waves, output_hidden_states=self.pooling == "last4")
+        if self.pooling == "last":
+            frames = out.last_hidden_state
+        else:
+            frames = torch.stack(out.hidden_states[-4:]).mean(dim=0)
+        return frames.mean(dim=1)
+
+    def forward(self, waves: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(waves))
+
+
+def seed_everything(seed: int) -> None:
+    """torch (weights, dropout), numpy (HuBERT's time masking draws from np.random) and random."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+def lr_lambda(schedule: str, total_steps: int, warmup_ratio: float):
+    warmup = math.ceil(warmup_ratio * total_steps) if warmup_ratio > 0 else 0
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if schedule == "linear":
+            return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+        return 1.0
+
+    return factor
+
+
+def make_batch(waves: list[np.ndarray], crop: int | None, generator: torch.Generator) -> torch.Tensor:
+    """Random crops of one common length: min(crop, shortest clip in the batch).
+
+    HuBERT's group-normalised feature encoder takes no attention mask, so zero padding would change
+    its output; equal-length crops avoid padding altogether (batch size 1 + no crop = whole utterances).
+    """
+    length = min(w.size for w in waves)
+    if crop:
+        length = min(length, crop)
+    out = []
+    for w in waves:
+        start = int(torch.randint(0, w.size - length + 1, (1,), generator=generator))
+        out.append(torch.from_numpy(np.ascontiguousarray(w[start:start + length])))
+    return torch.stack(out)
+
+
+def fine_tune(model: Classifier, waves: list[np.ndarray], labels: np.ndarray, cfg: dict, *, seed: int,
+              device: torch.device, sample_rate: int = 16000, log=print) -> dict:
+    """Fine-tune the whole model (feature encoder included) with AdamW; return a loss summary."""
+    n = len(waves)
+    bs = cfg["batch_size"]
+    steps_per_epoch = math.ceil(n / bs)
+    total = cfg["epochs"] * steps_per_epoch
+    crop = int(cfg["crop_seconds"] * sample_rate) if cfg.get("crop_seconds") else None
+    optimiser = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, lr_lambda(cfg["schedule"], total, cfg["warmup_ratio"]))
+    generator = torch.Generator().manual_seed(seed)
+    targets = torch.as_tensor(labels, dtype=torch.long)
+    model.to(device).train()
+    losses, epoch_means, step, t0 = [], [], 0, time.perf_counter()
+    report_every = max(1, total // 10)
+    for epoch in range(cfg["epochs"]):
+        order = torch.randperm(n, generator=generator).tolist()
+        epoch_losses = []
+        for b in range(steps_per_epoch):
+            idx = order[b * bs:(b + 1) * bs]
+            x = make_batch([waves[i] for i in idx], crop, generator).to(device)
+            loss = F.cross_entropy(model(x), targets[idx].to(device))
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.get("grad_clip"):
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
+            optimiser.step()
+            scheduler.step()
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise FloatingPointError(f"training loss became {value} at step {step + 1}/{total}; lower the learning rate")
+            losses.append(value)
+            epoch_losses.append(value)
+            step += 1
+            if step % report_every == 0 or step == total:
+                log(f"epoch {epoch + 1}/{cfg['epochs']} step {step}/{total} loss {value:.4f} "
+                    f"({time.perf_counter() - t0:.1f} s)")
+        epoch_means.append(float(np.mean(epoch_losses)))
+    return {"steps": total, "first": losses[0], "last": losses[-1], "epoch_means": epoch_means}
+
+
+@torch.inference_mode()
+def embed_clips(model: Classifier, waves: list[np.ndarray], device: torch.device) -> torch.Tensor:
+    """One clip at a time, whole (no padding, no crop): exact and independent of batch composition."""
+    model.to(device).eval()
+    return torch.cat([model.embed(torch.from_numpy(w).to(device)[None]) for w in waves]).cpu()
+
+
+@torch.inference_mode()
+def predict_proba(model: Classifier, waves: list[np.ndarray], device: torch.device) -> np.ndarray:
+    """Class probabilities per clip, one whole clip at a time."""
+    model.to(device).eval()
+    logits = torch.cat([model(torch.from_numpy(w).to(device)[None]) for w in waves]).cpu()
+    return torch.softmax(logits, dim=-1).numpy()

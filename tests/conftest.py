@@ -1,0 +1,70 @@
+"""Shared fixtures: real audio files written by the tests, the default config, tiny real encoders."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY_ENCODER = {
+    "hidden_size": 32,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "conv_dim": [16, 16, 16, 16, 16, 16, 16],
+    "num_conv_pos_embeddings": 16,
+    "num_conv_pos_embedding_groups": 4,
+}
+
+
+@pytest.fixture(scope="session")
+def default_config() -> dict:
+    return yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+
+
+@pytest.fixture
+def config(default_config) -> dict:
+    return copy.deepcopy(default_config)
+
+
+def tone(freq: float, seconds: float, sr: int, amp: float = 0.3) -> np.ndarray:
+    t = np.arange(int(seconds * sr)) / sr
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def make_manifest(lang: str, speakers_per_gender: int, clips_per_speaker: int, unlabelled: int = 0) -> pd.DataFrame:
+    """Metadata only (selection never decodes audio)."""
+    rows = []
+    for gender in ("male", "female"):
+        for s in range(speakers_per_gender):
+            for c in range(clips_per_speaker):
+                rows.append((f"{lang}_{gender}{s}_{c:03d}", f"/nowhere/{lang}_{gender}{s}_{c}.wav",
+                             f"{lang}-{gender}-{s}", gender, lang, 2.0, ""))
+    for s in range(unlabelled):
+        for c in range(clips_per_speaker):
+            rows.append((f"{lang}_x{s}_{c:03d}", f"/nowhere/{lang}_x{s}_{c}.wav", f"{lang}-x-{s}", "", lang, 2.0, ""))
+    return pd.DataFrame(rows, columns=["utt_id", "path", "speaker", "gender", "language", "duration", "split"])
+
+
+@pytest.fixture(scope="session")
+def demo_release(tmp_path_factory) -> Path:
+    """A small synthetic Common Voice-shaped release (real speech from eSpeak NG) for two languages."""
+    from cltm.synth import synthesize_language
+
+    root = tmp_path_factory.mktemp("demo_release")
+    for lang in ("en", "tr"):
+        synthesize_language(lang, root / lang, n_speakers_per_gender=4, utterances_per_speaker=6, seed=3)
+    return root
+
+
+def write_wav(path: Path, wave: np.ndarray, sr: int, fmt: str | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), wave, sr, format=fmt)
+    return path

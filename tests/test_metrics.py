@@ -1,0 +1,166 @@
+"""cltm.metrics against scikit-learn and brute-force references."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.interpolate import interp1d
+from scipy.optimize import brentq
+from sklearn.metrics import accuracy_score, f1_score, roc_auc_score, roc_curve
+
+from cltm.metrics import classification_metrics, eer, min_dcf, roc_auc, verification_metrics
+
+
+def _trial_lists(seed: int = 0, n_lists: int = 40):
+    """Random trial lists, half of them with heavily tied (rounded) scores."""
+    rng = np.random.default_rng(seed)
+    for k in range(n_lists):
+        n = int(rng.integers(4, 400))
+        labels = rng.integers(0, 2, n)
+        labels[:2] = [0, 1]  # both classes always present
+        scores = rng.normal(size=n) + rng.uniform(0, 2) * labels
+        if k % 2:
+            scores = np.round(scores, 1)  # many ties
+        yield scores, labels
+
+
+def _reference_eer(scores, labels) -> float:
+    """EER as WeSpeaker computes it: root of 1 - x - tpr(x) on the interpolated ROC."""
+    fpr, tpr, _ = roc_curve(labels, scores)
+    return brentq(lambda x: 1.0 - x - interp1d(fpr, tpr)(x), 0.0, 1.0, xtol=1e-12)
+
+
+def _brute_force_min_dcf(scores, labels, p, c_miss=1.0, c_fa=1.0) -> float:
+    """Loop over every threshold (accept when score >= t), plus 'accept nothing'."""
+    scores, labels = np.asarray(scores, float), np.asarray(labels)
+    n_pos, n_neg = (labels == 1).sum(), (labels == 0).sum()
+    best = np.inf
+    for t in np.r_[np.unique(scores), np.inf]:
+        accept = scores >= t
+        p_miss = np.sum(~accept & (labels == 1)) / n_pos
+        p_fa = np.sum(accept & (labels == 0)) / n_neg
+        best = min(best, c_miss * p * p_miss + c_fa * (1 - p) * p_fa)
+    return best / min(c_miss * p, c_fa * (1 - p))
+
+
+# -------------------------------------------------------------- classification
+
+
+def test_classification_matches_sklearn_on_random_labels():
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        n = int(rng.integers(1, 60))
+        y_true, y_pred = rng.integers(0, 2, n), rng.integers(0, 2, n)
+        got = classification_metrics(y_true, y_pred)
+        ref_f1 = f1_score(y_true, y_pred, average="macro", labels=[0, 1], zero_division=0)
+        assert got["macro_f1"] == pytest.approx(ref_f1, abs=1e-12)
+        assert got["accuracy"] == pytest.approx(accuracy_score(y_true, y_pred), abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    "y_true, y_pred",
+    [
+        ([0, 1, 0, 1], [1, 1, 1, 1]),  # class 0 never predicted
+        ([1, 1, 1, 1], [1, 1, 0, 1]),  # class 0 never occurs
+        ([0, 0, 0], [0, 0, 0]),  # class 1 neither occurs nor is predicted
+        ([True, False, True], [True, True, True]),  # bools accepted
+    ],
+)
+def test_classification_degenerate_classes_follow_sklearn(y_true, y_pred):
+    got = classification_metrics(y_true, y_pred)
+    ref = f1_score(y_true, y_pred, average="macro", labels=[0, 1], zero_division=0)
+    assert got["macro_f1"] == pytest.approx(ref, abs=1e-12)
+
+
+def test_classification_hand_example():
+    # class 1: TP 2, FP 1, FN 0 -> F1 0.8; class 0: TP 1, FP 0, FN 1 -> F1 2/3
+    got = classification_metrics([0, 0, 1, 1], [0, 1, 1, 1])
+    assert got["macro_f1"] == pytest.approx((0.8 + 2 / 3) / 2)
+    assert got["accuracy"] == pytest.approx(0.75)
+
+
+def test_classification_errors():
+    with pytest.raises(ValueError, match="differ in length: 3 vs 2"):
+        classification_metrics([0, 1, 1], [0, 1])
+    with pytest.raises(ValueError, match="only 0 and 1"):
+        classification_metrics([0, 2], [0, 1])
+
+
+# ---------------------------------------------------------------- verification
+
+
+def test_roc_auc_matches_sklearn_random_and_tied():
+    for scores, labels in _trial_lists():
+        assert roc_auc(scores, labels) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+
+
+def test_roc_auc_all_tied_is_half():
+    assert roc_auc([0.3] * 6, [0, 1, 0, 1, 1, 0]) == pytest.approx(0.5)
+
+
+def test_eer_matches_interpolated_roc_reference():
+    for scores, labels in _trial_lists(seed=2):
+        assert eer(scores, labels) == pytest.approx(_reference_eer(scores, labels), abs=1e-9)
+
+
+def test_eer_hand_examples():
+    # perfectly separated -> 0; perfectly inverted -> 1
+    assert eer([0.1, 0.2, 0.8, 0.9], [0, 0, 1, 1]) == 0.0
+    assert eer([0.9, 0.8, 0.2, 0.1], [0, 0, 1, 1]) == 1.0
+    # one swapped pair among 2+2 trials: ROC (0,0)->(0,.5)->(.5,.5)->(.5,1)->(1,1), EER 0.5 at FAR=FRR
+    assert eer([0.1, 0.6, 0.5, 0.9], [0, 0, 1, 1]) == pytest.approx(0.5)
+    # crossing inside a sloped segment: scores tied between a target and a non-target
+    # (FAR, FRR) goes (0, 1/2) -> (1/2, 0) in one straight step, so FRR = 1/2 - FAR there
+    # and FAR = FRR at 1/4 (no threshold achieves it: it is the interpolated point)
+    assert eer([0.1, 0.5, 0.5, 0.9], [0, 0, 1, 1]) == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize("p", [0.01, 0.05])
+def test_min_dcf_matches_brute_force(p):
+    for scores, labels in _trial_lists(seed=3, n_lists=25):
+        got = min_dcf(scores, labels, p)
+        assert got == pytest.approx(_brute_force_min_dcf(scores, labels, p), abs=1e-12)
+    scores, labels = next(_trial_lists(seed=4))
+    assert min_dcf(scores, labels, p, c_miss=10, c_fa=1) == pytest.approx(
+        _brute_force_min_dcf(scores, labels, p, c_miss=10, c_fa=1), abs=1e-12
+    )
+
+
+def test_min_dcf_hand_example():
+    # 2 targets (0.9, 0.4), 2 non-targets (0.6, 0.1), p = 0.05:
+    #   t = 0.9: P_miss 1/2, P_fa 0   -> 0.05*0.5           = 0.025
+    #   t = 0.6: P_miss 1/2, P_fa 1/2 -> 0.025 + 0.95*0.5   = 0.5
+    #   t = 0.4: P_miss 0,   P_fa 1/2 -> 0.475
+    #   reject all -> 0.05, accept all -> 0.95; min 0.025, normalised by 0.05 -> 0.5
+    assert min_dcf([0.9, 0.4, 0.6, 0.1], [1, 1, 0, 0], 0.05) == pytest.approx(0.5)
+    # perfect separation costs nothing; a useless system costs the default (1)
+    assert min_dcf([0.1, 0.2, 0.8, 0.9], [0, 0, 1, 1], 0.01) == 0.0
+    assert min_dcf([0.9, 0.8, 0.2, 0.1], [0, 0, 1, 1], 0.01) == pytest.approx(1.0)
+
+
+def test_verification_metrics_keys_and_values():
+    scores, labels = next(_trial_lists(seed=5))
+    got = verification_metrics(scores, labels)
+    assert set(got) == {"roc_auc", "eer", "min_dcf_p0.01", "min_dcf_p0.05"}
+    assert got["roc_auc"] == pytest.approx(roc_auc_score(labels, scores))
+    assert got["eer"] == pytest.approx(_reference_eer(scores, labels), abs=1e-9)
+    assert got["min_dcf_p0.01"] == pytest.approx(_brute_force_min_dcf(scores, labels, 0.01))
+    assert got["min_dcf_p0.05"] == pytest.approx(_brute_force_min_dcf(scores, labels, 0.05))
+    assert all(isinstance(v, float) for v in got.values())
+
+
+@pytest.mark.parametrize("fn", [roc_auc, eer, verification_metrics, lambda s, y: min_dcf(s, y, 0.01)])
+def test_verification_errors_are_clear(fn):
+    with pytest.raises(ValueError, match=r"both target .* got 3 target and 0 non-target"):
+        fn([0.1, 0.2, 0.3], [1, 1, 1])
+    with pytest.raises(ValueError, match=r"got 0 target and 2 non-target"):
+        fn([0.1, 0.2], [0, 0])
+    with pytest.raises(ValueError, match="differ in length: 3 vs 2"):
+        fn([0.1, 0.2, 0.3], [0, 1])
+    with pytest.raises(ValueError, match="non-finite"):
+        fn([0.1, np.nan], [0, 1])
+
+
+def test_min_dcf_rejects_bad_prior():
+    with pytest.raises(ValueError, match="p_target"):
+        min_dcf([0.1, 0.9], [0, 1], 1.0)

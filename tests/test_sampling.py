@@ -1,0 +1,113 @@
+import pandas as pd
+import pytest
+
+from conftest import make_manifest
+from cltm.sampling import (
+    SelectionError,
+    data_summary,
+    make_trials,
+    select_all,
+    select_gender,
+    select_language,
+    select_speaker,
+    split_test_speakers,
+)
+
+
+def _cfg(config):
+    config["tasks"]["gender"].update(n_per_class=6, max_clips_per_speaker=3)
+    config["tasks"]["speaker"].update(n_utterances=12, max_utterances_per_speaker=4, max_positives_per_speaker=5)
+    config["data"]["test"].update(speakers_per_gender=2, min_clips_per_speaker=4, max_clips_per_speaker=5)
+    return config
+
+
+def test_test_split_is_speaker_disjoint_and_balanced(config):
+    m = make_manifest("en", speakers_per_gender=8, clips_per_speaker=8, unlabelled=2)
+    sel = select_language(_cfg(config), m, "en")
+    for task, s in sel.items():
+        spk = dict(zip(m["utt_id"], m["speaker"]))
+        test_spk = {spk[u] for u in s["test"]}
+        train_spk = {spk[u] for u in s["single"] + s["extra"]}
+        assert test_spk == set(s["test_speakers"]) and not test_spk & train_spk
+        genders = m.set_index("speaker")["gender"].groupby(level=0).first()
+        assert sorted(genders[list(test_spk)]) == ["female", "female", "male", "male"]
+        assert all(sum(spk[u] == t for u in s["test"]) <= 5 for t in test_spk)
+    assert sel["gender"]["test"] == sel["speaker"]["test"]  # one test set per language
+
+
+def test_gender_subsets_are_nested_balanced_and_capped():
+    m = make_manifest("de", speakers_per_gender=8, clips_per_speaker=8)
+    test = split_test_speakers(m, speakers_per_gender=2, min_clips=2, seed=0)
+    sel = select_gender(m, test, n_per_class=6, max_clips_per_speaker=3, seed=0)
+    info = m.set_index("utt_id")
+    for block in ("single", "extra"):
+        g = info.loc[sel[block], "gender"].value_counts()
+        assert g["male"] == 6 and g["female"] == 6
+        assert info.loc[sel[block], "speaker"].value_counts().max() <= 3
+    # extra comes from other voices than single: dual = single + new speakers
+    assert not set(info.loc[sel["single"], "speaker"]) & set(info.loc[sel["extra"], "speaker"])
+    assert not set(sel["single"]) & set(sel["extra"])
+
+
+def test_speaker_subsets_have_enough_speakers():
+    m = make_manifest("fr", speakers_per_gender=10, clips_per_speaker=10)
+    test = split_test_speakers(m, speakers_per_gender=2, min_clips=2, seed=1)
+    sel = select_speaker(m, test, n_utterances=20, max_utterances_per_speaker=4, min_speaker_fraction=0.0125, seed=1)
+    info = m.set_index("utt_id")
+    assert len(sel["single"]) == len(sel["extra"]) == 20
+    assert info.loc[sel["single"], "speaker"].nunique() == 5
+    assert not set(info.loc[sel["single"], "speaker"]) & set(info.loc[sel["extra"], "speaker"])
+
+
+def test_selection_is_deterministic_and_seeded(config):
+    m = make_manifest("en", speakers_per_gender=8, clips_per_speaker=8)
+    cfg = _cfg(config)
+    a, b = select_language(cfg, m, "en"), select_language(cfg, m.sample(frac=1, random_state=3), "en")
+    assert a == b  # row order of the corpus does not matter
+    cfg["data"]["seed"] = 5
+    assert select_language(cfg, m, "en")["gender"]["single"] != a["gender"]["single"]
+
+
+def test_trials_follow_the_protocol():
+    m = make_manifest("es", speakers_per_gender=3, clips_per_speaker=6)
+    trials = make_trials(m, max_positives_per_speaker=5, seed=0)
+    info = m.set_index("utt_id")
+    pos, neg = trials[trials["label"] == 1], trials[trials["label"] == 0]
+    assert len(pos) == len(neg) == 6 * 5
+    assert (info.loc[pos["enroll"], "speaker"].values == info.loc[pos["test"], "speaker"].values).all()
+    assert (info.loc[neg["enroll"], "speaker"].values != info.loc[neg["test"], "speaker"].values).all()
+    assert (info.loc[neg["enroll"], "gender"].values == info.loc[neg["test"], "gender"].values).all()
+    assert not trials.duplicated(["enroll", "test"]).any()
+    assert trials.equals(make_trials(m, max_positives_per_speaker=5, seed=0))
+
+
+def test_short_language_fails_with_counts_and_every_language_is_reported(config):
+    cfg = _cfg(config)
+    ok = make_manifest("en", speakers_per_gender=8, clips_per_speaker=8)
+    few_clips = make_manifest("tr", speakers_per_gender=4, clips_per_speaker=2)
+    few_speakers = make_manifest("fi", speakers_per_gender=1, clips_per_speaker=20)
+    with pytest.raises(SelectionError) as err:
+        select_all(cfg, {"en": ok, "tr": few_clips, "fi": few_speakers})
+    msg = str(err.value)
+    assert "no training was started" in msg
+    assert "language 'fi'" in msg and "needs 2 male speakers" in msg and "only 1 exist" in msg
+    assert "language 'tr'" in msg and "min_clips_per_speaker" in msg
+    assert "language 'en'" not in msg
+
+
+def test_gender_shortage_names_need_and_counts(config):
+    m = make_manifest("eu", speakers_per_gender=4, clips_per_speaker=8)
+    test = split_test_speakers(m, speakers_per_gender=1, min_clips=2, seed=0)
+    with pytest.raises(SelectionError) as err:
+        select_gender(m, test, n_per_class=10, max_clips_per_speaker=3, seed=0)
+    msg = str(err.value)
+    assert "language 'eu', task gender" in msg and "2 x 10 male" in msg and "only 9 are usable from 3 male speakers" in msg
+
+
+def test_data_summary_counts(config):
+    m = make_manifest("en", speakers_per_gender=8, clips_per_speaker=8, unlabelled=3)
+    sel = select_all(_cfg(config), {"en": m})
+    s = data_summary({"en": m}, sel).iloc[0]
+    assert s["speakers"] == 19 and s["clips_unlabelled"] == 24 and s["speakers_male"] == 8
+    assert s["gender_single_clips"] == 12 and s["speaker_trials"] == 2 * 4 * 5
+    assert isinstance(data_summary({"en": m}, sel), pd.DataFrame)

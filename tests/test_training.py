@@ -1,0 +1,94 @@
+"""The trainer and the tasks on real (synthetic-speech) audio with a tiny real HuBERT."""
+
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from conftest import TINY_ENCODER
+from cltm.audio import AudioStore, prepare_language
+from cltm.corpora import read_common_voice
+from cltm.encoder import build_encoder
+from cltm.sampling import select_language
+from cltm.tasks import run_one, training_items
+from cltm.training import lr_lambda, make_batch
+
+FAST = {"epochs": 2, "batch_size": 4, "crop_seconds": 1.0, "lr": 2e-3, "schedule": "linear",
+        "warmup_ratio": 0.1, "weight_decay": 0.0, "grad_clip": 1.0}
+
+
+@pytest.fixture(scope="module")
+def prepared(demo_release, tmp_path_factory, default_config):
+    cfg = copy.deepcopy(default_config)
+    cfg["data"]["test"].update(speakers_per_gender=2, min_clips_per_speaker=4, max_clips_per_speaker=4)
+    cfg["tasks"]["gender"].update(n_per_class=3, max_clips_per_speaker=3, training=FAST)
+    cfg["tasks"]["speaker"].update(n_utterances=8, max_utterances_per_speaker=4, max_positives_per_speaker=6,
+                                   training=FAST)
+    out = tmp_path_factory.mktemp("prepared")
+    stores, selections = {}, {"gender": {}, "speaker": {}}
+    for lang in ("en", "tr"):
+        m = read_common_voice(demo_release, lang)
+        sel = select_language(cfg, m, lang)
+        wanted = {u for s in sel.values() for u in s["test"] + s["single"] + s["extra"]}
+        prepare_language(m, wanted, out / f"{lang}.npy", out / f"{lang}.tsv", log=lambda s: None)
+        stores[lang] = AudioStore(out / f"{lang}.npy", out / f"{lang}.tsv")
+        for task in sel:
+            selections[task][lang] = sel[task]
+    encoder = build_encoder("random", config=TINY_ENCODER, overrides={"layerdrop": 0.0}, init_seed=0)
+    return cfg, stores, selections, encoder
+
+
+def _run(prepared, task, condition, seed):
+    cfg, stores, selections, encoder = prepared
+    return run_one(task, cfg["tasks"][task], target="en", condition=condition, seed=seed,
+                   encoder=copy.deepcopy(encoder), stores=stores, selections=selections[task],
+                   device=torch.device("cpu"), log=lambda s: None)
+
+
+def test_training_sets_are_nested(prepared):
+    _, _, selections, _ = prepared
+    sel = selections["gender"]
+    single = training_items("en", "single", sel)
+    dual = training_items("en", "dual", sel)
+    donor = training_items("en", "donor-tr", sel)
+    assert dual[: len(single)] == single and len(dual) == 2 * len(single)
+    assert donor[: len(single)] == single and {l for l, _ in donor[len(single):]} == {"tr"}
+    with pytest.raises(ValueError, match="names the target itself"):
+        training_items("en", "donor-en", sel)
+
+
+def test_gender_run_is_reproducible(prepared):
+    a, pa = _run(prepared, "gender", "dual", seed=3)
+    b, pb = _run(prepared, "gender", "dual", seed=3)
+    c, _ = _run(prepared, "gender", "dual", seed=4)
+    assert a["metrics"] == b["metrics"] and a["loss"] == b["loss"]
+    pd.testing.assert_frame_equal(pa, pb)
+    assert a["loss"] != c["loss"]
+    assert set(a["metrics"]) == {"macro_f1", "accuracy"} and a["value"] == a["metrics"]["macro_f1"]
+    assert a["sizes"]["train_clips"] == 12 and a["sizes"]["donor_clips"] == 0 and a["sizes"]["classes"] == 2
+    assert list(pa.columns) == ["utt_id", "label", "predicted", "p_female"] and len(pa) == a["sizes"]["test_clips"]
+
+
+def test_speaker_run_scores_trials_and_donor_speakers_are_extra_classes(prepared):
+    single, _ = _run(prepared, "speaker", "single", seed=1)
+    rec, scores = _run(prepared, "speaker", "donor-tr", seed=1)
+    assert rec["sizes"]["classes"] > single["sizes"]["classes"]
+    assert rec["sizes"]["donor_clips"] == 8 and rec["donor"] == "tr"
+    assert set(rec["metrics"]) == {"roc_auc", "eer", "min_dcf_p0.01", "min_dcf_p0.05"}
+    assert list(scores.columns) == ["enroll", "test", "score", "label"]
+    assert scores["score"].between(-1 - 1e-6, 1 + 1e-6).all() and len(scores) == rec["sizes"]["trials"]
+    again, scores2 = _run(prepared, "speaker", "donor-tr", seed=1)
+    assert again["metrics"] == rec["metrics"] and np.array_equal(scores["score"], scores2["score"])
+
+
+def test_schedule_and_crops():
+    f = lr_lambda("linear", total_steps=100, warmup_ratio=0.1)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0) and f(55) == pytest.approx(0.5) and f(100) == 0
+    assert lr_lambda("constant", 10, 0.0)(7) == 1.0
+    g = torch.Generator().manual_seed(0)
+    batch = make_batch([np.ones(30000, np.float32), np.ones(20000, np.float32)], crop=16000, generator=g)
+    assert batch.shape == (2, 16000)
+    batch = make_batch([np.ones(30000, np.float32), np.ones(12000, np.float32)], crop=16000, generator=g)
+    assert batch.shape == (2, 12000)  # never padded: cropped to the shortest clip

@@ -1,0 +1,32 @@
+"""All runs of a task into one long table; the CLTM, its standard errors, relative change, baselines."""
+
+from cltm.io import run_script, script_logger, write_json, write_table
+from cltm.matrix import matrix_summary, transfer_matrices
+from cltm.results import load_runs
+
+log = script_logger(snakemake.log[0])
+
+
+def main():
+    runs = load_runs(snakemake.input.runs)
+    task = snakemake.wildcards.task
+    metric = runs["metric"].iloc[0]
+    result = transfer_matrices(runs, metric, snakemake.params.languages, flag_z=snakemake.params.flag_z)
+    out = snakemake.output
+    write_table(out.runs, runs, index=False)
+    for name in ("cltm", "cltm_se", "relative_change", "relative_change_se"):
+        write_table(out[name], getattr(result, name), float_format="%.6g")
+    write_table(out.baselines, result.baselines, float_format="%.6g")
+    write_table(out.cells, result.cells, index=False, float_format="%.6g")
+    summary = {"task": task, "metric": metric, "languages": snakemake.params.languages,
+               "runs": len(runs), "seeds": sorted(runs["seed"].unique().tolist()),
+               "config_digest": runs["config_digest"].iloc[0], "synthetic_demo": bool(snakemake.params.synthetic),
+               **matrix_summary(result)}
+    write_json(out.summary, summary)
+    log(f"{task}: {len(runs)} runs; CLTM ({metric}):\n{result.cltm.round(3).to_string()}")
+    flagged = result.baselines.loc[result.baselines["flagged"]].index.tolist()
+    if flagged:
+        log(f"{task}: rows flagged (Perf(i+i) - Perf(i) not clearly positive): {flagged}")
+
+
+run_script(main, log)

@@ -1,0 +1,34 @@
+"""Heatmaps of the CLTM and the relative change, and the per-target baselines, as PNG and SVG."""
+
+import pandas as pd
+
+from cltm.io import read_json, run_script, script_logger
+from cltm.plots import plot_baselines, plot_matrix
+
+log = script_logger(snakemake.log[0])
+TASK_NAMES = {"gender": "Gender identification", "speaker": "Speaker verification"}
+
+
+def main():
+    inp, out = snakemake.input, snakemake.output
+    task = snakemake.wildcards.task
+    summary = read_json(inp.summary)
+    metric = summary["metric"]
+    note = snakemake.params.note
+    head = f"{TASK_NAMES.get(task, task)} ({metric}, {len(summary['seeds'])} seeds)"
+    suffix = f"\n{note}" if note else ""
+    baselines = pd.read_csv(inp.baselines, index_col="target")
+    flagged = baselines.index[baselines["flagged"].astype(bool)].tolist()
+    read = lambda path: pd.read_csv(path, index_col=0)  # noqa: E731
+    plot_matrix(read(inp.cltm), read(inp.cltm_se), flagged, title=f"CLTM, {head}{suffix}",
+                path_png=out.cltm_png, path_svg=out.cltm_svg, value_label="CLTM")
+    plot_matrix(read(inp.relative_change), read(inp.relative_change_se), flagged,
+                title=f"Relative change (Perf(i+j) − Perf(i)) / Perf(i), {head}{suffix}",
+                path_png=out.relative_change_png, path_svg=out.relative_change_svg,
+                value_label="relative change", mark=None)
+    plot_baselines(baselines, metric=metric, title=f"Perf(i) and Perf(i+i), {head}{suffix}",
+                   path_png=out.baselines_png, path_svg=out.baselines_svg)
+    log(f"{task}: figures written; flagged rows: {flagged or 'none'}")
+
+
+run_script(main, log)
