@@ -20,6 +20,6 @@ report: "workflow/report/workflow.rst"
 
 
 rule all:
+    default_target: True
     input:
         final_targets(),
-    default_target: True

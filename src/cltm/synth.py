@@ -2,10 +2,12 @@
 
 Speech comes from libespeak-ng (the copy shipped by the ``espeakng-loader`` wheel, driven through
 ctypes in synchronous mode), so the demo needs no downloads, no system packages and no network.
-A *speaker* is an eSpeak voice variant plus rng-drawn pitch, pitch range, speaking rate, a
-vocal-tract-length factor (formant scaling by resampling) and a per-speaker recording channel
-(short FIR colouring and a noise floor). Everything is drawn from ``numpy.random.default_rng``
-seeded from (seed, language, speaker index), so a corpus is bit-for-bit reproducible.
+A *speaker* is an eSpeak voice variant plus rng-drawn median F0 (reached through a per-variant
+calibration of eSpeak's pitch parameter), intonation range, speaking rate, a vocal-tract-length
+factor (formant scaling by resampling) and a recording channel (short FIR colouring and a noise
+floor). Everything is drawn from ``numpy.random.default_rng`` seeded from (seed, language,
+speaker index), so every language has its own speakers and a corpus is bit-for-bit reproducible.
+libespeak-ng is global state: it is initialised once per process and used from one thread at a time.
 
 Public API: ``SUPPORTED_LANGUAGES``, ``Voice``, ``synthesize``, ``synthesize_language``.
 """
@@ -18,7 +20,10 @@ import dataclasses
 import hashlib
 import math
 import os
+import re
+import struct
 import threading
+import warnings
 import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -119,11 +124,21 @@ _JITTER_RATE = 0.06  # relative, +-
 _JITTER_RANGE = 6  # eSpeak range units, +-
 
 
+def _range_shift_hz(variant: str, pitch_range: float) -> float:
+    """How far eSpeak's range setting moves the variant's median F0 away from its value at range 50."""
+    return _RANGE_F0_SLOPE * VARIANTS[variant].range_hz * (pitch_range - 50) / 50
+
+
+def _f0_limits(variant: str, pitch_range: float, tract_factor: float) -> tuple[float, float]:
+    """The median F0 a variant reaches within the calibrated pitch values (10-90), after tract scaling."""
+    table, shift = VARIANTS[variant].f0_at_pitch, _range_shift_hz(variant, pitch_range)
+    return (table[0] + shift) * tract_factor, (table[-1] + shift) * tract_factor
+
+
 def _espeak_pitch(variant: str, f0_hz: float, pitch_range: float) -> float:
     """The eSpeak pitch parameter that gives median F0 f0_hz at this range, by the VARIANTS calibration."""
-    cal = VARIANTS[variant]
-    f0_at_50 = f0_hz - _RANGE_F0_SLOPE * cal.range_hz * (pitch_range - 50) / 50
-    logs = np.log(cal.f0_at_pitch)
+    f0_at_50 = f0_hz - _range_shift_hz(variant, pitch_range)
+    logs = np.log(VARIANTS[variant].f0_at_pitch)
     # Extend the table to pitch 0 and 100 along its end slopes, so targets just outside stay monotonic.
     grid = np.array([0, *_PITCH_GRID, 100], dtype=np.float64)
     lo = logs[0] - (logs[1] - logs[0]) / (_PITCH_GRID[1] - _PITCH_GRID[0]) * _PITCH_GRID[0]
@@ -152,6 +167,52 @@ _EE_OK, _EE_NOT_FOUND = 0, 2  # espeak_ERROR
 _SynthCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
 """t_espeak_callback: int cb(short *wav, int numsamples, espeak_EVENT *events); return 0 to continue."""
 
+_CARRIED_STATE = {"Flutter_ix": 0, "cycle_count": 0, "agc": 256, "echo_complete": 0, "modulation_type": 0,
+                  "glottal_flag": 0}
+"""Wavegen statics (C ints) that carry over from one utterance to the next, with their initial values.
+
+eSpeak's pitch-flutter phase (a function-local static), the roughness cycle counter and a few
+others are never reset by the API, so the same text and voice sound slightly different (even
+in length) depending on what was spoken before. Resetting them, plus espeak_ng_SetRandSeed
+for the breath noise, makes every utterance a pure function of its inputs.
+"""
+
+
+def _elf_symbols(path: str) -> dict[str, int]:
+    """Symbol name -> value from the .symtab of a 64-bit little-endian ELF file (locals included)."""
+    data = Path(path).read_bytes()
+    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
+        return {}
+    (shoff,) = struct.unpack_from("<Q", data, 0x28)
+    shentsize, shnum = struct.unpack_from("<HH", data, 0x3A)
+    sections = [struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize) for i in range(shnum)]
+    symbols = {}
+    for _, kind, _, _, offset, size, link, _, _, _ in sections:
+        if kind != 2:  # SHT_SYMTAB
+            continue
+        strtab = sections[link][4]
+        for j in range(size // 24):
+            name, _, _, _, value, _ = struct.unpack_from("<IBBHQQ", data, offset + 24 * j)
+            start = strtab + name
+            symbols[data[start: data.index(b"\0", start)].decode("ascii", "replace")] = value
+    return symbols
+
+
+def _carried_state(lib: ctypes.CDLL, path: str) -> list[tuple[ctypes.c_int, int]]:
+    """ctypes views on the _CARRIED_STATE statics in the loaded library, paired with their reset values."""
+    symbols = _elf_symbols(path)
+    if "espeak_Synth" not in symbols:
+        return []
+    base = ctypes.cast(lib.espeak_Synth, ctypes.c_void_p).value - symbols["espeak_Synth"]
+    state = []
+    for name, value in _CARRIED_STATE.items():
+        # Function-local statics carry a compiler suffix, e.g. "Flutter_ix.5965".
+        matches = [v for k, v in symbols.items() if re.fullmatch(rf"{name}(\.\d+)?", k)]
+        if len(matches) != 1:
+            return []
+        state.append((ctypes.c_int.from_address(base + matches[0]), value))
+    return state
+
 
 class _Espeak:
     """The process-wide libespeak-ng instance; the library is global state, so one per process."""
@@ -159,7 +220,8 @@ class _Espeak:
     def __init__(self) -> None:
         import espeakng_loader
 
-        lib = ctypes.CDLL(espeakng_loader.get_library_path())
+        path = espeakng_loader.get_library_path()
+        lib = ctypes.CDLL(path)
         lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
         lib.espeak_Initialize.restype = ctypes.c_int
         lib.espeak_SetSynthCallback.argtypes = [_SynthCallback]
@@ -172,11 +234,17 @@ class _Espeak:
                                      ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
         lib.espeak_Synth.restype = ctypes.c_int
         lib.espeak_Synchronize.restype = ctypes.c_int
+        lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
+        lib.espeak_ng_SetRandSeed.restype = None
         data_path = espeakng_loader.get_data_path().encode()
         rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data_path, _INITIALIZE_DONT_EXIT)
         if rate != SAMPLE_RATE:
             raise RuntimeError(f"espeak_Initialize failed or gave an unexpected sample rate ({rate})")
         self._lib = lib
+        self._state = _carried_state(lib, path)
+        if not self._state:
+            warnings.warn(f"cltm.synth: cannot locate eSpeak's wavegen state in {path}; synthesis is "
+                          "deterministic only for a fixed sequence of calls from process start", stacklevel=3)
         self._chunks: list[np.ndarray] = []
         self._callback = _SynthCallback(self._collect)  # kept referenced: the library holds a raw pointer
         lib.espeak_SetSynthCallback(self._callback)
@@ -187,7 +255,8 @@ class _Espeak:
             self._chunks.append(np.ctypeslib.as_array(wav, shape=(numsamples,)).copy())
         return 0
 
-    def render(self, voice_name: str, text: str, *, rate: int, pitch: int, pitch_range: int) -> np.ndarray:
+    def render(self, voice_name: str, text: str, *, rate: int, pitch: int, pitch_range: int,
+               noise_seed: int = 0) -> np.ndarray:
         """Synthesise text with an eSpeak voice ("en+m3") and parameters; int16 samples at 22050 Hz."""
         err = self._lib.espeak_SetVoiceByName(voice_name.encode())
         if err != _EE_OK:
@@ -196,6 +265,9 @@ class _Espeak:
         # Parameters are set after the voice, every time, so a voice change can never reset them.
         for param, value in ((_PARAM_RATE, rate), (_PARAM_PITCH, pitch), (_PARAM_RANGE, pitch_range)):
             self._lib.espeak_SetParameter(param, int(value), 0)
+        for variable, value in self._state:
+            variable.value = value
+        self._lib.espeak_ng_SetRandSeed(int(noise_seed))
         data = text.encode("utf-8") + b"\0"
         self._chunks = []
         err = self._lib.espeak_Synth(data, len(data), 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
@@ -238,8 +310,11 @@ class Voice:
     level_dbfs: float = -23.0  # RMS of the active speech in the final clip
 
     def __post_init__(self) -> None:
+        """Reject variants without an F0 calibration and tract factors that would not sound like speech."""
         if self.variant not in VARIANTS:
             raise ValueError(f"unknown eSpeak variant '{self.variant}'; calibrated ones: {', '.join(VARIANTS)}")
+        if not 0.7 <= self.tract_factor <= 1.4:
+            raise ValueError(f"tract_factor {self.tract_factor} is outside 0.7-1.4")
 
     @property
     def gender(self) -> str:
@@ -280,6 +355,7 @@ def synthesize(text: str, voice: Voice, *, rng: np.random.Generator | None = Non
             rate=int(round(np.clip(voice.rate / alpha, 80, 450))),
             pitch=int(round(np.clip(pitch, 0, 100))),
             pitch_range=int(round(np.clip(voice.pitch_range, 0, 100))),
+            noise_seed=int(rng.integers(2**31)),
         )
     speech = raw.astype(np.float32) / 32768.0
     if alpha != 1.0 and speech.size:
@@ -345,9 +421,13 @@ class Speaker:
 
     index: int
     client_id: str
-    gender: str
     age: str
     voice: Voice
+
+    @property
+    def gender(self) -> str:
+        """'male' or 'female', from the voice's eSpeak variant."""
+        return self.voice.gender
 
 
 def _language_key(lang: str) -> int:
@@ -389,20 +469,24 @@ def make_speakers(lang: str, n_speakers_per_gender: int, seed: int) -> list[Spea
     for index in range(2 * n_speakers_per_gender):
         gender = "male" if index % 2 == 0 else "female"
         rng = _rng(seed, lang, 1, index)
+        variant = pools[gender][(index // 2) % len(pools[gender])]
         lo, hi = _F0_HZ[gender]
+        f0 = math.exp(rng.uniform(math.log(lo), math.log(hi)))
+        pitch_range = rng.uniform(*_PITCH_RANGE)
+        tract = rng.uniform(*_TRACT[gender])
         voice = Voice(
             language=SUPPORTED_LANGUAGES[lang],
-            variant=pools[gender][(index // 2) % len(pools[gender])],
-            f0_hz=math.exp(rng.uniform(math.log(lo), math.log(hi))),
-            pitch_range=rng.uniform(*_PITCH_RANGE),
+            variant=variant,
+            f0_hz=float(np.clip(f0, *_f0_limits(variant, pitch_range, tract))),  # what eSpeak can reach
+            pitch_range=pitch_range,
             rate=rng.uniform(*_RATE_WPM),
-            tract_factor=rng.uniform(*_TRACT[gender]),
+            tract_factor=tract,
             fir=_channel_fir(rng),
             snr_db=rng.uniform(*_SNR_DB),
             level_dbfs=rng.uniform(*_LEVEL_DBFS),
         )
         age = str(rng.choice(AGES))
-        speakers.append(Speaker(index, _client_id(seed, lang, index), gender, age, voice))
+        speakers.append(Speaker(index, _client_id(seed, lang, index), age, voice))
     return speakers
 
 
@@ -433,6 +517,7 @@ def _utterance_texts(sentences: list[str], count: int, rng: np.random.Generator)
 
 
 def _unknown_language(lang: str) -> str:
+    """The error message for a language without a sentence bank and eSpeak voice mapping."""
     return (f"the synthetic corpus has no language '{lang}'; "
             f"supported: {', '.join(sorted(SUPPORTED_LANGUAGES))}")
 
@@ -459,9 +544,9 @@ def _write_mp3(audio: np.ndarray, path: Path) -> None:
 class _ClipWriter:
     """Encodes clips on worker threads while eSpeak (single-threaded) renders the next ones.
 
-    MP3 encoding is most of the cost and libsndfile releases the GIL while encoding, so a few
-    threads give a near-linear speed-up; the first clip is encoded inline so LAME's lazily built
-    static tables are initialised before any concurrency. Output bytes do not depend on threading.
+    MP3 encoding (LAME at libsndfile's fixed quality 2) is most of the cost, and soundfile's cffi
+    calls release the GIL, so worker threads overlap it with synthesis. The first clip is encoded
+    inline, in case LAME builds shared tables lazily. Output bytes do not depend on threading.
     """
 
     def __init__(self, workers: int | None = None) -> None:
@@ -471,6 +556,7 @@ class _ClipWriter:
         self._warm = False
 
     def submit(self, audio: np.ndarray, path: Path) -> None:
+        """Queue one clip for encoding to path (inline for the first clip, or without workers)."""
         if self._pool is None or not self._warm:
             _write_mp3(audio, path)
             self._warm = True
@@ -508,6 +594,8 @@ def synthesize_language(
         raise ValueError(_unknown_language(lang))
     if n_speakers_per_gender < 1 or utterances_per_speaker < 1:
         raise ValueError("n_speakers_per_gender and utterances_per_speaker must be at least 1")
+    if seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed}")
     out = Path(out_dir)
     clips = out / "clips"
     clips.mkdir(parents=True, exist_ok=True)

@@ -7,8 +7,17 @@ from snakemake.exceptions import WorkflowError
 
 SRC = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, SRC)
-# jobs (local, or re-executed on a cluster node) import the package from the same checkout
-os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
+
+
+def prepend_to_env(name, value):
+    """Put `value` first in a path-like environment variable inherited by every job."""
+    os.environ[name] = os.pathsep.join(p for p in (value, os.environ.get(name)) if p)
+
+
+# jobs (local, or re-executed on a cluster node) import the package from this checkout, and shell
+# jobs call `python`: the interpreter running Snakemake (with --sdm conda, the env's comes first)
+prepend_to_env("PYTHONPATH", SRC)
+prepend_to_env("PATH", str(Path(sys.executable).parent))
 
 from cltm.config import (  # noqa: E402
     ConfigError,
@@ -31,7 +40,9 @@ TASKS = list(config["tasks"])
 LANGUAGES = list(config["languages"])
 SEEDS = list(config["seeds"])
 SYNTHETIC = is_synthetic(config)
-DEMO_NOTE = "SYNTHETIC DEMO DATA (eSpeak NG voices, tiny random encoder)" if SYNTHETIC else ""
+DEMO_NOTE = (
+    "SYNTHETIC DEMO DATA (eSpeak NG voices, tiny random encoder)" if SYNTHETIC else ""
+)
 
 
 wildcard_constraints:
@@ -58,7 +69,11 @@ def corpus_input(wildcards):
 
 
 def subset_files():
-    return [f"results/subsets/{t}/{l}.json" for t in TASKS for l in task_languages(config, t)]
+    return [
+        f"results/subsets/{t}/{l}.json"
+        for t in TASKS
+        for l in task_languages(config, t)
+    ]
 
 
 def run_languages(wildcards):
@@ -70,11 +85,12 @@ def run_languages(wildcards):
 def finetune_inputs(wildcards):
     langs = run_languages(wildcards)
     return {
+        "settings": f"results/{wildcards.task}/settings.json",
         "encoder": "results/encoder/model.safetensors",
         "summary": "results/data_summary.tsv",
         "subsets": [f"results/subsets/{wildcards.task}/{l}.json" for l in langs],
         "audio": [f"results/audio/{l}.npy" for l in langs],
-        "index": [f"results/audio/{l}.tsv" for l in langs],
+        "index": [f"results/audio/{l}.tsv" for l in langs],  # read beside each .npy
     }
 
 
@@ -112,5 +128,10 @@ def final_targets():
     return (
         ["results/data_summary.tsv"]
         + [f"results/{t}/{name}" for t in TASKS for name in MATRIX_TABLES]
-        + [f"results/{t}/{fig}.{ext}" for t in TASKS for fig in FIGURES for ext in ("png", "svg")]
+        + [
+            f"results/{t}/{fig}.{ext}"
+            for t in TASKS
+            for fig in FIGURES
+            for ext in ("png", "svg")
+        ]
     )

@@ -6,12 +6,12 @@ rule synthesize_demo:
         clips=directory("results/demo_corpus/{lang}/clips"),
         validated="results/demo_corpus/{lang}/validated.tsv",
         durations="results/demo_corpus/{lang}/clip_durations.tsv",
-    params:
-        demo=config["corpus"]["demo"],
     log:
         "results/logs/synthesize_demo/{lang}.log",
     conda:
         "../../envs/cltm.yaml"
+    params:
+        demo=config["corpus"]["demo"],
     script:
         "../scripts/synthesize_demo.py"
 
@@ -21,12 +21,12 @@ rule manifest:
         corpus_input,
     output:
         "results/manifests/{lang}.tsv",
-    params:
-        corpus=config["corpus"],
     log:
         "results/logs/manifest/{lang}.log",
     conda:
         "../../envs/cltm.yaml"
+    params:
+        corpus=config["corpus"],
     script:
         "../scripts/manifest.py"
 
@@ -41,13 +41,13 @@ rule select:
             caption="../report/data_summary.rst",
             category="Data",
         ),
-    params:
-        data=config["data"],
-        tasks=config["tasks"],
     log:
         "results/logs/select.log",
     conda:
         "../../envs/cltm.yaml"
+    params:
+        data=config["data"],
+        tasks=config["tasks"],
     script:
         "../scripts/select.py"
 
@@ -55,16 +55,18 @@ rule select:
 rule prepare_audio:
     input:
         manifest="results/manifests/{lang}.tsv",
-        subsets=lambda w: [f"results/subsets/{t}/{w.lang}.json" for t in tasks_of(w.lang)],
+        subsets=lambda w: [
+            f"results/subsets/{t}/{w.lang}.json" for t in tasks_of(w.lang)
+        ],
     output:
         audio="results/audio/{lang}.npy",
         index="results/audio/{lang}.tsv",
-    params:
-        sample_rate=config["data"]["sample_rate"],
     log:
         "results/logs/prepare_audio/{lang}.log",
     conda:
         "../../envs/cltm.yaml"
+    params:
+        sample_rate=config["data"]["sample_rate"],
     script:
         "../scripts/prepare_audio.py"
 
@@ -74,11 +76,11 @@ rule encoder:
         config="results/encoder/config.json",
         weights="results/encoder/model.safetensors",
         summary="results/encoder/summary.json",
-    params:
-        encoder=encoder_settings(config),
     log:
         "results/logs/encoder.log",
     conda:
         "../../envs/cltm.yaml"
+    params:
+        encoder=encoder_settings(config),
     script:
         "../scripts/encoder.py"

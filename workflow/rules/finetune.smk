@@ -1,25 +1,41 @@
-# Fine-tuning: one job per matrix cell (task x target x condition) runs every seed of the cell in one
-# process, so the code and the base encoder are loaded once; each seed still writes its own files.
+# Fine-tuning: one job per task x target x condition x seed. Each job is a light client of a warm
+# local worker (cltm.worker) that has torch and transformers imported once and forks a fresh
+# process per run; CLTM_WORKER=0 runs every job in its own process instead.
+
+
+rule settings:
+    output:
+        "results/{task}/settings.json",
+    log:
+        "results/logs/settings/{task}.log",
+    conda:
+        "../../envs/cltm.yaml"
+    params:
+        spec=lambda w: {
+            "settings": task_settings(w),
+            "digest": task_digest(w),
+            "device": config["device"],
+            "synthetic": SYNTHETIC,
+        },
+    script:
+        "../scripts/settings.py"
 
 
 rule finetune:
     input:
         unpack(finetune_inputs),
     output:
-        runs=expand("results/{{task}}/runs/{{target}}/{{condition}}/seed{seed}.json", seed=SEEDS),
-        scores=expand("results/{{task}}/runs/{{target}}/{{condition}}/seed{seed}.scores.tsv", seed=SEEDS),
-    params:
-        settings=task_settings,
-        digest=task_digest,
-        seeds=SEEDS,
-        device=config["device"],
-        synthetic=SYNTHETIC,
+        run="results/{task}/runs/{target}/{condition}/seed{seed}.json",
+        scores="results/{task}/runs/{target}/{condition}/seed{seed}.scores.tsv",
+    log:
+        "results/logs/finetune/{task}/{target}/{condition}/seed{seed}.log",
+    conda:
+        "../../envs/cltm.yaml"
     threads: 1
     resources:
         gpu=1,
-    log:
-        "results/logs/finetune/{task}/{target}/{condition}.log",
-    conda:
-        "../../envs/cltm.yaml"
-    script:
-        "../scripts/finetune.py"
+    shell:
+        "python -m cltm.worker finetune --settings {input.settings} --task {wildcards.task}"
+        " --target {wildcards.target} --condition {wildcards.condition} --seed {wildcards.seed}"
+        " --encoder {input.encoder} --subsets {input.subsets} --audio {input.audio}"
+        " --threads {threads} --run {output.run} --scores {output.scores} > {log} 2>&1"

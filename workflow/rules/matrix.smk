@@ -5,22 +5,36 @@ rule assemble:
     input:
         runs=lambda w: run_files(w.task),
     output:
-        runs=report("results/{task}/runs.csv", caption="../report/runs.rst", category="{task}"),
-        cltm=report("results/{task}/cltm.csv", caption="../report/cltm_table.rst", category="{task}"),
+        runs=report(
+            "results/{task}/runs.csv", caption="../report/runs.rst", category="{task}"
+        ),
+        cltm=report(
+            "results/{task}/cltm.csv",
+            caption="../report/cltm_table.rst",
+            category="{task}",
+        ),
         cltm_se="results/{task}/cltm_se.csv",
         relative_change="results/{task}/relative_change.csv",
         relative_change_se="results/{task}/relative_change_se.csv",
-        baselines=report("results/{task}/baselines.csv", caption="../report/baselines_table.rst", category="{task}"),
-        cells=report("results/{task}/cells.csv", caption="../report/cells.rst", category="{task}"),
+        baselines=report(
+            "results/{task}/baselines.csv",
+            caption="../report/baselines_table.rst",
+            category="{task}",
+        ),
+        cells=report(
+            "results/{task}/cells.csv",
+            caption="../report/cells.rst",
+            category="{task}",
+        ),
         summary="results/{task}/summary.json",
-    params:
-        languages=lambda w: task_languages(config, w.task),
-        flag_z=config["matrix"]["flag_z"],
-        synthetic=SYNTHETIC,
     log:
         "results/logs/assemble/{task}.log",
     conda:
         "../../envs/cltm.yaml"
+    params:
+        languages=lambda w: task_languages(config, w.task),
+        flag_z=config["matrix"]["flag_z"],
+        synthetic=SYNTHETIC,
     script:
         "../scripts/assemble.py"
 
@@ -34,7 +48,9 @@ rule plot:
         baselines="results/{task}/baselines.csv",
         summary="results/{task}/summary.json",
     output:
-        cltm_png=report("results/{task}/cltm.png", caption="../report/cltm.rst", category="{task}"),
+        cltm_png=report(
+            "results/{task}/cltm.png", caption="../report/cltm.rst", category="{task}"
+        ),
         cltm_svg="results/{task}/cltm.svg",
         relative_change_png=report(
             "results/{task}/relative_change.png",
@@ -42,13 +58,17 @@ rule plot:
             category="{task}",
         ),
         relative_change_svg="results/{task}/relative_change.svg",
-        baselines_png=report("results/{task}/baselines.png", caption="../report/baselines.rst", category="{task}"),
+        baselines_png=report(
+            "results/{task}/baselines.png",
+            caption="../report/baselines.rst",
+            category="{task}",
+        ),
         baselines_svg="results/{task}/baselines.svg",
-    params:
-        note=DEMO_NOTE,
     log:
         "results/logs/plot/{task}.log",
     conda:
         "../../envs/cltm.yaml"
+    params:
+        note=DEMO_NOTE,
     script:
         "../scripts/plot.py"

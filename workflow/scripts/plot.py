@@ -25,7 +25,7 @@ def main():
     plot_matrix(read(inp.relative_change), read(inp.relative_change_se), flagged,
                 title=f"Relative change (Perf(i+j) − Perf(i)) / Perf(i), {head}{suffix}",
                 path_png=out.relative_change_png, path_svg=out.relative_change_svg,
-                value_label="relative change", mark=None)
+                value_label="relative change", mark=0.0)
     plot_baselines(baselines, metric=metric, title=f"Perf(i) and Perf(i+i), {head}{suffix}",
                    path_png=out.baselines_png, path_svg=out.baselines_svg)
     log(f"{task}: figures written; flagged rows: {flagged or 'none'}")

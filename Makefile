@@ -1,0 +1,38 @@
+# The two set-up commands of the README:
+#   make demo   install into .venv, run the embedded synthetic demo, write the HTML report
+#   make test   install into .venv (with test extras) and run the test suite
+# CORES sets the Snakemake core count; TORCH pins the torch build pip installs first
+# (on a CPU-only machine 2.13.0 resolves to the local CPU wheel; on GPU nodes pip gives a CUDA build).
+
+PYTHON ?= python3
+VENV ?= .venv
+CORES ?= 2
+TORCH ?= torch==2.13.0
+BIN := $(VENV)/bin
+
+.PHONY: demo test install report clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/snakemake --cores $(CORES)
+	$(BIN)/snakemake --cores 1 --report results/report.html
+	@echo "Done: matrices in results/<task>/, report in results/report.html (SYNTHETIC DEMO DATA)"
+
+report: install
+	$(BIN)/snakemake --cores 1 --report results/report.html
+
+test: install
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf results .snakemake

@@ -1,0 +1,128 @@
+"""The workflow through Snakemake itself, on a reduced demo config, in a copy of the repository."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+REDUCED = {
+    "languages": ["en", "tr"],
+    "corpus": {"type": "demo", "demo": {"n_speakers_per_gender": 4, "utterances_per_speaker": 6, "seed": 7}},
+    "data": {"test": {"speakers_per_gender": 2, "min_clips_per_speaker": 4, "max_clips_per_speaker": 4}},
+    "tasks": {
+        "gender": {"n_per_class": 3, "max_clips_per_speaker": 3,
+                   "training": {"epochs": 2, "batch_size": 2, "crop_seconds": 0.5}},
+        "speaker": {"n_utterances": 6, "max_utterances_per_speaker": 3, "max_positives_per_speaker": 4,
+                    "training": {"epochs": 2, "batch_size": 2, "crop_seconds": 0.5}},
+    },
+    "encoder": {"config": {"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}},
+    "seeds": [1, 2],
+}
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([*SNAKEMAKE, *args], cwd=workdir, capture_output=True, text=True, timeout=1800)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+def write_config(workdir: Path, name: str, config: dict) -> str:
+    path = workdir / name
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def workflow(tmp_path_factory) -> Path:
+    """A user's checkout (workflow files only; the package is installed) after a full reduced run."""
+    work = tmp_path_factory.mktemp("checkout")
+    shutil.copy(ROOT / "Snakefile", work)
+    for folder in ("workflow", "config", "envs"):
+        shutil.copytree(ROOT / folder, work / folder)
+    cfg = write_config(work, "reduced.yaml", REDUCED)
+    snakemake(work, "--cores", "2", "--configfile", cfg)
+    return work
+
+
+def test_matrices_are_assembled_from_every_run(workflow):
+    for task, metric in (("gender", "macro_f1"), ("speaker", "roc_auc")):
+        runs = pd.read_csv(workflow / f"results/{task}/runs.csv")
+        assert len(runs) == 2 * 3 * 2  # targets x (single, dual, one donor) x seeds: nothing filtered
+        assert set(runs["condition"]) == {"single", "dual", "donor-en", "donor-tr"}
+        assert runs["metric"].eq(metric).all() and runs["value"].between(0, 1).all()
+        cltm = pd.read_csv(workflow / f"results/{task}/cltm.csv", index_col=0)
+        se = pd.read_csv(workflow / f"results/{task}/cltm_se.csv", index_col=0)
+        assert list(cltm.index) == ["en", "tr"] and list(cltm.columns) == ["en", "tr"]
+        assert cltm.loc["en", "en"] == 1.0 and cltm.loc["tr", "tr"] == 1.0 and (se.values >= 0).all()
+        # the off-diagonal cell is the formula over the seed means of the runs table
+        mean = runs.groupby(["target", "condition"])["value"].mean()
+        expected = (mean["en", "donor-tr"] - mean["en", "single"]) / (mean["en", "dual"] - mean["en", "single"])
+        assert cltm.loc["en", "tr"] == pytest.approx(expected, rel=1e-5)
+        base = pd.read_csv(workflow / f"results/{task}/baselines.csv", index_col="target")
+        assert base.loc["tr", "denominator"] == pytest.approx(mean["tr", "dual"] - mean["tr", "single"], rel=1e-5)
+        assert base["flagged"].dtype == bool
+        cells = pd.read_csv(workflow / f"results/{task}/cells.csv")
+        assert len(cells) == 4 and {"cltm", "cltm_se", "relative_change", "flagged"} <= set(cells.columns)
+        summary = json.loads((workflow / f"results/{task}/summary.json").read_text())
+        assert summary["runs"] == 12 and summary["synthetic_demo"] is True
+        for fig in ("cltm", "relative_change", "baselines"):
+            assert (workflow / f"results/{task}/{fig}.png").stat().st_size > 10_000
+            assert "SYNTHETIC DEMO DATA" in (workflow / f"results/{task}/{fig}.svg").read_text()
+    run = json.loads((workflow / "results/speaker/runs/tr/donor-en/seed2.json").read_text())
+    assert run["sizes"]["donor_clips"] == 6 and run["synthetic_demo"] is True
+    assert {"roc_auc", "eer", "min_dcf_p0.01", "min_dcf_p0.05"} == set(run["metrics"])
+    scores = pd.read_csv(workflow / "results/speaker/runs/tr/donor-en/seed2.scores.tsv", sep="\t")
+    assert list(scores.columns) == ["enroll", "test", "score", "label"] and len(scores) == run["sizes"]["trials"]
+
+
+def test_one_run_is_rebuilt_by_its_file_with_the_same_result(workflow):
+    target = "results/gender/runs/tr/donor-en/seed1.json"
+    before = json.loads((workflow / target).read_text())
+    other = (workflow / "results/gender/runs/tr/single/seed1.json").stat().st_mtime_ns
+    proc = snakemake(workflow, "--cores", "1", "--configfile", "reduced.yaml", "-f", target)
+    assert "1 of 1 steps (100%) done" in proc.stderr
+    after = json.loads((workflow / target).read_text())
+    assert after["metrics"] == before["metrics"] and after["loss"] == before["loss"]  # same seed, same result
+    assert (workflow / "results/gender/runs/tr/single/seed1.json").stat().st_mtime_ns == other
+    snakemake(workflow, "--cores", "2", "--configfile", "reduced.yaml")  # reassembles from the rebuilt run
+    assert "Nothing to be done" in snakemake(workflow, "-n", "--configfile", "reduced.yaml").stderr
+
+
+def test_report_lint_and_graphs(workflow):
+    snakemake(workflow, "--configfile", "reduced.yaml", "--report", "report.html")
+    report = (workflow / "report.html").read_text(errors="replace")
+    assert "SYNTHETIC DEMO DATA" in report and "cltm.png" in report
+    lint = snakemake(workflow, "--configfile", "reduced.yaml", "--lint", check=False)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    graph = snakemake(workflow, "--configfile", "reduced.yaml", "--rulegraph").stdout
+    assert "finetune" in graph and "assemble" in graph and graph.strip().startswith("digraph")
+
+
+def test_bad_config_key_is_named(workflow):
+    bad = json.loads(json.dumps(REDUCED))
+    bad["tasks"]["gender"]["training"]["learning_rate"] = 0.1
+    proc = snakemake(workflow, "-n", "--configfile", write_config(workflow, "bad.yaml", bad), check=False)
+    assert proc.returncode != 0
+    assert "tasks.gender.training" in proc.stderr and "learning_rate" in proc.stderr
+
+
+def test_short_language_stops_before_any_training(workflow):
+    greedy = json.loads(json.dumps(REDUCED))
+    greedy["tasks"]["gender"]["n_per_class"] = 40
+    proc = snakemake(workflow, "--cores", "2", "--configfile", write_config(workflow, "greedy.yaml", greedy),
+                     check=False)
+    assert proc.returncode != 0
+    log = (workflow / "results/logs/select.log").read_text()
+    assert "no training was started" in log and "language 'en', task gender" in log and "language 'tr'" in log
+    assert "rule finetune" not in proc.stderr
