@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -31,7 +32,8 @@ REDUCED = {
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([*SNAKEMAKE, *args], cwd=workdir, capture_output=True, text=True, timeout=1800)
+    env = {**os.environ, "CLTM_WORKER_IDLE": "30"}  # the warm worker leaves soon after the tests
+    proc = subprocess.run([*SNAKEMAKE, *args], cwd=workdir, env=env, capture_output=True, text=True, timeout=1800)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
     return proc
@@ -126,3 +128,31 @@ def test_short_language_stops_before_any_training(workflow):
     log = (workflow / "results/logs/select.log").read_text()
     assert "no training was started" in log and "language 'en', task gender" in log and "language 'tr'" in log
     assert "rule finetune" not in proc.stderr
+
+
+def test_worker_and_direct_process_give_the_same_run(workflow, tmp_path):
+    args = ["finetune", "--settings", "results/speaker/settings.json", "--task", "speaker", "--target", "en",
+            "--condition", "donor-tr", "--seed", "2", "--encoder", "results/encoder/model.safetensors",
+            "--subsets", "results/subsets/speaker/en.json", "results/subsets/speaker/tr.json",
+            "--audio", "results/audio/en.npy", "results/audio/tr.npy", "--threads", "1"]
+    reference = json.loads((workflow / "results/speaker/runs/en/donor-tr/seed2.json").read_text())
+    for mode in ("1", "0"):
+        out = tmp_path / f"mode{mode}"
+        env = {**os.environ, "CLTM_WORKER": mode, "CLTM_WORKER_IDLE": "30"}
+        proc = subprocess.run([sys.executable, "-m", "cltm.worker", *args, "--run", str(out / "run.json"),
+                               "--scores", str(out / "scores.tsv")], cwd=workflow, env=env, capture_output=True,
+                              text=True, timeout=600)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "speaker en donor-tr seed 2" in proc.stdout + proc.stderr  # the job's log comes back
+        run = json.loads((out / "run.json").read_text())
+        assert run["metrics"] == reference["metrics"] and run["loss"] == reference["loss"]
+
+
+def test_worker_reports_a_failing_job(workflow, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "cltm.worker", "finetune", "--settings", "missing.json",
+                           "--task", "gender", "--target", "en", "--condition", "single", "--seed", "1",
+                           "--encoder", "x", "--subsets", "x", "--audio", "x", "--run", str(tmp_path / "r.json"),
+                           "--scores", str(tmp_path / "s.tsv")], cwd=workflow, capture_output=True, text=True,
+                          env={**os.environ, "CLTM_WORKER_IDLE": "30"}, timeout=600)
+    assert proc.returncode != 0 and "missing.json" in proc.stdout + proc.stderr
+    assert not (tmp_path / "r.json").exists()

@@ -534,10 +534,15 @@ def _write_tsv_atomically(df: pd.DataFrame, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _write_mp3(audio: np.ndarray, path: Path) -> None:
-    """Encode one clip as MP3 under a temporary name, then rename: no half-written clip keeps a real name."""
+CLIP_FORMATS = {"mp3": "MP3", "flac": "FLAC"}
+"""Clip formats of the demo corpus: MP3 as in Common Voice, or FLAC (about ten times cheaper to encode)."""
+
+
+def _write_clip(audio: np.ndarray, path: Path) -> None:
+    """Encode one clip (format from its extension) under a temporary name, then rename: no half-written
+    clip keeps a real name."""
     tmp = path.with_name(path.name + ".tmp")
-    sf.write(tmp, audio, SAMPLE_RATE, format="MP3")
+    sf.write(tmp, audio, SAMPLE_RATE, format=CLIP_FORMATS[path.suffix[1:]])
     os.replace(tmp, path)
 
 
@@ -558,10 +563,10 @@ class _ClipWriter:
     def submit(self, audio: np.ndarray, path: Path) -> None:
         """Queue one clip for encoding to path (inline for the first clip, or without workers)."""
         if self._pool is None or not self._warm:
-            _write_mp3(audio, path)
+            _write_clip(audio, path)
             self._warm = True
             return
-        self._pending.append(self._pool.submit(_write_mp3, audio, path))
+        self._pending.append(self._pool.submit(_write_clip, audio, path))
         if len(self._pending) > 4 * self._workers:  # bound the audio held in memory
             self._pending.pop(0).result()
 
@@ -583,9 +588,11 @@ def synthesize_language(
     n_speakers_per_gender: int,
     utterances_per_speaker: int,
     seed: int,
+    clip_format: str = "mp3",
     log: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
-    """Write one language as a Common Voice release folder (clips/*.mp3, validated.tsv, clip_durations.tsv).
+    """Write one language as a Common Voice release folder (clips/*.mp3 or *.flac by `clip_format`,
+    validated.tsv, clip_durations.tsv).
 
     Returns the validated.tsv rows. The TSVs are written last and atomically; stale ones are removed
     first, so an interrupted run leaves no validated.tsv behind.
@@ -596,6 +603,8 @@ def synthesize_language(
         raise ValueError("n_speakers_per_gender and utterances_per_speaker must be at least 1")
     if seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed}")
+    if clip_format not in CLIP_FORMATS:
+        raise ValueError(f"clip_format must be one of {', '.join(CLIP_FORMATS)}, got '{clip_format}'")
     out = Path(out_dir)
     clips = out / "clips"
     clips.mkdir(parents=True, exist_ok=True)
@@ -612,7 +621,7 @@ def synthesize_language(
             for u, text in enumerate(texts):
                 rng = _rng(seed, lang, 3, speaker.index, u)
                 audio = synthesize(text, speaker.voice.jittered(rng), rng=rng)
-                name = f"common_voice_{lang}_{len(rows) + 1}.mp3"
+                name = f"common_voice_{lang}_{len(rows) + 1}.{clip_format}"
                 writer.submit(audio, clips / name)
                 seconds += len(audio) / SAMPLE_RATE
                 durations.append({"clip": name, "duration[ms]": int(round(len(audio) * 1000 / SAMPLE_RATE))})

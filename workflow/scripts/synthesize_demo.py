@@ -16,6 +16,7 @@ def main():
         n_speakers_per_gender=demo["n_speakers_per_gender"],
         utterances_per_speaker=demo["utterances_per_speaker"],
         seed=demo["seed"],
+        clip_format=demo["clip_format"],
         log=log,
     )
     log(f"{snakemake.wildcards.lang}: {len(df)} synthetic clips from {df['client_id'].nunique()} speakers")
