@@ -51,7 +51,9 @@ def _new_figure(width: float, height: float) -> Figure:
 def _wrap_title(title: str, width_in: float) -> str:
     """Wrap a long title to the figure width; every word is kept."""
     chars = max(40, int(width_in * 11))
-    return "\n".join(textwrap.wrap(title, chars, break_long_words=False)) or title
+    # wrap each given line on its own, so a line such as the demo's data note is never merged or split
+    lines = [wrapped for line in title.split("\n") for wrapped in textwrap.wrap(line, chars, break_long_words=False)]
+    return "\n".join(lines) or title
 
 
 def _flagged_set(flagged_rows, index) -> set:
