@@ -1,5 +1,3 @@
 """cltm: Cross-Lingual Transfer Matrices for paralinguistic speech tasks."""
 
 __version__ = "0.1.0"
-
-TASKS = ("gender", "speaker")
