@@ -33,3 +33,19 @@ def test_local_directory_source_with_overrides(tmp_path):
     x = torch.randn(1, 8000)
     with torch.inference_mode():
         assert loaded.eval()(x).last_hidden_state.shape == (1, 24, 32)
+
+
+def test_preloaded_encoder_is_handed_out_once_and_reloaded_when_rebuilt(tmp_path):
+    from cltm import encoder as enc_mod
+
+    settings = {"source": "random", "config": TINY_ENCODER, "init_seed": 2}
+    materialise_encoder(settings, tmp_path / "enc")
+    enc_mod.preload_encoder(tmp_path / "enc")
+    first = load_encoder(tmp_path / "enc")
+    assert first is not None and not enc_mod._PRELOADED  # the child owns the preloaded copy
+    assert _same(first, load_encoder(tmp_path / "enc"))  # a second call loads the same weights afresh
+    enc_mod.preload_encoder(tmp_path / "enc")
+    materialise_encoder({**settings, "init_seed": 3}, tmp_path / "enc")  # rebuilt: new files
+    rebuilt = load_encoder(tmp_path / "enc")
+    assert _same(rebuilt, build_encoder("random", config=TINY_ENCODER, init_seed=3))
+    assert not _same(rebuilt, first)

@@ -92,3 +92,21 @@ def test_schedule_and_crops():
     assert batch.shape == (2, 16000)
     batch = make_batch([np.ones(30000, np.float32), np.ones(12000, np.float32)], crop=16000, generator=g)
     assert batch.shape == (2, 12000)  # never padded: cropped to the shortest clip
+
+
+def test_frozen_feature_encoder_keeps_its_weights(prepared):
+    cfg, stores, selections, encoder = prepared
+    task_cfg = copy.deepcopy(cfg["tasks"]["speaker"])
+    task_cfg["training"]["freeze_feature_encoder"] = True
+    from cltm.training import Classifier, fine_tune
+
+    model = Classifier(copy.deepcopy(encoder), 2, "last4")
+    before = copy.deepcopy(model.state_dict())
+    waves = [stores["en"][u] for u in selections["speaker"]["en"]["single"][:4]]
+    fine_tune(model, waves, np.array([0, 0, 1, 1]), task_cfg["training"], seed=0, device=torch.device("cpu"),
+              log=lambda s: None)
+    after = model.state_dict()
+    cnn = [k for k in after if k.startswith("encoder.feature_extractor.")]
+    assert cnn and all(torch.equal(before[k], after[k]) for k in cnn)
+    assert not torch.equal(before["head.weight"], after["head.weight"])
+    assert any(not torch.equal(before[k], after[k]) for k in after if k.startswith("encoder.encoder.layers."))

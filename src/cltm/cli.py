@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from cltm.audio import AudioStore
-from cltm.encoder import load_encoder
+from cltm.encoder import load_encoder, preload_encoder
 from cltm.io import read_json, script_logger, write_json, write_table
 from cltm.tasks import pick_device, run_one
 
@@ -40,7 +40,14 @@ def finetune(args) -> None:
     write_json(args.run, record)
 
 
-def main(argv: list[str] | None = None) -> int:
+def preload(argv: list[str]) -> None:
+    """In the warm worker, before forking a job: load what every run of this experiment shares."""
+    args = build_parser().parse_args(argv)
+    if args.command == "finetune":
+        preload_encoder(Path(args.encoder).parent)
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cltm")
     sub = parser.add_subparsers(dest="command", required=True)
     f = sub.add_parser("finetune", help="one run of the grid (task x target x condition x seed)")
@@ -55,7 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--threads", type=int, default=1)
     f.add_argument("--run", required=True, help="output run JSON")
     f.add_argument("--scores", required=True, help="output per-item scores TSV")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.command == "finetune":
         finetune(args)
     return 0

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import torch
 from transformers import HubertConfig, HubertModel
+from transformers.utils import logging as hf_logging
+
+hf_logging.disable_progress_bar()  # one "Loading weights" bar per run would bury the run logs
 
 
 def build_encoder(source: str, *, config: dict | None = None, overrides: dict | None = None,
@@ -39,6 +42,30 @@ def materialise_encoder(settings: dict, out_dir: str | Path) -> dict:
             "feat_extract_norm": cfg.feat_extract_norm}
 
 
+_PRELOADED: dict[tuple, HubertModel] = {}
+
+
+def _cache_key(directory: str | Path) -> tuple:
+    directory = Path(directory).resolve()
+    return (str(directory),) + tuple(
+        (f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in sorted(directory.glob("*")) if f.is_file())
+
+
+def preload_encoder(directory: str | Path) -> None:
+    """Load the encoder once in the warm worker, before it forks: every child then starts from this
+    copy (copy-on-write) instead of paying from_pretrained again. Keyed by the files' mtimes and sizes,
+    so a rebuilt encoder is loaded afresh. Loads on the CPU and uses one thread (fork-safe)."""
+    key = _cache_key(directory)
+    if key not in _PRELOADED:
+        _PRELOADED.clear()
+        torch.set_num_threads(1)
+        _PRELOADED[key] = HubertModel.from_pretrained(str(directory), local_files_only=True)
+
+
 def load_encoder(directory: str | Path) -> HubertModel:
-    """Load the materialised encoder (offline: a local directory)."""
+    """Load the materialised encoder (offline: a local directory); in a worker child, take the
+    preloaded copy (the child owns it: it is removed so a second call in one process loads afresh)."""
+    preloaded = _PRELOADED.pop(_cache_key(directory), None) if _PRELOADED else None
+    if preloaded is not None:
+        return preloaded
     return HubertModel.from_pretrained(str(directory), local_files_only=True)

@@ -83,7 +83,11 @@ def fine_tune(model: Classifier, waves: list[np.ndarray], labels: np.ndarray, cf
     steps_per_epoch = math.ceil(n / bs)
     total = cfg["epochs"] * steps_per_epoch
     crop = int(cfg["crop_seconds"] * sample_rate) if cfg.get("crop_seconds") else None
-    optimiser = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    if cfg.get("freeze_feature_encoder"):
+        # the CNN waveform encoder keeps its (pretrained) weights; autograd then skips it entirely
+        model.encoder.feature_extractor._freeze_parameters()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimiser = torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, lr_lambda(cfg["schedule"], total, cfg["warmup_ratio"]))
     generator = torch.Generator().manual_seed(seed)
     targets = torch.as_tensor(labels, dtype=torch.long)
@@ -104,7 +108,7 @@ def fine_tune(model: Classifier, waves: list[np.ndarray], labels: np.ndarray, cf
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.get("grad_clip"):
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
+                torch.nn.utils.clip_grad_norm_(params, cfg["grad_clip"])
             optimiser.step()
             scheduler.step()
             value = float(loss.detach())

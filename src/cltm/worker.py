@@ -158,6 +158,13 @@ def serve(path: str, idle: float | None = None) -> None:
                 continue
             conn.settimeout(None)
             request = json.loads(conn.makefile("rb").readline())
+            try:  # shared state (the encoder) is loaded once here; any problem is the child's to report
+                os.chdir(request["cwd"])
+                cltm.cli.preload(request["argv"])
+            except BaseException:  # noqa: BLE001
+                pass
+            finally:
+                os.chdir("/")
             pid = os.fork()
             if pid == 0:
                 server.close()
