@@ -23,9 +23,9 @@ def test_capacity_names_what_is_short(config):
     assert rows["gender"]["spare_clips"] == 18 - 12 and rows["gender"]["train_clips_usable"] == "18 male, 18 female"
     assert rows["speaker"]["spare_clips"] == 12 * 4 - 24
     assert rows["gender"]["test_speakers_eligible_female"] == 8
-    short = {r["task"]: r for r in language_capacity(cfg, make_manifest("de", 4, 8), "de")}
+    short = {r["task"]: r for r in language_capacity(cfg, make_manifest("de", 4, 8, unlabelled=4), "de")}
     assert not short["gender"]["ready"] and "language 'de', task gender" in short["gender"]["problem"]
-    assert short["gender"]["spare_clips"] < 0 and short["speaker"]["ready"]
+    assert short["gender"]["spare_clips"] == 2 * 3 - 12 and short["speaker"]["ready"]  # unlabelled voices count here
 
 
 def test_grid_and_cost(config):

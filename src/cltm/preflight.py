@@ -13,7 +13,7 @@ import math
 import pandas as pd
 
 from cltm.config import conditions, task_languages
-from cltm.sampling import GENDERS, SelectionError, select_language, split_pools
+from cltm.sampling import GENDERS, SelectionError, select_language, split_pools, split_test_speakers
 
 MEASURE_COMMAND = (
     "snakemake --cores 1 results/{task}/runs/{lang}/dual/seed{seed}.json && "
@@ -37,16 +37,20 @@ def language_capacity(config: dict, manifest: pd.DataFrame, lang: str) -> list[d
     per_speaker = test_pool[test_pool["gender"].isin(GENDERS)].groupby(["gender", "speaker"]).size()
     eligible = {g: int((per_speaker.get(g, pd.Series(dtype=int)) >= test_cfg["min_clips_per_speaker"]).sum())
                 for g in GENDERS}
+    try:  # the test speakers, as selection picks them, so the training counts exclude them
+        test_speakers = split_test_speakers(test_pool, speakers_per_gender=test_cfg["speakers_per_gender"],
+                                            min_clips=test_cfg["min_clips_per_speaker"], seed=data["seed"])
+    except (SelectionError, IndexError):
+        test_speakers = []
     rows = []
     for task, cfg in config["tasks"].items():
         if lang not in task_languages(config, task):
             continue
-        one_task = {**config, "tasks": {task: cfg}}
         try:
-            sel = select_language(one_task, manifest, lang)[task]
-            problem, test_speakers = "", sel["test_speakers"]
+            select_language({**config, "tasks": {task: cfg}}, manifest, lang)
+            problem = ""
         except SelectionError as err:
-            problem, test_speakers = str(err), []
+            problem = str(err)
         train = train_pool[~train_pool["speaker"].isin(test_speakers)]
         row = {"language": lang, "task": task, "ready": not problem,
                "corpus_clips": len(manifest), "corpus_speakers": manifest["speaker"].nunique(),
