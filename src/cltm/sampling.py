@@ -222,14 +222,16 @@ def selected_clips(selections: dict[str, dict]) -> set[str]:
     return {u for sel in selections.values() for u in sel["test"] + sel["single"] + sel["extra"]}
 
 
-def selection_config(config: dict) -> dict:
-    """The part of the config that selection reads (training hyper-parameters left out, so editing
-    them does not redo selection or audio preparation)."""
-    return {
-        "languages": list(config["languages"]),
-        "data": config["data"],
-        "tasks": {t: {k: v for k, v in c.items() if k != "training"} for t, c in config["tasks"].items()},
-    }
+def selection_config(config: dict, lang: str | None = None) -> dict:
+    """The part of the config that selection reads: training hyper-parameters left out, so editing them
+    does not redo selection or audio preparation. With `lang`, only what that language's selection
+    reads (adding another language to the matrix then leaves its audio preparation alone)."""
+    tasks = {t: {k: v for k, v in c.items() if k != "training"} for t, c in config["tasks"].items()}
+    if lang is None:
+        return {"languages": list(config["languages"]), "data": config["data"], "tasks": tasks}
+    tasks = {t: {k: v for k, v in c.items() if k != "languages"} for t, c in tasks.items()
+             if lang in task_languages(config, t)}
+    return {"languages": [lang], "data": config["data"], "tasks": tasks}
 
 
 def select_all(config: dict, manifests: dict[str, pd.DataFrame]) -> dict[str, dict[str, dict]]:

@@ -64,7 +64,7 @@ rule prepare_audio:
     conda:
         "../../envs/cltm.yaml"
     params:
-        config=selection_config(config),
+        config=lambda w: selection_config(config, w.lang),
         sample_rate=config["data"]["sample_rate"],
     script:
         "../scripts/prepare_audio.py"
