@@ -145,6 +145,8 @@ def _manifest_splits(values: pd.Series, source: Path) -> pd.Series:
 
 def _finish(df: pd.DataFrame, source: str) -> pd.DataFrame:
     df = df.reset_index(drop=True)
+    if df.empty:
+        raise CorpusError(f"{source} lists no clips; check the file, or leave this language out of 'languages'")
     empty_speaker = df["speaker"].fillna("").str.strip() == ""
     if empty_speaker.any():
         raise CorpusError(f"{source}: {int(empty_speaker.sum())} row(s) have no speaker id (first: {df.loc[empty_speaker, 'path'].iloc[0]})")
