@@ -68,3 +68,19 @@ def write_wav(path: Path, wave: np.ndarray, sr: int, fmt: str | None = None) -> 
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(str(path), wave, sr, format=fmt)
     return path
+
+
+@pytest.fixture(scope="session")
+def cv_release(tmp_path_factory) -> Path:
+    """A pristine Common Voice-shaped release with real MP3 clips (copy it before corrupting clips):
+    sv-SE as a recent release (v17+ header, new gender vocabulary, 48 kHz, clip_durations.tsv) and
+    zh-CN as a v12 release (v12 header, male/female/other, 32 kHz, no clip_durations.tsv). Real
+    releases are uniform; one of each here keeps the tests to a single synthesis."""
+    from cv_release import write_language
+
+    root = tmp_path_factory.mktemp("cv-corpus-test") / "cv-corpus-22.0-2025-06-20"
+    write_language(root, "sv-SE", release="recent", sample_rate=48000, speakers_per_gender=4, clips_per_speaker=5,
+                   voice_language="en", seed=1)
+    write_language(root, "zh-CN", release="v12", sample_rate=32000, speakers_per_gender=4, clips_per_speaker=5,
+                   voice_language="de", seed=2)
+    return root

@@ -76,3 +76,49 @@ def test_digest_tracks_what_changes_results(config):
     added = copy.deepcopy(config)
     added["seeds"] = [1, 2, 3, 4]
     assert digest(run_settings(added, "gender")) == base  # a new seed does not invalidate old runs
+
+
+def _paper(default_config):
+    import yaml
+    from snakemake.utils import update_config
+
+    from conftest import ROOT
+
+    cfg = copy.deepcopy(default_config)
+    update_config(cfg, yaml.safe_load((ROOT / "config" / "paper.yaml").read_text()))  # as --configfile does
+    return cfg
+
+
+def test_paper_preset_validates_once_the_release_is_given(default_config, tmp_path):
+    cfg = _paper(default_config)
+    with pytest.raises(ConfigError, match="corpus.common_voice.root' must name the release folder"):
+        validate_config(cfg)
+    cfg["corpus"]["common_voice"]["root"] = str(tmp_path)
+    validate_config(cfg)
+    assert cfg["languages"] == ["ar", "en", "de", "ckb", "kmr", "fr", "ca", "es", "be", "ru", "uk", "eu",
+                                "zh-CN", "zh-TW", "ky", "tr"]
+    assert cfg["tasks"]["gender"]["n_per_class"] == 60 and cfg["tasks"]["speaker"]["n_utterances"] == 1000
+    assert cfg["seeds"] == list(range(1, 11)) and cfg["encoder"]["source"] == "utter-project/mHuBERT-147"
+    assert cfg["encoder"]["overrides"] is None  # the demo's dropout overrides do not leak into the paper run
+    g, s = cfg["tasks"]["gender"]["training"], cfg["tasks"]["speaker"]["training"]
+    assert (g["lr"], g["schedule"], g["batch_size"], g["epochs"], g["crop_seconds"]) == (1e-5, "constant", 1, 1, None)
+    assert (s["lr"], s["schedule"], s["warmup_ratio"], s["weight_decay"]) == (3e-5, "linear", 0.01, 0.05)
+
+
+def test_paths_are_checked_with_the_key_named(default_config, tmp_path):
+    from cltm.config import check_paths
+
+    cfg = _paper(default_config)
+    cfg["corpus"]["common_voice"]["root"] = str(tmp_path / "nowhere")
+    with pytest.raises(ConfigError, match="corpus.common_voice.root.*is not a folder"):
+        check_paths(cfg)
+    for lang in cfg["languages"][:-1]:
+        (tmp_path / lang).mkdir()
+    cfg["corpus"]["common_voice"]["root"] = str(tmp_path)
+    with pytest.raises(ConfigError, match="no folder for tr in"):
+        check_paths(cfg)
+    (tmp_path / "tr").mkdir()
+    check_paths(cfg)
+    cfg["encoder"]["source"] = str(tmp_path / "models" / "mHuBERT-147")
+    with pytest.raises(ConfigError, match="encoder.source.*does not exist"):
+        check_paths(cfg)

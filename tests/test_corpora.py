@@ -56,6 +56,9 @@ def test_common_voice_errors_name_the_problem(tmp_path):
     pd.DataFrame({"path": ["x.mp3"]}).to_csv(tmp_path / "en" / "bad.tsv", sep="\t", index=False)
     with pytest.raises(CorpusError, match="lacks column.*client_id"):
         read_common_voice(tmp_path, "en", "bad.tsv")
+    pd.DataFrame(columns=NEW_HEADER).to_csv(tmp_path / "en" / "other.tsv", sep="\t", index=False)
+    with pytest.raises(CorpusError, match="other.tsv lists no clips"):
+        read_common_voice(tmp_path, "en", "other.tsv")
 
 
 def test_generic_manifest(tmp_path):

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from conftest import TINY_ENCODER
@@ -49,3 +50,62 @@ def test_preloaded_encoder_is_handed_out_once_and_reloaded_when_rebuilt(tmp_path
     rebuilt = load_encoder(tmp_path / "enc")
     assert _same(rebuilt, build_encoder("random", config=TINY_ENCODER, init_seed=3))
     assert not _same(rebuilt, first)
+
+
+OFFLINE_SCRIPT = r"""
+import json, sys
+from cltm.encoder import EncoderError, build_encoder
+out = {}
+out["local"] = build_encoder(sys.argv[1], overrides={"mask_time_prob": 0.0}).config.hidden_size
+out["hub_cache"] = build_encoder("test-org/tiny-hubert").config.num_hidden_layers
+try:
+    build_encoder("utter-project/mHuBERT-147")
+except EncoderError as err:
+    out["not_cached"] = str(err)
+print(json.dumps(out))
+"""
+
+
+def test_offline_from_a_local_directory_and_from_a_prefetched_hub_cache(tmp_path):
+    """HF_HUB_OFFLINE=1 (read by huggingface_hub at import, hence a fresh process): a local directory
+    saved with save_pretrained, and a hub id whose files sit in the hub cache (the layout `hf download`
+    leaves: models--org--name/refs/main + snapshots/<commit>/)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    local = tmp_path / "mHuBERT-147"
+    build_encoder("random", config=TINY_ENCODER, init_seed=2).save_pretrained(local)
+    assert (local / "model.safetensors").is_file() and not (local / "pytorch_model.bin").exists()
+    hf_home = tmp_path / "hf_home"
+    repo = hf_home / "hub" / "models--test-org--tiny-hubert"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    for name in ("config.json", "model.safetensors"):
+        (snapshot / name).write_bytes((local / name).read_bytes())
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(hf_home), "PYTHONPATH": os.pathsep.join(sys.path)}
+    env.pop("HF_HUB_CACHE", None)
+    proc = subprocess.run([sys.executable, "-c", OFFLINE_SCRIPT, str(local)], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["local"] == 32 and out["hub_cache"] == 4
+    assert "HF_HUB_OFFLINE is set" in out["not_cached"] and "hf download utter-project/mHuBERT-147" in out["not_cached"]
+
+
+def test_source_kinds_and_bad_directories(tmp_path):
+    from cltm.config import encoder_source_kind
+    from cltm.encoder import EncoderError
+
+    assert encoder_source_kind("utter-project/mHuBERT-147") == ("hub", "utter-project/mHuBERT-147")
+    assert encoder_source_kind(str(tmp_path / "nowhere"))[0] == "missing"
+    assert encoder_source_kind(str(tmp_path))[0] == "local"
+    with pytest.raises(EncoderError, match="no such directory"):
+        build_encoder(str(tmp_path / "nowhere"))
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(EncoderError, match="cannot load a HuBERT model from this directory"):
+        build_encoder(str(tmp_path))

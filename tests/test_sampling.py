@@ -1,3 +1,5 @@
+import copy
+
 import pandas as pd
 import pytest
 
@@ -111,3 +113,19 @@ def test_data_summary_counts(config):
     assert s["speakers"] == 19 and s["clips_unlabelled"] == 24 and s["speakers_male"] == 8
     assert s["gender_single_clips"] == 12 and s["speaker_trials"] == 2 * 4 * 5
     assert isinstance(data_summary({"en": m}, sel), pd.DataFrame)
+
+
+def test_per_language_selection_config_gives_the_same_selection(config):
+    from cltm.sampling import selection_config
+
+    cfg = _cfg(config)
+    cfg["tasks"]["speaker"]["languages"] = ["en", "es"]
+    for lang, tasks in (("en", {"gender", "speaker"}), ("tr", {"gender"})):
+        m = make_manifest(lang, speakers_per_gender=8, clips_per_speaker=8)
+        sub = selection_config(cfg, lang)
+        assert set(sub["tasks"]) == tasks and "training" not in sub["tasks"]["gender"]
+        assert select_language(sub, m, lang) == select_language(cfg, m, lang)
+    other = copy.deepcopy(cfg)
+    other["languages"].append("fi")  # adding a language leaves the others' preparation settings alone
+    other["tasks"]["gender"]["training"]["lr"] = 1.0
+    assert selection_config(other, "tr") == selection_config(cfg, "tr")

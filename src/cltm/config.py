@@ -49,7 +49,11 @@ def _semantic_problems(config: dict) -> list[str]:
     kind = corpus["type"]
     section = corpus.get(kind) or {}
     if kind == "common_voice" and not section.get("root"):
-        problems.append("config key 'corpus.common_voice.root' must name the release folder (it holds one folder per locale)")
+        problems.append(
+            "config key 'corpus.common_voice.root' must name the release folder, e.g. /data/cv-corpus-22.0-2025-06-20 "
+            "(it holds one folder per locale: <root>/<locale>/validated.tsv, clips/); config/paper.yaml leaves it "
+            "to you: pass --config corpus='{common_voice: {root: /your/release}}' or set it in your own config file"
+        )
     if kind == "manifest" and not section.get("path"):
         problems.append("config key 'corpus.manifest.path' must name a CSV/TSV manifest")
     if kind == "demo":
@@ -72,6 +76,48 @@ def _semantic_problems(config: dict) -> list[str]:
     if test["max_clips_per_speaker"] < test["min_clips_per_speaker"]:
         problems.append("config key 'data.test.max_clips_per_speaker' is smaller than 'data.test.min_clips_per_speaker'")
     return problems
+
+
+def check_paths(config: dict) -> None:
+    """Check that the corpus and a local encoder directory exist; raise ConfigError naming the key."""
+    problems = []
+    corpus = config["corpus"]
+    if corpus["type"] == "common_voice":
+        root = Path(corpus["common_voice"]["root"]).expanduser()
+        if not root.is_dir():
+            problems.append(f"config key 'corpus.common_voice.root': {root} is not a folder; it must be the "
+                            "Common Voice release folder that holds one folder per locale")
+        else:
+            missing = [lang for lang in config["languages"] if not (root / lang).is_dir()]
+            if missing:
+                present = sorted(p.name for p in root.iterdir() if p.is_dir())
+                problems.append(f"config key 'languages': no folder for {', '.join(missing)} in {root} "
+                                f"(locales present: {', '.join(present[:60]) or 'none'}); Common Voice names "
+                                "some locales with a region, e.g. zh-CN, sv-SE, hy-AM")
+    if corpus["type"] == "manifest" and not Path(corpus["manifest"]["path"]).expanduser().is_file():
+        problems.append(f"config key 'corpus.manifest.path': {corpus['manifest']['path']} is not a file")
+    kind, where = encoder_source_kind(config["encoder"]["source"])
+    if kind == "missing":
+        problems.append(f"config key 'encoder.source': the directory {where} does not exist (a hub id looks like "
+                        "utter-project/mHuBERT-147; a local directory must hold config.json and model.safetensors)")
+    elif kind == "local" and not (Path(where) / "config.json").is_file():
+        problems.append(f"config key 'encoder.source': {where} has no config.json; save the model there with "
+                        "save_pretrained, or download it with `hf download <hub id> --local-dir {where}`")
+    if problems:
+        raise ConfigError("Invalid configuration:\n  - " + "\n  - ".join(problems))
+
+
+def encoder_source_kind(source: str) -> tuple[str, str]:
+    """('random' | 'local' | 'missing' | 'hub', resolved source). A source that exists on disk is a local
+    directory; one written as a path (/, ./, ../, ~) that does not exist is 'missing'; else a hub id."""
+    if source == "random":
+        return "random", source
+    path = Path(source).expanduser()
+    if path.exists():
+        return "local", str(path.resolve())
+    if source.startswith(("/", "./", "../", "~")) or source.count("/") > 1:
+        return "missing", str(path)
+    return "hub", source
 
 
 def all_languages(config: dict) -> list[str]:

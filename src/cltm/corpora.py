@@ -26,6 +26,9 @@ GENDER_MAP = {
 
 CV_SPLITS = ("train", "dev", "test")
 
+# Split names of other corpora's manifests (MLS and FLEURS say dev, Hugging Face datasets say validation).
+SPLIT_MAP = {"train": "train", "dev": "dev", "validation": "dev", "valid": "dev", "test": "test"}
+
 
 class CorpusError(ValueError):
     """A corpus that cannot be read as configured; the message names the file and what to do."""
@@ -125,14 +128,25 @@ def read_manifest(path: str | Path, lang: str) -> pd.DataFrame:
             "gender_raw": rows["gender"],
             "language": lang,
             "duration": pd.to_numeric(rows["duration"], errors="coerce") if "duration" in rows else np.nan,
-            "split": rows["split"].str.lower() if "split" in rows else "",
+            "split": _manifest_splits(rows["split"], path) if "split" in rows else "",
         }
     )
     return _finish(out, str(path))
 
 
+def _manifest_splits(values: pd.Series, source: Path) -> pd.Series:
+    raw = values.str.strip().str.lower()
+    unknown = sorted(set(raw) - set(SPLIT_MAP) - {""})
+    if unknown:
+        raise CorpusError(f"manifest {source}: unknown split value(s) {', '.join(unknown)} in column 'split'; "
+                          f"use {', '.join(sorted(SPLIT_MAP))} or leave it empty")
+    return raw.map(lambda v: SPLIT_MAP.get(v, ""))
+
+
 def _finish(df: pd.DataFrame, source: str) -> pd.DataFrame:
     df = df.reset_index(drop=True)
+    if df.empty:
+        raise CorpusError(f"{source} lists no clips; check the file, or leave this language out of 'languages'")
     empty_speaker = df["speaker"].fillna("").str.strip() == ""
     if empty_speaker.any():
         raise CorpusError(f"{source}: {int(empty_speaker.sum())} row(s) have no speaker id (first: {df.loc[empty_speaker, 'path'].iloc[0]})")
@@ -153,3 +167,10 @@ def load_corpus_language(corpus: dict, lang: str, demo_root: str | Path | None =
     if kind == "manifest":
         return read_manifest(corpus["manifest"]["path"], lang)
     raise CorpusError(f"config key 'corpus.type': unknown corpus type '{kind}'")
+
+
+def read_manifest_table(path: str | Path) -> pd.DataFrame:
+    """Read back a per-language manifest written by the workflow (results/manifests/<lang>.tsv)."""
+    return pd.read_csv(path, sep="\t", dtype={"utt_id": str, "path": str, "speaker": str, "gender": str,
+                                              "gender_raw": str, "split": str},
+                       keep_default_na=False, na_values={"duration": [""]})

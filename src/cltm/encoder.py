@@ -6,27 +6,56 @@ fine-tuning run loads that directory with the same call, so runs never touch the
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
 from transformers import HubertConfig, HubertModel
 from transformers.utils import logging as hf_logging
 
+from cltm.config import ConfigError, encoder_source_kind
+
 hf_logging.disable_progress_bar()  # one "Loading weights" bar per run would bury the run logs
+
+
+class EncoderError(ConfigError):
+    """The configured encoder cannot be loaded; the message says where it was looked for and what to do."""
+
+
+FETCH_HINT = ("fetch it once on a machine with internet (a login node): `hf download {source} --include config.json "
+              "model.safetensors preprocessor_config.json --local-dir /path/to/{name}` and set encoder.source to "
+              "that directory, or `hf download {source} --include config.json model.safetensors` to fill the hub "
+              "cache (HF_HOME) that the compute nodes share")
 
 
 def build_encoder(source: str, *, config: dict | None = None, overrides: dict | None = None,
                   init_seed: int = 0) -> HubertModel:
     """`source` 'random' builds HubertConfig(**config) with seeded random weights (a tiny stand-in for
-    a pretrained model); anything else is a hub id or a local directory loaded with from_pretrained."""
+    a pretrained model); anything else is a local directory or a hub id loaded with from_pretrained.
+
+    Safetensors weights are required from the hub and preferred in a local directory (a directory with
+    only pytorch_model.bin is loaded with torch's weights-only unpickler); remote code is never run.
+    Under HF_HUB_OFFLINE=1 a hub id resolves from the local hub cache only.
+    """
     overrides = dict(overrides or {})
     if source == "random":
         torch.manual_seed(init_seed)
         return HubertModel(HubertConfig(**{**(config or {}), **overrides}))
-    path = Path(source).expanduser()
-    ref = str(path) if path.exists() else source
-    # use_safetensors=None prefers safetensors when present; no remote code is ever executed
-    return HubertModel.from_pretrained(ref, **overrides)
+    kind, ref = encoder_source_kind(source)
+    if kind == "missing":
+        raise EncoderError(f"encoder.source {source}: no such directory")
+    safetensors = kind == "hub" or any(Path(ref).glob("*.safetensors"))
+    try:
+        return HubertModel.from_pretrained(ref, use_safetensors=safetensors, trust_remote_code=False, **overrides)
+    except OSError as err:
+        if kind == "local":
+            raise EncoderError(f"encoder.source {ref}: cannot load a HuBERT model from this directory: {err}") from err
+        offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+        name = source.rsplit("/", 1)[-1]
+        raise EncoderError(
+            f"encoder.source {source}: not found {'in the local hub cache (HF_HUB_OFFLINE is set)' if offline else 'on the hub or in its cache'}"
+            f" ({' '.join(str(err).split())[:300]}); " + FETCH_HINT.format(source=source, name=name)
+        ) from err
 
 
 def materialise_encoder(settings: dict, out_dir: str | Path) -> dict:

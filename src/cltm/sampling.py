@@ -7,6 +7,7 @@ the target + single of the donor); trials from the test speakers. Deterministic 
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import zlib
 
@@ -27,15 +28,24 @@ def rng_for(seed: int, *keys: str) -> np.random.Generator:
     return np.random.default_rng([seed, *(zlib.crc32(k.encode()) for k in keys)])
 
 
-def _shuffled(values, rng) -> list:
-    values = sorted(values)
-    return [values[i] for i in rng.permutation(len(values))]
+def keyed_order(values, seed: int, *keys: str) -> list:
+    """`values` in a pseudo-random order fixed by (seed, keys, value) alone.
+
+    Each value's rank depends on nothing but itself, so removing one value (a bad clip found when
+    its audio is prepared) leaves the order of all others unchanged: a re-selection then takes the
+    next clip of the same speaker, and the rest of the selection stays as it was.
+    """
+    prefix = "|".join([str(seed), *keys]) + "|"
+
+    def rank(v):
+        return hashlib.blake2b((prefix + str(v)).encode(), digest_size=8).digest()
+
+    return sorted(set(values), key=lambda v: (rank(v), str(v)))
 
 
 def split_test_speakers(manifest: pd.DataFrame, *, speakers_per_gender: int, min_clips: int, seed: int) -> list[str]:
     """Pick `speakers_per_gender` test speakers of each gender among speakers with >= min_clips clips."""
     lang = manifest["language"].iloc[0]
-    rng = rng_for(seed, lang, "test-speakers")
     labelled = manifest[manifest["gender"].isin(GENDERS)]
     clips = labelled.groupby(["speaker", "gender"]).size().reset_index(name="n")
     chosen = []
@@ -47,31 +57,32 @@ def split_test_speakers(manifest: pd.DataFrame, *, speakers_per_gender: int, min
                 f"{min_clips} clips each, but only {len(pool)} exist (of {int((clips['gender'] == gender).sum())} "
                 f"{gender} speakers); lower data.test.speakers_per_gender or data.test.min_clips_per_speaker"
             )
-        chosen += _shuffled(pool, rng)[:speakers_per_gender]
+        chosen += keyed_order(pool, seed, lang, "test-speakers")[:speakers_per_gender]
     return sorted(chosen)
 
 
 def test_clips(manifest: pd.DataFrame, speakers: list[str], *, max_per_speaker: int, seed: int) -> list[str]:
     lang = manifest["language"].iloc[0]
-    rng = rng_for(seed, lang, "test-clips")
     out = []
     for spk in speakers:
-        out += _shuffled(manifest.loc[manifest["speaker"] == spk, "utt_id"], rng)[:max_per_speaker]
+        out += keyed_order(manifest.loc[manifest["speaker"] == spk, "utt_id"], seed, lang, "test-clips")[:max_per_speaker]
     return sorted(out)
 
 
-def _blocks(pool: pd.DataFrame, *, n: int, per_speaker: int, n_blocks: int, rng) -> tuple[list[list[str]], list[set]]:
-    """Fill `n_blocks` blocks of n clips by walking shuffled speakers, at most `per_speaker` clips each.
+def _blocks(pool: pd.DataFrame, *, n: int, per_speaker: int, n_blocks: int, seed: int,
+            keys: tuple[str, ...]) -> tuple[list[list[str]], list[set]]:
+    """Fill `n_blocks` blocks of n clips by walking speakers in keyed order, at most `per_speaker` clips each.
 
     A speaker belongs to one block only, so `single` and its `extra` never share a voice.
     """
     blocks, speakers = [[] for _ in range(n_blocks)], [set() for _ in range(n_blocks)]
+    clips_of = pool.groupby("speaker")["utt_id"].apply(list).to_dict()
     b = 0
-    for spk in _shuffled(pool["speaker"].unique(), rng):
+    for spk in keyed_order(clips_of, seed, *keys, "speakers"):
         if b == n_blocks:
             break
         take = min(per_speaker, n - len(blocks[b]))
-        blocks[b] += _shuffled(pool.loc[pool["speaker"] == spk, "utt_id"], rng)[:take]
+        blocks[b] += keyed_order(clips_of[spk], seed, *keys, "clips")[:take]
         speakers[b].add(spk)
         if len(blocks[b]) == n:
             b += 1
@@ -81,12 +92,12 @@ def _blocks(pool: pd.DataFrame, *, n: int, per_speaker: int, n_blocks: int, rng)
 def select_gender(manifest, test_speakers, *, n_per_class: int, max_clips_per_speaker: int, seed: int) -> dict:
     """single = N clips per gender; extra = N more per gender from other speakers (dual = single + extra)."""
     lang = manifest["language"].iloc[0]
-    rng = rng_for(seed, lang, "gender")
     train = manifest[~manifest["speaker"].isin(test_speakers)]
     single, extra = [], []
     for gender in GENDERS:
         pool = train[train["gender"] == gender]
-        (s, e), _ = _blocks(pool, n=n_per_class, per_speaker=max_clips_per_speaker, n_blocks=2, rng=rng)
+        (s, e), _ = _blocks(pool, n=n_per_class, per_speaker=max_clips_per_speaker, n_blocks=2, seed=seed,
+                            keys=(lang, "gender", gender))
         if len(e) < n_per_class:
             usable = int(pool.groupby("speaker").size().clip(upper=max_clips_per_speaker).sum())
             raise SelectionError(
@@ -104,9 +115,9 @@ def select_speaker(manifest, test_speakers, *, n_utterances: int, max_utterances
                    min_speaker_fraction: float, seed: int) -> dict:
     """single = N utterances from >= ceil(fraction * N) speakers; extra = N more from other speakers."""
     lang = manifest["language"].iloc[0]
-    rng = rng_for(seed, lang, "speaker")
     pool = manifest[~manifest["speaker"].isin(test_speakers)]
-    (s, e), (s_spk, e_spk) = _blocks(pool, n=n_utterances, per_speaker=max_utterances_per_speaker, n_blocks=2, rng=rng)
+    (s, e), (s_spk, e_spk) = _blocks(pool, n=n_utterances, per_speaker=max_utterances_per_speaker, n_blocks=2,
+                                     seed=seed, keys=(lang, "speaker"))
     need_spk = min_speakers(n_utterances, min_speaker_fraction)
     if len(e) < n_utterances or len(s_spk) < need_spk or len(e_spk) < need_spk:
         usable = int(pool.groupby("speaker").size().clip(upper=max_utterances_per_speaker).sum())
@@ -146,24 +157,53 @@ def make_trials(test: pd.DataFrame, *, max_positives_per_speaker: int, seed: int
     return pd.DataFrame(rows, columns=["enroll", "test", "label"])
 
 
+OFFICIAL_TRAIN_SPLITS = ("train", "dev")
+
+
+def split_pools(manifest: pd.DataFrame, split: str = "own") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(test pool, training pool) of one language.
+
+    `own`: the tool draws its own speaker-disjoint test set from every clip of the language.
+    `official`: the corpus's own split decides: test speakers and clips come from split `test`,
+    training clips from `train` and `dev` (Common Voice's train/dev/test.tsv are speaker-disjoint);
+    clips in no split are not used.
+    """
+    if split == "own":
+        return manifest, manifest
+    if split != "official":
+        raise SelectionError(f"config key 'data.split' must be 'own' or 'official', not '{split}'")
+    lang = manifest["language"].iloc[0]
+    test = manifest[manifest["split"] == "test"]
+    train = manifest[manifest["split"].isin(OFFICIAL_TRAIN_SPLITS)]
+    if test.empty or train.empty:
+        counts = manifest["split"].replace("", "(none)").value_counts().to_dict()
+        raise SelectionError(
+            f"language '{lang}': data.split is 'official' but the corpus has {len(test)} clips in split 'test' and "
+            f"{len(train)} in 'train'/'dev' (splits found: {counts}). For Common Voice the release folder needs "
+            "train.tsv, dev.tsv and test.tsv; for a manifest, fill its 'split' column; or set data.split: own"
+        )
+    return test, train
+
+
 def select_language(config: dict, manifest: pd.DataFrame, lang: str) -> dict[str, dict]:
     """All selections of one language, per task that uses it: {task: selection}."""
     data = config["data"]
     seed = data["seed"]
+    test_pool, train_pool = split_pools(manifest, data.get("split", "own"))
     test_spk = split_test_speakers(
-        manifest, speakers_per_gender=data["test"]["speakers_per_gender"],
+        test_pool, speakers_per_gender=data["test"]["speakers_per_gender"],
         min_clips=data["test"]["min_clips_per_speaker"], seed=seed,
     )
-    test = test_clips(manifest, test_spk, max_per_speaker=data["test"]["max_clips_per_speaker"], seed=seed)
+    test = test_clips(test_pool, test_spk, max_per_speaker=data["test"]["max_clips_per_speaker"], seed=seed)
     out = {}
     for task, cfg in config["tasks"].items():
         if lang not in task_languages(config, task):
             continue
         if task == "gender":
-            subsets = select_gender(manifest, test_spk, n_per_class=cfg["n_per_class"],
+            subsets = select_gender(train_pool, test_spk, n_per_class=cfg["n_per_class"],
                                     max_clips_per_speaker=cfg["max_clips_per_speaker"], seed=seed)
         elif task == "speaker":
-            subsets = select_speaker(manifest, test_spk, n_utterances=cfg["n_utterances"],
+            subsets = select_speaker(train_pool, test_spk, n_utterances=cfg["n_utterances"],
                                      max_utterances_per_speaker=cfg["max_utterances_per_speaker"],
                                      min_speaker_fraction=cfg["min_speaker_fraction"], seed=seed)
         else:  # pragma: no cover - the schema admits only known tasks
@@ -175,6 +215,23 @@ def select_language(config: dict, manifest: pd.DataFrame, lang: str) -> dict[str
             sel["trials"] = trials.values.tolist()
         out[task] = sel
     return out
+
+
+def selected_clips(selections: dict[str, dict]) -> set[str]:
+    """Every clip a language's selections use (test, single, extra), over all tasks."""
+    return {u for sel in selections.values() for u in sel["test"] + sel["single"] + sel["extra"]}
+
+
+def selection_config(config: dict, lang: str | None = None) -> dict:
+    """The part of the config that selection reads: training hyper-parameters left out, so editing them
+    does not redo selection or audio preparation. With `lang`, only what that language's selection
+    reads (adding another language to the matrix then leaves its audio preparation alone)."""
+    tasks = {t: {k: v for k, v in c.items() if k != "training"} for t, c in config["tasks"].items()}
+    if lang is None:
+        return {"languages": list(config["languages"]), "data": config["data"], "tasks": tasks}
+    tasks = {t: {k: v for k, v in c.items() if k != "languages"} for t, c in tasks.items()
+             if lang in task_languages(config, t)}
+    return {"languages": [lang], "data": config["data"], "tasks": tasks}
 
 
 def select_all(config: dict, manifests: dict[str, pd.DataFrame]) -> dict[str, dict[str, dict]]:

@@ -21,6 +21,7 @@ prepend_to_env("PATH", str(Path(sys.executable).parent))
 
 from cltm.config import (  # noqa: E402
     ConfigError,
+    check_paths,
     conditions,
     digest,
     donor_of,
@@ -30,9 +31,11 @@ from cltm.config import (  # noqa: E402
     task_languages,
     validate_config,
 )
+from cltm.sampling import selection_config  # noqa: E402
 
 try:
     validate_config(config)
+    check_paths(config)
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
 
@@ -87,7 +90,7 @@ def finetune_inputs(wildcards):
     return {
         "settings": f"results/{wildcards.task}/settings.json",
         "encoder": "results/encoder/model.safetensors",
-        "summary": "results/data_summary.tsv",
+        "data_report": "results/data_report.tsv",  # every language prepared and checked
         "subsets": [f"results/subsets/{wildcards.task}/{l}.json" for l in langs],
         "audio": [f"results/audio/{l}.npy" for l in langs],
         "index": [f"results/audio/{l}.tsv" for l in langs],  # read beside each .npy
@@ -126,7 +129,11 @@ FIGURES = ["cltm", "relative_change", "baselines"]
 
 def final_targets():
     return (
-        ["results/data_summary.tsv"]
+        [
+            "results/data_summary.tsv",
+            "results/data_report.tsv",
+            "results/preflight/summary.txt",
+        ]
         + [f"results/{t}/{name}" for t in TASKS for name in MATRIX_TABLES]
         + [
             f"results/{t}/{fig}.{ext}"

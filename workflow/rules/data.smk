@@ -35,7 +35,7 @@ rule select:
     input:
         expand("results/manifests/{lang}.tsv", lang=LANGUAGES),
     output:
-        subsets=subset_files(),
+        plans=expand("results/selection/{lang}.json", lang=LANGUAGES),
         summary=report(
             "results/data_summary.tsv",
             caption="../report/data_summary.rst",
@@ -46,8 +46,7 @@ rule select:
     conda:
         "../../envs/cltm.yaml"
     params:
-        data=config["data"],
-        tasks=config["tasks"],
+        config=selection_config(config),
     script:
         "../scripts/select.py"
 
@@ -55,20 +54,66 @@ rule select:
 rule prepare_audio:
     input:
         manifest="results/manifests/{lang}.tsv",
-        subsets=lambda w: [
-            f"results/subsets/{t}/{w.lang}.json" for t in tasks_of(w.lang)
-        ],
+        plan="results/selection/{lang}.json",
     output:
         audio="results/audio/{lang}.npy",
         index="results/audio/{lang}.tsv",
+        record="results/data/{lang}.json",
     log:
         "results/logs/prepare_audio/{lang}.log",
     conda:
         "../../envs/cltm.yaml"
     params:
+        config=lambda w: selection_config(config, w.lang),
         sample_rate=config["data"]["sample_rate"],
     script:
         "../scripts/prepare_audio.py"
+
+
+# Waits for every language: no fine-tuning starts before all audio is prepared and checked.
+rule data_report:
+    input:
+        expand("results/data/{lang}.json", lang=LANGUAGES),
+    output:
+        subsets=subset_files(),
+        report=report(
+            "results/data_report.tsv",
+            caption="../report/data_report.rst",
+            category="Data",
+        ),
+        dropped=report(
+            "results/dropped_clips.tsv",
+            caption="../report/dropped_clips.rst",
+            category="Data",
+        ),
+    log:
+        "results/logs/data_report.log",
+    conda:
+        "../../envs/cltm.yaml"
+    script:
+        "../scripts/data_report.py"
+
+
+# `snakemake --cores 1 preflight`: metadata only, before any GPU hour.
+rule preflight:
+    input:
+        expand("results/manifests/{lang}.tsv", lang=LANGUAGES),
+    output:
+        capacity=report(
+            "results/preflight/capacity.tsv",
+            caption="../report/preflight.rst",
+            category="Data",
+        ),
+        grid="results/preflight/grid.tsv",
+        summary="results/preflight/summary.txt",
+    log:
+        "results/logs/preflight.log",
+    conda:
+        "../../envs/cltm.yaml"
+    params:
+        config=config,
+    script:
+        "../scripts/preflight.py"
 
 
 rule encoder:

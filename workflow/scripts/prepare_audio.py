@@ -1,24 +1,30 @@
-"""Decode the selected clips of one language to mono 16 kHz, stored as one array plus an index."""
+"""Decode one language's selected clips to mono 16 kHz, replacing every bad clip from the pool.
 
-import pandas as pd
+Writes the audio (one int16 array plus an index) and the language's record: its final selections,
+corpus statistics and every dropped clip with its path and reason.
+"""
 
-from cltm.audio import prepare_language
-from cltm.io import read_json, run_script, script_logger
+from cltm.audio import prepare_selection, write_store
+from cltm.corpora import read_manifest_table
+from cltm.datareport import language_record
+from cltm.io import read_json, run_script, script_logger, write_json
 
 log = script_logger(snakemake.log[0])
 
 
 def main():
-    manifest = pd.read_csv(snakemake.input.manifest, sep="\t", dtype={"utt_id": str, "speaker": str, "gender": str},
-                           keep_default_na=False)
-    wanted = set()
-    for path in snakemake.input.subsets:
-        sel = read_json(path)
-        wanted.update(sel["test"], sel["single"], sel["extra"])
-    log(f"{snakemake.wildcards.lang}: decoding {len(wanted)} selected clips of {len(manifest)}")
-    index = prepare_language(manifest, wanted, snakemake.output.audio, snakemake.output.index,
-                             sample_rate=snakemake.params.sample_rate, log=log)
-    log(f"{snakemake.wildcards.lang}: {index['n_samples'].sum() / snakemake.params.sample_rate / 60:.1f} min of audio")
+    lang = snakemake.wildcards.lang
+    sr = snakemake.params.sample_rate
+    manifest = read_manifest_table(snakemake.input.manifest)
+    planned = read_json(snakemake.input.plan)
+    log(f"{lang}: preparing the selected clips of {len(manifest)}")
+    prepared = prepare_selection(snakemake.params.config, manifest, lang, planned, sample_rate=sr, log=log)
+    index = write_store(prepared.pcm, manifest.set_index("utt_id"), snakemake.output.audio, snakemake.output.index)
+    samples = int(index["n_samples"].sum())
+    record = language_record(lang, manifest, prepared.selections, prepared.dropped, prepared.checked, samples, sr)
+    write_json(snakemake.output.record, record)
+    log(f"{lang}: {len(index)} clips, {samples / sr / 60:.1f} min of audio; {len(prepared.dropped)} bad clip(s) "
+        f"dropped and replaced" + (f": {prepared.dropped['reason'].value_counts().to_dict()}" if len(prepared.dropped) else ""))
 
 
 run_script(main, log)

@@ -1,9 +1,12 @@
-"""Select test sets, nested training subsets and trials for every language, on metadata only."""
+"""Plan the selection of every language on metadata only: test set, nested training subsets, trials.
+
+Every language short of data is reported at once, before any audio is decoded. The plan is final
+unless audio preparation finds bad clips (then it replaces them: see prepare_audio.py).
+"""
 
 from pathlib import Path
 
-import pandas as pd
-
+from cltm.corpora import read_manifest_table
 from cltm.io import run_script, script_logger, write_json, write_table
 from cltm.sampling import data_summary, select_all
 
@@ -11,16 +14,10 @@ log = script_logger(snakemake.log[0])
 
 
 def main():
-    manifests = {}
-    for path in snakemake.input:
-        df = pd.read_csv(path, sep="\t", dtype={"utt_id": str, "speaker": str, "gender": str, "split": str},
-                         keep_default_na=False, na_values={"duration": [""]})
-        manifests[Path(path).stem] = df
-    config = {"languages": list(manifests), "data": snakemake.params.data, "tasks": snakemake.params.tasks}
-    selections = select_all(config, manifests)
-    for path in snakemake.output.subsets:
-        task, lang = Path(path).parent.name, Path(path).stem
-        write_json(path, selections[lang][task])
+    manifests = {Path(p).stem: read_manifest_table(p) for p in snakemake.input}
+    selections = select_all(snakemake.params.config, manifests)
+    for path in snakemake.output.plans:
+        write_json(path, selections[Path(path).stem])
     summary = data_summary(manifests, selections)
     write_table(snakemake.output.summary, summary, index=False)
     log("\n" + summary.to_string(index=False))

@@ -1,0 +1,132 @@
+"""Preflight: before any GPU hour, can every language supply the requested regimes, how many runs
+does the grid have, and what will it cost?
+
+Everything here reads metadata only (the per-language manifests); no audio is decoded. The cost is
+the number of runs times a per-run cost the user measures once on their own hardware
+(`preflight.seconds_per_run`, see the README) and is never guessed.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from cltm.config import conditions, task_languages
+from cltm.sampling import GENDERS, SelectionError, select_language, split_pools, split_test_speakers
+
+MEASURE_COMMAND = (
+    "snakemake --cores 1 results/{task}/runs/{lang}/dual/seed{seed}.json && "
+    "grep wall_s results/{task}/runs/{lang}/dual/seed{seed}.json"
+)
+
+
+def _usable(pool: pd.DataFrame, cap: int) -> int:
+    """Training clips a pool can give when each speaker contributes at most `cap`."""
+    return int(pool.groupby("speaker").size().clip(upper=cap).sum()) if len(pool) else 0
+
+
+def language_capacity(config: dict, manifest: pd.DataFrame, lang: str) -> list[dict]:
+    """One row per task that uses `lang`: what it needs, what the corpus has, and whether selection succeeds."""
+    data = config["data"]
+    test_cfg = data["test"]
+    try:
+        test_pool, train_pool = split_pools(manifest, data.get("split", "own"))
+    except SelectionError:
+        test_pool = train_pool = manifest.iloc[0:0]
+    per_speaker = test_pool[test_pool["gender"].isin(GENDERS)].groupby(["gender", "speaker"]).size()
+    eligible = {g: int((per_speaker.get(g, pd.Series(dtype=int)) >= test_cfg["min_clips_per_speaker"]).sum())
+                for g in GENDERS}
+    try:  # the test speakers, as selection picks them, so the training counts exclude them
+        test_speakers = split_test_speakers(test_pool, speakers_per_gender=test_cfg["speakers_per_gender"],
+                                            min_clips=test_cfg["min_clips_per_speaker"], seed=data["seed"])
+    except (SelectionError, IndexError):
+        test_speakers = []
+    rows = []
+    for task, cfg in config["tasks"].items():
+        if lang not in task_languages(config, task):
+            continue
+        try:
+            select_language({**config, "tasks": {task: cfg}}, manifest, lang)
+            problem = ""
+        except SelectionError as err:
+            problem = str(err)
+        train = train_pool[~train_pool["speaker"].isin(test_speakers)]
+        row = {"language": lang, "task": task, "ready": not problem,
+               "corpus_clips": len(manifest), "corpus_speakers": manifest["speaker"].nunique(),
+               "test_speakers_needed_per_gender": test_cfg["speakers_per_gender"],
+               "test_speakers_eligible_male": eligible["male"], "test_speakers_eligible_female": eligible["female"]}
+        if task == "gender":
+            need = 2 * cfg["n_per_class"]
+            usable = {g: _usable(train[train["gender"] == g], cfg["max_clips_per_speaker"]) for g in GENDERS}
+            row.update(train_clips_needed=f"{need} per class",
+                       train_clips_usable=f"{usable['male']} male, {usable['female']} female",
+                       spare_clips=min(usable.values()) - need)
+        else:
+            need = 2 * cfg["n_utterances"]
+            usable = _usable(train, cfg["max_utterances_per_speaker"])
+            row.update(train_clips_needed=str(need), train_clips_usable=f"{usable} from {train['speaker'].nunique()} speakers",
+                       spare_clips=usable - need)
+        row["problem"] = problem
+        rows.append(row)
+    return rows
+
+
+def grid(config: dict) -> pd.DataFrame:
+    """Runs per task: targets x (single, dual, one donor per other language) x seeds."""
+    rows = []
+    for task in config["tasks"]:
+        langs = task_languages(config, task)
+        per_target = len(conditions(config, task, langs[0]))
+        rows.append({"task": task, "languages": len(langs), "conditions_per_target": per_target,
+                     "seeds": len(config["seeds"]), "runs": len(langs) * per_target * len(config["seeds"])})
+    return pd.DataFrame(rows)
+
+
+def preflight(config: dict, manifests: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """(capacity table, grid table with costs, a text summary for people)."""
+    capacity = pd.DataFrame([row for lang, m in manifests.items() for row in language_capacity(config, m, lang)])
+    runs = grid(config)
+    per_run = (config.get("preflight") or {}).get("seconds_per_run") or {}
+    runs["seconds_per_run"] = [per_run.get(t) for t in runs["task"]]
+    runs["seconds_per_run"] = pd.to_numeric(runs["seconds_per_run"], errors="coerce")
+    runs["gpu_hours"] = (runs["runs"] * runs["seconds_per_run"] / 3600).round(1)
+    return capacity, runs, summary_text(config, capacity, runs)
+
+
+def summary_text(config: dict, capacity: pd.DataFrame, runs: pd.DataFrame) -> str:
+    corpus = config["corpus"]
+    where = (corpus.get(corpus["type"]) or {})
+    source = where.get("root") or where.get("path") or "synthetic demo"
+    lines = [f"cltm preflight: {len(config['languages'])} languages from {corpus['type']} ({source}), "
+             f"data.split {config['data'].get('split', 'own')}, encoder {config['encoder']['source']}", ""]
+    short = capacity[~capacity["ready"]]
+    if short.empty:
+        lines.append("Data: every language can supply every task's regimes (metadata only; bad clips found "
+                     "when audio is prepared are replaced from the spare clips listed in preflight.tsv).")
+    else:
+        lines.append(f"Data: NOT READY. {len(short)} language/task pair(s) cannot supply the requested regimes:")
+        lines += [f"  - {p}" for p in short["problem"]]
+    tight = capacity[capacity["ready"] & (capacity["spare_clips"] < 0.1 * capacity["spare_clips"].abs().max())]
+    if not tight.empty and len(capacity) > 1:
+        lines.append("Least spare training clips (to replace bad clips): "
+                     + ", ".join(f"{r.language}/{r.task} {r.spare_clips}" for r in tight.itertuples()))
+    lines.append("")
+    lines.append("Grid:")
+    for r in runs.itertuples():
+        cost = (f"{r.runs} x {r.seconds_per_run:g} s = {r.gpu_hours:g} GPU hours" if math.isfinite(r.seconds_per_run)
+                else "cost unknown: set preflight.seconds_per_run." + r.task)
+        lines.append(f"  {r.task}: {r.languages} targets x {r.conditions_per_target} conditions x {r.seeds} seeds "
+                     f"= {r.runs} runs; {cost}")
+    total_runs = int(runs["runs"].sum())
+    known = runs["seconds_per_run"].notna().all()
+    lines.append(f"  total: {total_runs} runs" + (f", {runs['gpu_hours'].sum():.1f} GPU hours (one GPU per run)"
+                                                   if known else ""))
+    if not known:
+        task = runs.loc[runs["seconds_per_run"].isna(), "task"].iloc[0]
+        lang = task_languages(config, task)[0]
+        cmd = MEASURE_COMMAND.format(task=task, lang=lang, seed=config["seeds"][0])
+        lines += ["", "Measure the per-run cost once, on the hardware that will run the grid (one dual run: an "
+                  "upper bound, single runs train on half the clips):", f"  {cmd}",
+                  "then put its wall_s into preflight.seconds_per_run.<task> and rerun the preflight."]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,24 @@
+"""Gather every language's record: the final subsets the fine-tuning runs read, the data report, the dropped clips."""
+
+from pathlib import Path
+
+from cltm.datareport import report_tables
+from cltm.io import read_json, run_script, script_logger, write_json, write_table
+
+log = script_logger(snakemake.log[0])
+
+
+def main():
+    records = {Path(p).stem: read_json(p) for p in snakemake.input}
+    for path in snakemake.output.subsets:
+        task, lang = Path(path).parent.name, Path(path).stem
+        write_json(path, records[lang]["selections"][task])
+    table, dropped = report_tables(list(records.values()))
+    write_table(snakemake.output.report, table, index=False)
+    write_table(snakemake.output.dropped, dropped, index=False)
+    log("\n" + table.to_string(index=False))
+    if len(dropped):
+        log(f"{len(dropped)} bad clip(s) dropped and replaced:\n" + dropped.to_string(index=False))
+
+
+run_script(main, log)
