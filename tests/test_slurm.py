@@ -50,8 +50,15 @@ def checkout(dest: Path) -> Path:
 
 
 def run(work: Path, *args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([*SNAKEMAKE, *args], cwd=work, env={**os.environ, **(env or {})}, capture_output=True,
-                          text=True, timeout=1500)
+    with subprocess.Popen([*SNAKEMAKE, *args], cwd=work, env={**os.environ, **(env or {})}, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as popen:
+        try:
+            out, err = popen.communicate(timeout=2400)
+        except subprocess.TimeoutExpired:
+            popen.send_signal(signal.SIGINT)  # Snakemake then cancels its SLURM jobs
+            out, err = popen.communicate(timeout=120)
+            raise AssertionError(f"snakemake {' '.join(args)} timed out:\n{out[-3000:]}\n{err[-6000:]}") from None
+    proc = subprocess.CompletedProcess(popen.args, popen.returncode, out, err)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
     return proc
@@ -179,7 +186,7 @@ def test_stopped_run_resumes_from_its_checkpoint(on_cluster, tmp_path):
     checkpoint and gives exactly the result of an uninterrupted run."""
     work, env = on_cluster["work"], {**on_cluster["env"], "CLTM_CHECKPOINT_SECONDS": "1"}
     long = json.loads(json.dumps(REDUCED))
-    long["tasks"]["speaker"]["training"]["epochs"] = 60  # 180 steps: long enough to stop mid-way
+    long["tasks"]["speaker"]["training"]["epochs"] = 150  # 450 steps: long enough to stop mid-way
     config = write_config(work, "long.yaml", long)
     target = "results/speaker/runs/en/single/seed1.json"
     checkpoint = work / "results/speaker/checkpoints/en/single/seed1.pt"
@@ -188,7 +195,7 @@ def test_stopped_run_resumes_from_its_checkpoint(on_cluster, tmp_path):
     first = subprocess.Popen([*SNAKEMAKE, *args], cwd=work, env={**os.environ, **env}, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 600
+        deadline = time.monotonic() + 1200
         while not (checkpoint.exists() and log.exists() and "checkpoint saved at step" in log.read_text()):
             assert first.poll() is None and time.monotonic() < deadline, "no checkpoint was written"
             time.sleep(1)
@@ -205,11 +212,11 @@ def test_stopped_run_resumes_from_its_checkpoint(on_cluster, tmp_path):
     assert not (work / target).exists()  # nothing that looks like a result
     assert checkpoint.exists()
     saved_at = int(re.findall(r"checkpoint saved at step (\d+)", log.read_text())[-1])
-    assert 0 < saved_at < 180
+    assert 0 < saved_at < 450
 
     rerun = run(work, *args, env=env)
     text = log.read_text()
-    resumed_at = int(re.search(r"resumed from checkpoint at step (\d+)/180", text).group(1))
+    resumed_at = int(re.search(r"resumed from checkpoint at step (\d+)/450", text).group(1))
     assert resumed_at >= saved_at and "1 of 1 steps (100%) done" in rerun.stdout + rerun.stderr
     assert not checkpoint.exists()
     resumed = json.loads((work / target).read_text())
@@ -225,4 +232,4 @@ def test_stopped_run_resumes_from_its_checkpoint(on_cluster, tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     reference = json.loads((ref / "run.json").read_text())
     assert resumed["loss"] == reference["loss"] and resumed["metrics"] == reference["metrics"]
-    assert resumed["loss"]["steps"] == 180
+    assert resumed["loss"]["steps"] == 450

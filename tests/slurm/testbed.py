@@ -108,7 +108,7 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 GresTypes=gpu
 SchedulerParameters=sched_interval=1
-MinJobAge=300
+MinJobAge=3600
 DefMemPerCPU=1000
 KillWait=10
 ReturnToService=2
@@ -211,9 +211,29 @@ def _pid_alive(pid: int) -> bool:
         return False
 
 
+def cancel_all_jobs(scratch: Path, timeout: float = 60) -> None:
+    """scancel every job of the test cluster (all are ours) and wait until they are gone: with
+    proctrack/linuxproc, job processes would outlive a stopped slurmd."""
+    env = {**os.environ, "SLURM_CONF": str(scratch / "slurm.conf")}
+
+    def active() -> list[str]:
+        proc = subprocess.run(["squeue", "-h", "-t", "PD,R,CG,S,CF", "-o", "%i"], capture_output=True, text=True, env=env)
+        return proc.stdout.split() if proc.returncode == 0 else []
+
+    jobs = active()
+    if jobs:
+        subprocess.run(["scancel", *jobs], capture_output=True, env=env)
+        deadline = time.monotonic() + timeout
+        while active() and time.monotonic() < deadline:
+            time.sleep(1)
+
+
 def stop_cluster(scratch: str | Path) -> None:
-    """Stop the daemons this scratch directory's PID files name (slurmd, slurmctld, then munged)."""
+    """Cancel the cluster's jobs, then stop the daemons this scratch directory's PID files name
+    (slurmd, slurmctld, then munged)."""
     scratch = Path(scratch)
+    if (scratch / "slurmctld.pid").exists():
+        cancel_all_jobs(scratch)
     for name in ("slurmd.pid", "slurmctld.pid", "munged.pid"):
         pid_file = scratch / name
         if not pid_file.exists():
