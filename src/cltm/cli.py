@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
+import os
 import time
 from pathlib import Path
 
 import torch
 
 from cltm.audio import AudioStore
+from cltm.checkpoints import Checkpoint, run_key
 from cltm.encoder import load_encoder, preload_encoder
 from cltm.io import read_json, script_logger, write_json, write_table
 from cltm.tasks import pick_device, run_one
@@ -29,15 +32,24 @@ def finetune(args) -> None:
         lang = Path(sel_path).stem
         selections[lang] = read_json(sel_path)
         stores[lang] = AudioStore(npy, Path(npy).with_suffix(".tsv"))
+    checkpoint = None
+    if args.checkpoint:
+        key = run_key(digest=spec["digest"], task=args.task, target=args.target, condition=args.condition,
+                      seed=args.seed, subsets=[hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in args.subsets])
+        every = float(os.environ.get("CLTM_CHECKPOINT_SECONDS", "600"))
+        checkpoint = Checkpoint(args.checkpoint, key, every_s=every, log=log)
     record, scores = run_one(
         args.task, settings["task"], target=args.target, condition=args.condition, seed=args.seed,
         encoder=load_encoder(Path(args.encoder).parent), stores=stores, selections=selections,
         device=pick_device(spec["device"]), sample_rate=settings["data"]["sample_rate"], log=log,
+        checkpoint=checkpoint,
     )
     record.update(config_digest=spec["digest"], synthetic_demo=spec["synthetic"],
                   encoder=settings["encoder"]["source"], wall_s=round(time.perf_counter() - t0, 2))
     write_table(args.scores, scores, index=False)
     write_json(args.run, record)
+    if checkpoint:
+        checkpoint.remove()  # the result exists now; a checkpoint must never outlive it
 
 
 def preload(argv: list[str]) -> None:
@@ -62,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--threads", type=int, default=1)
     f.add_argument("--run", required=True, help="output run JSON")
     f.add_argument("--scores", required=True, help="output per-item scores TSV")
+    f.add_argument("--checkpoint", help="resumable training state, saved every CLTM_CHECKPOINT_SECONDS "
+                   "(default 600; 0 = never) and removed when the run is done")
     return parser
 
 

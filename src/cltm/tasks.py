@@ -94,9 +94,10 @@ def pick_device(name: str = "auto") -> torch.device:
 
 def run_one(task: str, cfg: dict, *, target: str, condition: str, seed: int, encoder: torch.nn.Module,
             stores: dict[str, AudioStore], selections: dict[str, dict], device: torch.device,
-            sample_rate: int = 16000, log=print) -> tuple[dict, pd.DataFrame | None]:
+            sample_rate: int = 16000, log=print, checkpoint=None) -> tuple[dict, pd.DataFrame | None]:
     """Fine-tune `encoder` (consumed: pass a fresh copy) on the condition's training set, evaluate on the
-    target's test set; return the run record and its per-item scores."""
+    target's test set; return the run record and its per-item scores. `checkpoint` (a
+    `cltm.checkpoints.Checkpoint`) makes the training resumable."""
     t0 = time.perf_counter()
     plugin = TASKS[task]
     items = training_items(target, condition, selections)
@@ -107,7 +108,8 @@ def run_one(task: str, cfg: dict, *, target: str, condition: str, seed: int, enc
 
     seed_everything(seed)
     model = Classifier(encoder, n_classes, plugin.pooling)
-    loss = fine_tune(model, waves, labels, cfg["training"], seed=seed, device=device, sample_rate=sample_rate, log=log)
+    loss = fine_tune(model, waves, labels, cfg["training"], seed=seed, device=device, sample_rate=sample_rate, log=log,
+                     checkpoint=checkpoint)
     t_train = time.perf_counter() - t0
     metrics, scores = plugin.evaluate(model, stores[target], selections[target], cfg, device)
     log(f"{task} {target} {condition} seed {seed}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))

@@ -76,8 +76,11 @@ def make_batch(waves: list[np.ndarray], crop: int | None, generator: torch.Gener
 
 
 def fine_tune(model: Classifier, waves: list[np.ndarray], labels: np.ndarray, cfg: dict, *, seed: int,
-              device: torch.device, sample_rate: int = 16000, log=print) -> dict:
-    """Fine-tune the whole model (feature encoder included) with AdamW; return a loss summary."""
+              device: torch.device, sample_rate: int = 16000, log=print, checkpoint=None) -> dict:
+    """Fine-tune the whole model (feature encoder included) with AdamW; return a loss summary.
+
+    With a `cltm.checkpoints.Checkpoint`, the state is saved when due and a saved state is resumed,
+    giving the same result as an uninterrupted run."""
     n = len(waves)
     bs = cfg["batch_size"]
     steps_per_epoch = math.ceil(n / bs)
@@ -98,10 +101,24 @@ def fine_tune(model: Classifier, waves: list[np.ndarray], labels: np.ndarray, cf
     model.to(device).train()
     losses, epoch_means, step, t0 = [], [], 0, time.perf_counter()
     report_every = max(1, total // 10)
-    for epoch in range(cfg["epochs"]):
-        order = torch.randperm(n, generator=generator).tolist()
-        epoch_losses = []
-        for b in range(steps_per_epoch):
+    start_epoch, start_batch, order, epoch_losses = 0, 0, None, []
+    resumed = checkpoint.load() if checkpoint else None
+    if resumed:
+        from cltm.checkpoints import set_rng_state
+
+        model.load_state_dict(resumed["model"])
+        optimiser.load_state_dict(resumed["optimiser"])
+        scheduler.load_state_dict(resumed["scheduler"])
+        generator.set_state(resumed["generator"])
+        set_rng_state(resumed["rng"])
+        losses, epoch_means, step = resumed["losses"], resumed["epoch_means"], resumed["step"]
+        start_epoch, start_batch, order, epoch_losses = (resumed["epoch"], resumed["batch"], resumed["order"],
+                                                         resumed["epoch_losses"])
+        log(f"resumed from checkpoint at step {step}/{total}")
+    for epoch in range(start_epoch, cfg["epochs"]):
+        if epoch > start_epoch or order is None:
+            order, epoch_losses = torch.randperm(n, generator=generator).tolist(), []
+        for b in range(start_batch if epoch == start_epoch else 0, steps_per_epoch):
             idx = order[b * bs:(b + 1) * bs]
             x = make_batch([waves[i] for i in idx], crop, generator).to(device)
             loss = F.cross_entropy(model(x), targets[idx].to(device))
@@ -120,6 +137,14 @@ def fine_tune(model: Classifier, waves: list[np.ndarray], labels: np.ndarray, cf
             if step % report_every == 0 or step == total:
                 log(f"epoch {epoch + 1}/{cfg['epochs']} step {step}/{total} loss {value:.4f} "
                     f"({time.perf_counter() - t0:.1f} s)")
+            if checkpoint and step < total and checkpoint.due():
+                from cltm.checkpoints import rng_state
+
+                checkpoint.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(),
+                                 "scheduler": scheduler.state_dict(), "generator": generator.get_state(),
+                                 "rng": rng_state(), "losses": losses, "epoch_means": epoch_means,
+                                 "step": step, "epoch": epoch, "batch": b + 1, "order": order,
+                                 "epoch_losses": epoch_losses})
         epoch_means.append(float(np.mean(epoch_losses)))
     return {"steps": total, "first": losses[0], "last": losses[-1], "epoch_means": epoch_means}
 

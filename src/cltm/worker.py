@@ -28,8 +28,11 @@ SRC = Path(__file__).resolve().parent
 
 
 def socket_path() -> Path:
-    """One worker per user, Python interpreter and version of the code (a code edit starts a new one)."""
+    """One worker per user, Python interpreter and version of the code (a code edit starts a new one),
+    and per SLURM job: the runs of one bundle share a worker, which never serves another allocation
+    (its GPU, limits and accounting belong to its own job)."""
     stamp = [sys.executable, str(SRC)] + [f"{p.name}:{p.stat().st_mtime_ns}" for p in sorted(SRC.glob("*.py"))]
+    stamp.append(f"slurm:{os.environ.get('SLURM_JOB_ID', '')}")
     key = hashlib.sha1("|".join(stamp).encode()).hexdigest()[:12]
     base = Path(os.environ.get("CLTM_WORKER_DIR", tempfile.gettempdir()))
     return base / f"cltm-worker-{os.getuid()}-{key}.sock"
@@ -142,6 +145,9 @@ def serve(path: str, idle: float | None = None) -> None:
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(path)
     server.listen(64)
+    slurm = os.environ.get("SLURM_JOB_ID")
+    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} worker {os.getpid()} serving {path}"
+          + (f" for SLURM job {slurm}" if slurm else ""), flush=True)
     server.settimeout(5.0)
     children, last = set(), time.monotonic()
     try:

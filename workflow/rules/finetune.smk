@@ -1,6 +1,8 @@
 # Fine-tuning: one job per task x target x condition x seed. Each job is a light client of a warm
 # local worker (cltm.worker) that has torch and transformers imported once and forks a fresh
-# process per run; CLTM_WORKER=0 runs every job in its own process instead.
+# process per run; CLTM_WORKER=0 runs every job in its own process instead. A run's training state
+# is checkpointed (not an output: it is removed when the run is done), so a stopped run resumes.
+# On SLURM, profiles/slurm bundles these jobs into groups of K runs per SLURM job.
 
 
 rule settings:
@@ -38,4 +40,6 @@ rule finetune:
         "python -m cltm.worker finetune --settings {input.settings} --task {wildcards.task}"
         " --target {wildcards.target} --condition {wildcards.condition} --seed {wildcards.seed}"
         " --encoder {input.encoder} --subsets {input.subsets} --audio {input.audio}"
-        " --threads {threads} --run {output.run} --scores {output.scores} > {log} 2>&1"
+        " --threads {threads} --run {output.run} --scores {output.scores}"
+        " --checkpoint results/{wildcards.task}/checkpoints/{wildcards.target}/{wildcards.condition}/seed{wildcards.seed}.pt"
+        " > {log} 2>&1"

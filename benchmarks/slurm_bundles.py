@@ -1,0 +1,77 @@
+"""How many SLURM jobs does a paper-scale grid become under profiles/slurm? Prints figures.
+
+    python benchmarks/slurm_bundles.py [K ...]
+
+Builds the paper's grid (16 targets x 17 conditions (single, dual, 15 donors) x 10 seeds x 2 tasks
+= 5,440 fine-tuning runs) over a placeholder Common Voice tree (empty clip lists: nothing is read),
+lets Snakemake plan it with `--profile slurm` in a dry run, and counts the SLURM jobs it would submit:
+one per bundle of fine-tuning runs, one per CPU job. K = runs per bundle (the profile's
+`group-components: bundle`); default: the profile's value and a few others. The runtime a bundle asks
+for is K times the per-run `runtime` of the profile.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+LANGUAGES = ["ar", "en", "de", "ckb", "kmr", "fr", "ca", "es", "be", "ru", "uk", "eu", "zh-CN", "zh-TW", "ky", "tr"]
+
+
+def plan(work: Path, k: int | None) -> tuple[collections.Counter, float]:
+    cmd = [sys.executable, "-m", "snakemake", "-n", "--profile", "slurm", "--configfile", "paper_scale.yaml"]
+    if k is not None:
+        cmd += ["--group-components", f"bundle={k}"]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"snakemake failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    out = proc.stdout + proc.stderr
+    counts = collections.Counter()
+    counts["bundles"] = len(re.findall(r"Group job bundle", out))
+    for line in out.split("Job stats:")[1].split("Reasons")[0].splitlines():
+        m = re.match(r"(\w+)\s+(\d+)$", line.strip())
+        if m and m.group(1) not in ("total", "all"):
+            counts[m.group(1)] = int(m.group(2))
+    return counts, time.perf_counter() - t0
+
+
+def main() -> None:
+    profile = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())
+    default_k = profile["group-components"]["bundle"]
+    ks = [int(a) for a in sys.argv[1:]] or [default_k, 10, 40]
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for item in ("Snakefile", "workflow", "config", "envs", "profiles", "src"):
+            (shutil.copytree if (ROOT / item).is_dir() else shutil.copy)(ROOT / item, work / item)
+        os.symlink("profiles/slurm", work / "slurm")
+        for lang in LANGUAGES:  # placeholders: a dry run only checks that the inputs exist
+            (work / "cv" / lang).mkdir(parents=True)
+            (work / "cv" / lang / "validated.tsv").touch()
+        (work / "paper_scale.yaml").write_text(yaml.safe_dump({
+            "languages": LANGUAGES, "seeds": list(range(1, 11)),
+            "corpus": {"type": "common_voice", "common_voice": {"root": str(work / "cv")}},
+        }))
+        print(f"paper-scale grid: {len(LANGUAGES)} targets x {len(LANGUAGES) + 1} conditions x 10 seeds x 2 tasks")
+        print(f"{'K':>4} {'runs':>6} {'bundles':>8} {'CPU jobs':>9} {'SLURM jobs':>11} {'plan (s)':>9}")
+        for k in ks:
+            counts, seconds = plan(work, k)
+            runs = counts["finetune"]
+            cpu = sum(v for name, v in counts.items() if name not in ("finetune", "bundles"))
+            print(f"{k:>4} {runs:>6} {counts['bundles']:>8} {cpu:>9} {counts['bundles'] + cpu:>11} {seconds:>9.1f}")
+    runtime = profile["set-resources"]["finetune"]["runtime"]
+    print(f"a bundle asks for K x the per-run runtime ({runtime!r} minutes); default K = {default_k}")
+
+
+if __name__ == "__main__":
+    main()
