@@ -191,13 +191,14 @@ def test_stopped_run_resumes_from_its_checkpoint(on_cluster, tmp_path):
     target = "results/speaker/runs/en/single/seed1.json"
     checkpoint = work / "results/speaker/checkpoints/en/single/seed1.pt"
     log = work / "results/logs/finetune/speaker/en/single/seed1.log"
-    args = ["--cores", "2", *PROFILES, "--configfile", config, target]
+    args = [target, "--cores", "2", *PROFILES, "--configfile", config]  # the target first: --configfile takes several
     first = subprocess.Popen([*SNAKEMAKE, *args], cwd=work, env={**os.environ, **env}, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 1200
         while not (checkpoint.exists() and log.exists() and "checkpoint saved at step" in log.read_text()):
-            assert first.poll() is None and time.monotonic() < deadline, "no checkpoint was written"
+            if first.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"no checkpoint was written:\n{first.stdout.read()[-4000:] if first.poll() is not None else ''}")
             time.sleep(1)
         jobid = subprocess.run(["squeue", "-h", "-o", "%i %k"], capture_output=True, text=True).stdout
         jobid = [line.split()[0] for line in jobid.splitlines() if "finetune" in line]

@@ -108,6 +108,7 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 GresTypes=gpu
 SchedulerParameters=sched_interval=1
+# finished jobs stay visible an hour: to squeue (the plugin's status checks) and scontrol (the tests)
 MinJobAge=3600
 DefMemPerCPU=1000
 KillWait=10
