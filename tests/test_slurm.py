@@ -150,7 +150,8 @@ def test_demo_runs_through_slurm_in_bundles(on_cluster):
     cpu_jobs = {j: log for j, log in jobs.items() if "/rule_" in log}
     assert len(bundles) == -(-RUNS // BUNDLE), out[-3000:]  # 24 runs, a few SLURM jobs
     rules = {part[5:] for log in cpu_jobs.values() for part in Path(log).parts if part.startswith("rule_")}
-    assert rules == {"synthesize_demo", "manifest", "select", "prepare_audio", "encoder", "settings", "assemble", "plot"}
+    assert rules == {"synthesize_demo", "manifest", "select", "prepare_audio", "data_report", "preflight", "encoder",
+                     "settings", "assemble", "plot"}
     for jobid, log in bundles.items():
         info = scontrol(jobid)
         assert "gres:gpu:1" in info and "JobState=COMPLETED" in info, info  # one GPU for the whole bundle
