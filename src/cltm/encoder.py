@@ -88,13 +88,15 @@ def preload_encoder(directory: str | Path) -> None:
     if key not in _PRELOADED:
         _PRELOADED.clear()
         torch.set_num_threads(1)
-        _PRELOADED[key] = HubertModel.from_pretrained(str(directory), local_files_only=True)
+        _PRELOADED[key] = _from_disk(directory)
 
 
 def load_encoder(directory: str | Path) -> HubertModel:
     """Load the materialised encoder (offline: a local directory); in a worker child, take the
     preloaded copy (the child owns it: it is removed so a second call in one process loads afresh)."""
     preloaded = _PRELOADED.pop(_cache_key(directory), None) if _PRELOADED else None
-    if preloaded is not None:
-        return preloaded
+    return preloaded if preloaded is not None else _from_disk(directory)
+
+
+def _from_disk(directory: str | Path) -> HubertModel:
     return HubertModel.from_pretrained(str(directory), local_files_only=True)
