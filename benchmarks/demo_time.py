@@ -53,9 +53,10 @@ def main() -> int:
         print(proc.stdout[-3000:], proc.stderr[-3000:], sep="\n")
         print(f"snakemake failed (exit {proc.returncode}) after {wall:.0f} s; files in {work}")
         return 1
-    runs = [json.loads(p.read_text()) for p in sorted(work.glob("results/*/runs/*/*/seed*.json"))]
+    paths = sorted(work.glob("results/*/runs/*/*/seed*.json"))
+    runs = [json.loads(p.read_text()) for p in paths]
     jobs = sum(line.startswith("Finished jobid") for line in (proc.stdout + proc.stderr).splitlines())
-    ends = [p.stat().st_mtime for p in work.glob("results/*/runs/*/*/seed*.json")]
+    ends = [p.stat().st_mtime for p in paths]  # in the order of `runs`
     first_start = min(e - r["wall_s"] for e, r in zip(ends, runs))
     print(f"demo wall time: {wall:.0f} s ({wall / 60:.1f} min) on {os.cpu_count()} CPUs, --cores {args.cores}")
     print(f"jobs: {jobs}, fine-tuning runs: {len(runs)}")

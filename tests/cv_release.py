@@ -143,7 +143,8 @@ def overrides(root: Path) -> dict:
             "speaker": {"n_utterances": 6, "max_utterances_per_speaker": 3, "max_positives_per_speaker": 4,
                         "training": FAST_TRAINING},
         },
-        "encoder": {"config": {"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}},
+        "encoder": {"source": "random",
+                    "config": {"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}},
         "seeds": [1],
     }
 

@@ -27,7 +27,7 @@ REDUCED = {
         "speaker": {"n_utterances": 6, "max_utterances_per_speaker": 3, "max_positives_per_speaker": 4,
                     "training": {"epochs": 2, "batch_size": 2, "crop_seconds": 0.5}},
     },
-    "encoder": {"config": {"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}},
+    # no encoder key: the demo's own, the pretrained tiny HuBERT shipped in models/ (a local directory)
     "seeds": [1, 2],
 }
 
@@ -51,7 +51,7 @@ def workflow(tmp_path_factory) -> Path:
     """A user's checkout (workflow files only; the package is installed) after a full reduced run."""
     work = tmp_path_factory.mktemp("checkout")
     shutil.copy(ROOT / "Snakefile", work)
-    for folder in ("workflow", "config", "envs"):
+    for folder in ("workflow", "config", "envs", "models"):
         shutil.copytree(ROOT / folder, work / folder)
     cfg = write_config(work, "reduced.yaml", REDUCED)
     snakemake(work, "--cores", "2", "--configfile", cfg)

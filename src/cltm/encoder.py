@@ -54,7 +54,8 @@ def build_encoder(source: str, *, config: dict | None = None, overrides: dict | 
         name = source.rsplit("/", 1)[-1]
         raise EncoderError(
             f"encoder.source {source}: not found {'in the local hub cache (HF_HUB_OFFLINE is set)' if offline else 'on the hub or in its cache'}"
-            f" ({' '.join(str(err).split())[:300]}); " + FETCH_HINT.format(source=source, name=name)
+            f" ({' '.join(str(err).split())[:300]}), and no directory of that name exists in {Path.cwd()}; "
+            + FETCH_HINT.format(source=source, name=name)
         ) from err
 
 

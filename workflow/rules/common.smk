@@ -26,6 +26,7 @@ from cltm.config import (  # noqa: E402
     digest,
     donor_of,
     encoder_settings,
+    encoder_source_kind,
     is_synthetic,
     run_settings,
     task_languages,
@@ -43,8 +44,13 @@ TASKS = list(config["tasks"])
 LANGUAGES = list(config["languages"])
 SEEDS = list(config["seeds"])
 SYNTHETIC = is_synthetic(config)
+ENCODER_KIND = encoder_source_kind(config["encoder"]["source"])[0]
 DEMO_NOTE = (
-    "SYNTHETIC DEMO DATA (eSpeak NG voices, tiny random encoder)" if SYNTHETIC else ""
+    "SYNTHETIC DEMO DATA (eSpeak NG voices, encoder "
+    + ("tiny random" if ENCODER_KIND == "random" else config["encoder"]["source"])
+    + ")"
+    if SYNTHETIC
+    else ""
 )
 
 
@@ -54,6 +60,16 @@ wildcard_constraints:
     target="[A-Za-z0-9-]+",
     condition="single|dual|donor-[A-Za-z0-9-]+",
     seed=r"\d+",
+
+
+def encoder_files(wildcards):
+    """A local encoder directory's model files, so that replacing the model rebuilds results/encoder/."""
+    if ENCODER_KIND != "local":
+        return []
+    folder = Path(config["encoder"]["source"]).expanduser()
+    return sorted(
+        str(f) for f in folder.iterdir() if f.suffix in (".json", ".safetensors", ".bin")
+    )
 
 
 def tasks_of(lang):

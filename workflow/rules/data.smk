@@ -117,6 +117,8 @@ rule preflight:
 
 
 rule encoder:
+    input:
+        encoder_files,
     output:
         config="results/encoder/config.json",
         weights="results/encoder/model.safetensors",
