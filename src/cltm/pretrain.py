@@ -152,10 +152,8 @@ def synthetic_corpus(languages, speakers_per_gender: int, utterances_per_speaker
     for lang in languages:
         sentences = synth.load_sentences(lang)
         for speaker in synth.make_speakers(lang, speakers_per_gender, seed):
-            texts = synth._utterance_texts(sentences, utterances_per_speaker, synth._rng(seed, lang, 2, speaker.index))
-            for u, text in enumerate(texts):
-                rng = synth._rng(seed, lang, 3, speaker.index, u)
-                waves.append(synth.synthesize(text, speaker.voice.jittered(rng), rng=rng).astype(np.float32))
+            for _, audio in synth.speaker_utterances(lang, speaker, utterances_per_speaker, seed, sentences):
+                waves.append(audio.astype(np.float32))
         log(f"{lang}: {2 * speakers_per_gender} speakers, {len(waves)} clips so far")
     return waves
 

@@ -516,6 +516,14 @@ def _utterance_texts(sentences: list[str], count: int, rng: np.random.Generator)
     return texts
 
 
+def speaker_utterances(lang: str, speaker: Speaker, count: int, seed: int, sentences: list[str]):
+    """Yield (text, audio) for `count` utterances of one speaker, each drawn from its own generator."""
+    texts = _utterance_texts(sentences, count, _rng(seed, lang, 2, speaker.index))
+    for u, text in enumerate(texts):
+        rng = _rng(seed, lang, 3, speaker.index, u)
+        yield text, synthesize(text, speaker.voice.jittered(rng), rng=rng)
+
+
 def _unknown_language(lang: str) -> str:
     """The error message for a language without a sentence bank and eSpeak voice mapping."""
     return (f"the synthetic corpus has no language '{lang}'; "
@@ -616,11 +624,8 @@ def synthesize_language(
     writer = _ClipWriter()
     try:
         for speaker in make_speakers(lang, n_speakers_per_gender, seed):
-            texts = _utterance_texts(sentences, utterances_per_speaker, _rng(seed, lang, 2, speaker.index))
             seconds = 0.0
-            for u, text in enumerate(texts):
-                rng = _rng(seed, lang, 3, speaker.index, u)
-                audio = synthesize(text, speaker.voice.jittered(rng), rng=rng)
+            for text, audio in speaker_utterances(lang, speaker, utterances_per_speaker, seed, sentences):
                 name = f"common_voice_{lang}_{len(rows) + 1}.{clip_format}"
                 writer.submit(audio, clips / name)
                 seconds += len(audio) / SAMPLE_RATE
@@ -644,7 +649,7 @@ def synthesize_language(
                 v = speaker.voice
                 log(f"{lang} speaker {speaker.index + 1}/{2 * n_speakers_per_gender}: {speaker.gender} "
                     f"{v.variant} f0={v.f0_hz:.0f}Hz range={v.pitch_range:.0f} rate={v.rate:.0f}wpm "
-                    f"tract={v.tract_factor:.3f} snr={v.snr_db:.1f}dB, {len(texts)} clips, {seconds:.1f} s")
+                    f"tract={v.tract_factor:.3f} snr={v.snr_db:.1f}dB, {utterances_per_speaker} clips, {seconds:.1f} s")
     finally:
         writer.close()
 
