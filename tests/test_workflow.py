@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -153,6 +154,55 @@ def test_worker_reports_a_failing_job(workflow, tmp_path):
                           env={**os.environ, "CLTM_WORKER_IDLE": "30"}, timeout=600)
     assert proc.returncode != 0 and "missing.json" in proc.stdout + proc.stderr
     assert not (tmp_path / "r.json").exists()
+
+
+def _forked_runs() -> set[int]:
+    """PIDs of runs forked by a warm worker: `cltm.worker serve` processes whose parent is one too."""
+    import psutil
+
+    def serving(proc) -> bool:
+        try:
+            cmd = proc.cmdline()
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            return False
+        return "cltm.worker" in cmd and "serve" in cmd
+
+    return {p.pid for p in psutil.process_iter() if serving(p) and p.parent() is not None and serving(p.parent())}
+
+
+def test_killed_client_takes_its_run_with_it(workflow, tmp_path):
+    """Snakemake (or SLURM) killing a job kills the client; its run in the worker must stop too and leave no
+    result, or a later job could find a run JSON written by a run nobody waits for."""
+    spec = json.loads((workflow / "results/speaker/settings.json").read_text())
+    # 20,000 epochs: an hour of training, logging progress only every 6,000 steps, so a run that misses
+    # its client's death would go on without writing (and failing on) its closed output for a minute
+    spec["settings"]["task"]["training"]["epochs"] = 20000
+    settings = tmp_path / "settings.json"
+    settings.write_text(json.dumps(spec))
+    before = _forked_runs()
+    client = subprocess.Popen(
+        [sys.executable, "-m", "cltm.worker", "finetune", "--settings", str(settings), "--task", "speaker",
+         "--target", "en", "--condition", "single", "--seed", "1", "--encoder", "results/encoder/model.safetensors",
+         "--subsets", "results/subsets/speaker/en.json", "--audio", "results/audio/en.npy", "--threads", "1",
+         "--run", str(tmp_path / "run.json"), "--scores", str(tmp_path / "scores.tsv")],
+        cwd=workflow, env={**os.environ, "CLTM_WORKER_IDLE": "30"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True)
+    try:
+        for line in client.stdout:  # the job's log streams back; wait until it starts training
+            if "training clips" in line:
+                break
+        else:
+            raise AssertionError(f"the run ended before training (exit {client.wait()})")
+        runs = _forked_runs() - before
+        assert len(runs) == 1, runs
+    finally:
+        client.kill()
+        client.wait()
+    deadline = time.monotonic() + 10
+    while _forked_runs() & runs and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _forked_runs() & runs, "the run kept training after its client was killed"
+    assert not (tmp_path / "run.json").exists() and not (tmp_path / "scores.tsv").exists()
 
 
 # last: a failing selection removes the fixture's subsets, as it should
