@@ -161,13 +161,15 @@ def _forked_runs() -> set[int]:
     import psutil
 
     def serving(proc) -> bool:
-        try:
-            cmd = proc.cmdline()
+        return proc is not None and "cltm.worker" in proc.cmdline() and "serve" in proc.cmdline()
+
+    def forked(proc) -> bool:
+        try:  # processes come and go while we look: one that vanished is not a run
+            return serving(proc) and serving(proc.parent())
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             return False
-        return "cltm.worker" in cmd and "serve" in cmd
 
-    return {p.pid for p in psutil.process_iter() if serving(p) and p.parent() is not None and serving(p.parent())}
+    return {p.pid for p in psutil.process_iter() if forked(p)}
 
 
 def test_killed_client_takes_its_run_with_it(workflow, tmp_path):
