@@ -158,7 +158,7 @@ def synthetic_corpus(languages, speakers_per_gender: int, utterances_per_speaker
     return waves
 
 
-def pretrain(out_dir: str | Path, *, config: dict | None = None, log=print, **overrides) -> dict:
+def pretrain(out_dir: str | Path, *, log=print, **overrides) -> dict:
     """Synthesise the corpus, cluster its MFCCs, pre-train the encoder; save it to `out_dir`
     (config.json, model.safetensors, pretraining.json, README.md); return the recipe and figures."""
     recipe = {**DEFAULTS, **overrides}
@@ -181,9 +181,8 @@ def pretrain(out_dir: str | Path, *, config: dict | None = None, log=print, **ov
     log(f"{len(waves)} clips ({hours:.2f} h), {len(pool)} frames, {recipe['clusters']} clusters "
         f"({time.perf_counter() - t0:.0f} s)")
 
-    hubert_config = HubertConfig(**{**TINY_CONFIG, **(config or {})})
-    model = HubertModel(hubert_config)
-    head = torch.nn.Linear(hubert_config.hidden_size, recipe["clusters"])
+    model = HubertModel(HubertConfig(**TINY_CONFIG))
+    head = torch.nn.Linear(TINY_CONFIG["hidden_size"], recipe["clusters"])
     params = list(model.parameters()) + list(head.parameters())
     optimiser = torch.optim.AdamW(params, lr=recipe["lr"], weight_decay=recipe["weight_decay"])
     warmup, total = recipe["warmup_steps"], recipe["steps"]
@@ -222,7 +221,6 @@ def pretrain(out_dir: str | Path, *, config: dict | None = None, log=print, **ov
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model.config.mask_time_prob = 0.05
     model.save_pretrained(out, safe_serialization=True)
     summary = {
         "recipe": recipe,
@@ -240,13 +238,14 @@ def pretrain(out_dir: str | Path, *, config: dict | None = None, log=print, **ov
 
 def _model_card(s: dict, out: Path) -> str:
     r = s["recipe"]
+    sizes = f"hidden size {TINY_CONFIG['hidden_size']}, {TINY_CONFIG['num_hidden_layers']} layers"
     return f"""# tiny-hubert-synth: a toy pretrained HuBERT for the cltm demo (SYNTHETIC)
 
 Written by `python -m cltm.pretrain --out {out}` (src/cltm/pretrain.py); the exact recipe
 and figures are in `pretraining.json`. It is a stand-in for mHuBERT-147 so that the demo runs on a
 CPU in minutes, not a speech model: it has only heard synthetic eSpeak NG speech.
 
-- Architecture: transformers' HubertModel, {s['parameters']:,} parameters (hidden size 64, 4 layers).
+- Architecture: transformers' HubertModel, {s['parameters']:,} parameters ({sizes}).
 - Data: {s['clips']} synthetic clips ({s['hours']} h) in {', '.join(r['languages'])} (languages outside the demo's
   matrix), {2 * r['speakers_per_gender']} speakers per language, corpus seed {r['corpus_seed']}. No labels used.
 - Objective: HuBERT's first iteration: predict the k-means cluster ({r['clusters']} clusters of 39-d MFCC
