@@ -149,6 +149,16 @@ def digest(obj) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def canonical(obj):
+    """`obj` with every mapping's keys sorted, recursively. Snakemake records a job's params by their
+    repr, so the same settings written in another key order would otherwise rerun the grid."""
+    if isinstance(obj, dict):
+        return {k: canonical(obj[k]) for k in sorted(obj, key=str)}
+    if isinstance(obj, (list, tuple)):
+        return [canonical(v) for v in obj]
+    return obj
+
+
 def run_settings(config: dict, task: str) -> dict:
     """Everything that determines a run's result besides target, condition and seed."""
     return {

@@ -21,6 +21,7 @@ prepend_to_env("PATH", str(Path(sys.executable).parent))
 
 from cltm.config import (  # noqa: E402
     ConfigError,
+    canonical,
     check_paths,
     conditions,
     digest,
@@ -39,6 +40,12 @@ try:
     check_paths(config)
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
+
+# Keys in one order, whatever order the config files wrote them in: Snakemake records every job's
+# params by their repr, so the same settings written in another order would rerun the grid.
+_canonical = canonical(config)
+config.clear()
+config.update(_canonical)
 
 TASKS = list(config["tasks"])
 LANGUAGES = list(config["languages"])
@@ -60,6 +67,33 @@ wildcard_constraints:
     target="[A-Za-z0-9-]+",
     condition="single|dual|donor-[A-Za-z0-9-]+",
     seed=r"\d+",
+
+
+def warn_on_changed_settings():
+    """Say so when a task's existing runs were made under other settings: the usual cause is a
+    command without the experiment's --configfile (e.g. rerunning one cell with -f), which would
+    otherwise quietly rerun that cell under the demo's settings."""
+    import json
+
+    from snakemake.logging import logger
+
+    for task in TASKS:
+        path = Path(f"results/{task}/settings.json")
+        try:
+            before = json.loads(path.read_text())["digest"]
+        except (OSError, ValueError, KeyError):
+            continue
+        now = digest(run_settings(config, task))
+        if before != now:
+            logger.warning(
+                f"cltm: the settings of task '{task}' differ from those its runs were made with "
+                f"({path}: {before}, this config: {now}); every {task} run this command plans uses the new "
+                "settings. If you meant to work on the existing experiment, pass the same --configfile as before."
+            )
+
+
+if workflow.is_main_process:
+    warn_on_changed_settings()
 
 
 def encoder_files(wildcards):
@@ -106,7 +140,9 @@ def finetune_inputs(wildcards):
     return {
         "settings": f"results/{wildcards.task}/settings.json",
         "encoder": "results/encoder/model.safetensors",
-        "data_report": "results/data_report.tsv",  # every language prepared and checked
+        # every language prepared and checked (no speaker leakage) before any GPU hour; `ancient`: it
+        # orders the jobs only, so a new language (which redoes the report) leaves existing runs alone
+        "data_report": ancient("results/data_report.tsv"),
         "subsets": [f"results/subsets/{wildcards.task}/{l}.json" for l in langs],
         "audio": [f"results/audio/{l}.npy" for l in langs],
         "index": [f"results/audio/{l}.tsv" for l in langs],  # read beside each .npy
@@ -157,4 +193,8 @@ def final_targets():
             for fig in FIGURES
             for ext in ("png", "svg")
         ]
+        # every run's files too: Snakemake does not rebuild a deleted intermediate file while the
+        # files made from it exist, so without them a deleted run JSON would leave the matrix
+        # holding a run that no longer exists ("Nothing to be done")
+        + [f for t in TASKS for suffix in (".json", ".scores.tsv") for f in run_files(t, suffix)]
     )
