@@ -222,3 +222,29 @@ def test_a_speaker_with_both_gender_labels_stays_out_of_gender_sets(config):
     for lang in ("en", "es"):
         assert sel[lang]["gender"]["speaker_checks"]["mixed_gender_speakers"] == ["en-male-0"]
         assert "en-male-0" not in sel[lang]["gender"]["test_speakers"]
+
+
+def test_data_report_lists_affected_speakers_and_refuses_a_cross_language_leak(config):
+    import pandas as pd_
+
+    from cltm.datareport import check_no_leaks, language_record, report_tables, speaker_check_table
+
+    cfg, manifests = _shared_ids(config)
+    manifests["en"].loc[manifests["en"]["speaker"] == "en-male-1", "gender"] = ["male", "female"] * 4
+    sel = select_all(cfg, manifests)
+    empty = pd_.DataFrame(columns=["utt_id", "path", "speaker", "gender", "reason", "detail"])
+    records = [language_record(lang, manifests[lang], sel[lang], empty, 0, 0, 16000) for lang in ("en", "es")]
+    check_no_leaks(records)
+    table = speaker_check_table(records)
+    mixed = table[table["issue"] == "mixed_gender"].set_index("language")
+    assert set(mixed["speaker"]) == {"en-male-1"} and mixed.loc["en", "clips_female"] == 4
+    assert mixed.loc["es", "detail"].startswith("the other label in another language")
+    elsewhere = table[table["issue"] == "test_speaker_elsewhere"]
+    assert (elsewhere["action"] == "kept out of every training subset").all() and len(elsewhere)
+    report = report_tables(records)[0].set_index("language")
+    assert report.loc["es", "excluded_clips"] == sel["es"]["gender"]["speaker_checks"]["excluded_clips"]
+    # a final selection that trains es on en's test voice (what a careless re-selection could make) stops here
+    voice = sel["en"]["gender"]["test_speakers"][0]
+    records[1]["shared_training_speakers"] = [voice]
+    with pytest.raises(SelectionError, match="test speaker.*of 'en' are in the training subsets of 'es'"):
+        check_no_leaks(records)
