@@ -122,3 +122,13 @@ def test_paths_are_checked_with_the_key_named(default_config, tmp_path):
     cfg["encoder"]["source"] = str(tmp_path / "models" / "mHuBERT-147")
     with pytest.raises(ConfigError, match="encoder.source.*does not exist"):
         check_paths(cfg)
+
+
+def test_speaker_ids_key(config):
+    from cltm.config import ConfigError, validate_config
+
+    assert "speaker_ids" not in config["data"]  # absent = corpus: adding the key left every run's settings alone
+    for value in ("corpus", "per_language"):
+        validate_config({**config, "data": {**config["data"], "speaker_ids": value}})
+    with pytest.raises(ConfigError, match="data.speaker_ids"):
+        validate_config({**config, "data": {**config["data"], "speaker_ids": "per_locale"}})

@@ -149,3 +149,9 @@ def test_a_language_short_after_bad_clips_fails_before_training(cv_release, tmp_
     assert "language 'zh-CN': after dropping" in log and "missing" in log and "ERROR" in log
     assert "rule finetune" not in proc.stdout + proc.stderr
     assert not (work / "results/subsets").exists() and not (work / "results/data_report.tsv").exists()
+
+
+def test_no_run_trains_on_its_targets_test_voices(cv_run):
+    from leakage import assert_no_leakage
+
+    assert assert_no_leakage(cv_run[0]) > 0

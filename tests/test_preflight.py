@@ -52,3 +52,19 @@ def test_paper_preset_grid(config):
     paper = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
     runs = grid(paper).set_index("task")
     assert runs.loc["gender", "runs"] == runs.loc["speaker", "runs"] == 16 * 17 * 10
+
+
+def test_capacity_leaves_out_other_languages_test_speakers(config):
+    """A shared speaker id is one person: preflight counts training clips as selection will, without any
+    language's test speakers, and says how many clips that removed."""
+    cfg = _cfg(config)
+    cfg["languages"] = ["en", "es"]
+    en, es = make_manifest("en", 8, 8), make_manifest("es", 8, 8)
+    es["speaker"] = es["speaker"].str.replace("es-", "en-", regex=False)
+    capacity, _, _ = preflight(cfg, {"en": en, "es": es})
+    rows = capacity.set_index(["language", "task"])
+    for lang in ("en", "es"):
+        gender = rows.loc[(lang, "gender")]
+        assert gender["ready"] and gender["shared_speakers"] == 16 and gender["excluded_clips"] == 8 * gender["excluded_speakers"]
+        usable = [int(x.split()[0]) for x in gender["train_clips_usable"].split(", ")]
+        assert sum(usable) == 3 * (2 * 6 - gender["excluded_speakers"])

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 import shutil
 from pathlib import Path
 
@@ -122,3 +123,60 @@ def test_official_split(cv_release, default_config):
     no_test = m[m["split"] != "test"]
     with pytest.raises(SelectionError, match="data.split is 'official'.*test.tsv"):
         select_language(cfg, no_test, "zh-CN")
+
+
+def _shared_corpus(tmp_path):
+    """en and es with real WAV clips; half of es's speakers reuse en speaker ids (one person, two languages)."""
+    from conftest import make_manifest, tone, write_wav
+
+    manifests = {}
+    for lang in ("en", "es"):
+        m = make_manifest(lang, 8, 8)
+        for i, row in m.iterrows():
+            m.at[i, "path"] = str(write_wav(tmp_path / lang / f"{row.utt_id}.wav",
+                                            tone(120 + 7 * (i % 40), 2.0, 16000), 16000))
+        manifests[lang] = m
+    es = manifests["es"]
+    shared = es["speaker"].str.match(r"es-(male|female)-[0-3]$")
+    es.loc[shared, "speaker"] = es.loc[shared, "speaker"].str.replace("es-", "en-", regex=False)
+    return manifests
+
+
+def test_replacing_bad_clips_never_brings_a_test_voice_into_training(tmp_path, default_config):
+    """A test speaker of es loses its clips, so es re-selects its test set: the newcomer must not be a voice
+    that en already trains on; and replaced training clips must not come from en's test speakers."""
+    from leakage import assert_selections_disjoint
+
+    from cltm.sampling import SpeakerRules, select_all
+
+    cfg = copy.deepcopy(default_config)
+    cfg["languages"] = ["en", "es"]
+    cfg["tasks"]["gender"].update(n_per_class=6, max_clips_per_speaker=3)
+    cfg["tasks"]["speaker"].update(n_utterances=12, max_utterances_per_speaker=4, max_positives_per_speaker=5)
+    cfg["data"]["test"].update(speakers_per_gender=2, min_clips_per_speaker=4, max_clips_per_speaker=5)
+    manifests = _shared_corpus(tmp_path)
+    es, speaker_of = manifests["es"], {lang: dict(zip(m.utt_id, m.speaker)) for lang, m in manifests.items()}
+    for seed in range(20):  # a seed where re-selecting es without the corpus-wide rules would leak
+        cfg["data"]["seed"] = seed
+        plan = select_all(cfg, manifests)
+        victim = plan["es"]["gender"]["test_speakers"][0]
+        lost = es[es["speaker"] == victim]
+        naive = select_language(cfg, es[~es["utt_id"].isin(lost["utt_id"])], "es")
+        newcomer = set(naive["gender"]["test_speakers"]) - set(plan["es"]["gender"]["test_speakers"])
+        en_train = {speaker_of["en"][u] for s in plan["en"].values() for u in s["single"] + s["extra"]}
+        if newcomer & en_train:
+            break
+    else:
+        pytest.fail("no seed makes the naive re-selection leak; the test would prove nothing")
+    for path in lost["path"]:
+        Path(path).unlink()  # every clip of that test speaker: it can no longer be tested
+    rules = SpeakerRules.from_selection(plan["es"]["speaker"])
+    assert newcomer <= rules.no_test and rules.no_training == set(plan["es"]["speaker"]["speaker_checks"]["excluded_speakers"])
+    Path(es.loc[es["utt_id"] == plan["es"]["speaker"]["single"][0], "path"].iloc[0]).write_bytes(b"")  # a bad training clip
+    prepared = prepare_selection(cfg, es, "es", plan["es"], log=lambda s: None)
+    assert victim not in prepared.selections["gender"]["test_speakers"] and len(prepared.dropped) > 5
+    assert not newcomer & set(prepared.selections["gender"]["test_speakers"])
+    final = {"en": plan["en"], "es": prepared.selections}
+    assert assert_selections_disjoint(final, speaker_of) == 2 * 2 * 3
+    shared = set(plan["es"]["gender"]["speaker_checks"]["shared_speakers"]) - {victim}  # no clip of it is left
+    assert set(prepared.selections["gender"]["speaker_checks"]["shared_speakers"]) == shared

@@ -129,3 +129,122 @@ def test_per_language_selection_config_gives_the_same_selection(config):
     other["languages"].append("fi")  # adding a language leaves the others' preparation settings alone
     other["tasks"]["gender"]["training"]["lr"] = 1.0
     assert selection_config(other, "tr") == selection_config(cfg, "tr")
+
+
+# sha256[:16] of results/selection/<lang>.json as written by the code before speaker identity (commit abded43)
+OLD_DIGESTS = {"en": "847fad3f2686afa7", "es": "9b9522893724dfc4", "tr": "bb3b3ee29463bb63"}
+
+
+# --- speaker identity across the corpus --------------------------------------------------------------
+
+def _shared_ids(config, seeds=range(6)):
+    """en and es where every es speaker reuses an en speaker id (one contributor, two languages)."""
+    cfg = _cfg(config)
+    cfg["languages"] = ["en", "es"]
+    en, es = make_manifest("en", 8, 8), make_manifest("es", 8, 8)
+    es["speaker"] = es["speaker"].str.replace("es-", "en-", regex=False)
+    return cfg, {"en": en, "es": es}
+
+
+def _speaker_of(manifests):
+    return {lang: dict(zip(m["utt_id"], m["speaker"])) for lang, m in manifests.items()}
+
+
+def test_test_speakers_of_every_language_never_train_in_any_language(config):
+    from leakage import assert_selections_disjoint
+
+    cfg, manifests = _shared_ids(config)
+    for seed in range(6):  # on the old code several seeds put en's test voices into donor-es training
+        cfg["data"]["seed"] = seed
+        sel = select_all(cfg, manifests)
+        assert assert_selections_disjoint(sel, _speaker_of(manifests)) == 2 * 2 * 3
+        for lang, other in (("en", "es"), ("es", "en")):
+            checks = sel[lang]["gender"]["speaker_checks"]
+            assert checks == sel[lang]["speaker"]["speaker_checks"]
+            excluded = set(sel[other]["gender"]["test_speakers"]) - set(sel[lang]["gender"]["test_speakers"])
+            assert set(checks["excluded_speakers"]) == excluded and len(checks["shared_speakers"]) == 16
+            assert checks["excluded_clips"] == 8 * len(excluded)  # every clip of those speakers in lang
+        row = data_summary(manifests, sel).set_index("language").loc["es"]
+        assert row["shared_speakers"] == 16 and row["excluded_clips"] == sel["es"]["gender"]["speaker_checks"]["excluded_clips"]
+
+
+def test_per_language_speaker_ids_keep_languages_apart(config):
+    cfg, manifests = _shared_ids(config)
+    cfg["data"]["speaker_ids"] = "per_language"
+    sel = select_all(cfg, manifests)
+    for lang, m in manifests.items():  # as if each language were alone: a shared id is not one person
+        assert sel[lang] == select_language(cfg, m, lang)
+        assert "speaker_checks" not in sel[lang]["gender"]
+    cfg["data"]["speaker_ids"] = "nobody"
+    with pytest.raises(SelectionError, match="data.speaker_ids"):
+        select_all(cfg, manifests)
+
+
+def test_without_shared_or_mixed_speakers_selections_are_byte_identical(config, tmp_path):
+    """Selections of a corpus without shared ids are byte for byte those of the code before speaker
+    identity existed (digest recorded from that code), so existing runs stay valid."""
+    import hashlib
+
+    from cltm.io import write_json
+
+    cfg = _cfg(config)
+    cfg["languages"] = ["en", "es", "tr"]
+    manifests = {lang: make_manifest(lang, 8, 8, unlabelled=2) for lang in cfg["languages"]}
+    digests = {}
+    for lang, sel in select_all(cfg, manifests).items():
+        write_json(tmp_path / f"{lang}.json", sel)
+        digests[lang] = hashlib.sha256((tmp_path / f"{lang}.json").read_bytes()).hexdigest()[:16]
+    assert digests == OLD_DIGESTS
+
+
+def test_a_speaker_with_both_gender_labels_stays_out_of_gender_sets(config):
+    cfg = _cfg(config)
+    m = make_manifest("en", 8, 8)
+    # two voices labelled both ways: one within the language, one many-clipped so selection would want it
+    m.loc[m["speaker"] == "en-male-0", "gender"] = ["male", "female"] * 4
+    m.loc[m["utt_id"].str.startswith("en_female1_00") & m["utt_id"].str[-1].isin(list("0123")), "gender"] = "male"
+    mixed = {"en-male-0", "en-female-1"}
+    info = m.set_index("utt_id")
+    for seed in range(6):
+        cfg["data"]["seed"] = seed
+        sel = select_all(cfg, {"en": m})["en"]
+        g = sel["gender"]
+        assert not mixed & set(g["test_speakers"])  # the test set's labels must be trustworthy
+        assert not mixed & set(info.loc[g["single"] + g["extra"], "speaker"])
+        assert len(g["test_speakers"]) == len(set(g["test_speakers"])) == 4
+        assert sorted(g["speaker_checks"]["mixed_gender_speakers"]) == sorted(mixed)
+        assert data_summary({"en": m}, {"en": sel}).iloc[0]["mixed_gender_speakers"] == 2
+    # across languages, with corpus-wide ids: male in en, female in es is a conflict too
+    cfg["languages"] = ["en", "es"]
+    en, es = make_manifest("en", 8, 8), make_manifest("es", 8, 8)
+    es.loc[es["speaker"] == "es-female-0", "speaker"] = "en-male-0"
+    sel = select_all(cfg, {"en": en, "es": es})
+    for lang in ("en", "es"):
+        assert sel[lang]["gender"]["speaker_checks"]["mixed_gender_speakers"] == ["en-male-0"]
+        assert "en-male-0" not in sel[lang]["gender"]["test_speakers"]
+
+
+def test_data_report_lists_affected_speakers_and_refuses_a_cross_language_leak(config):
+    import pandas as pd_
+
+    from cltm.datareport import check_no_leaks, language_record, report_tables, speaker_check_table
+
+    cfg, manifests = _shared_ids(config)
+    manifests["en"].loc[manifests["en"]["speaker"] == "en-male-1", "gender"] = ["male", "female"] * 4
+    sel = select_all(cfg, manifests)
+    empty = pd_.DataFrame(columns=["utt_id", "path", "speaker", "gender", "reason", "detail"])
+    records = [language_record(lang, manifests[lang], sel[lang], empty, 0, 0, 16000) for lang in ("en", "es")]
+    check_no_leaks(records)
+    table = speaker_check_table(records)
+    mixed = table[table["issue"] == "mixed_gender"].set_index("language")
+    assert set(mixed["speaker"]) == {"en-male-1"} and mixed.loc["en", "clips_female"] == 4
+    assert mixed.loc["es", "detail"].startswith("the other label in another language")
+    elsewhere = table[table["issue"] == "test_speaker_elsewhere"]
+    assert (elsewhere["action"] == "kept out of every training subset").all() and len(elsewhere)
+    report = report_tables(records)[0].set_index("language")
+    assert report.loc["es", "excluded_clips"] == sel["es"]["gender"]["speaker_checks"]["excluded_clips"]
+    # a final selection that trains es on en's test voice (what a careless re-selection could make) stops here
+    voice = sel["en"]["gender"]["test_speakers"][0]
+    records[1]["shared_training_speakers"] = [voice]
+    with pytest.raises(SelectionError, match="test speaker.*of 'en' are in the training subsets of 'es'"):
+        check_no_leaks(records)

@@ -235,3 +235,9 @@ def test_stopped_run_resumes_from_its_checkpoint(on_cluster, tmp_path):
     reference = json.loads((ref / "run.json").read_text())
     assert resumed["loss"] == reference["loss"] and resumed["metrics"] == reference["metrics"]
     assert resumed["loss"]["steps"] == 450
+
+
+def test_no_run_on_the_cluster_trains_on_its_targets_test_voices(on_cluster):
+    from leakage import assert_no_leakage
+
+    assert assert_no_leakage(on_cluster["work"]) == RUNS

@@ -217,3 +217,11 @@ def test_short_language_stops_before_any_training(workflow):
     log = (workflow / "results/logs/select.log").read_text()
     assert "no training was started" in log and "language 'en', task gender" in log and "language 'tr'" in log
     assert "rule finetune" not in proc.stdout + proc.stderr
+
+
+def test_no_run_trains_on_its_targets_test_voices(workflow):
+    from leakage import assert_no_leakage
+
+    assert assert_no_leakage(workflow) == 2 * 2 * 3 * 2  # tasks x targets x conditions x seeds
+    checks = pd.read_csv(workflow / "results/speaker_checks.tsv", sep="\t")
+    assert checks.empty  # the demo's speakers are distinct per language and labelled consistently

@@ -20,7 +20,7 @@ import soxr
 
 from cltm.corpora import CorpusError
 from cltm.io import atomic_path, write_table
-from cltm.sampling import SelectionError, select_language, selected_clips
+from cltm.sampling import SelectionError, SpeakerRules, select_language, selected_clips
 
 
 class AudioError(ValueError):
@@ -153,13 +153,17 @@ def prepare_selection(config: dict, manifest: pd.DataFrame, lang: str, planned: 
     clips. Selection orders clips and speakers by a keyed hash (`sampling.keyed_order`), so the
     new selection takes the next clip of the same speaker (or, when a speaker runs short, the next
     speaker) and leaves the rest unchanged. It keeps every rule of the original one: sizes, gender
-    balance, caps per speaker, speaker-disjoint test set, nested subsets. Newly selected clips are
-    checked in turn, until the selection holds only good clips. A language that can no longer supply
-    the config's sizes raises SelectionError with the drop counts.
+    balance, caps per speaker, speaker-disjoint test set, nested subsets, and the corpus-wide speaker
+    rules the plan was made under (`SpeakerRules.from_selection`): test speakers of other languages stay
+    out of training, mixed-gender speakers out of gender sets, and a new test speaker is never one that
+    another language may train on. Newly selected clips are checked in turn, until the selection holds
+    only good clips. A language that can no longer supply the config's sizes raises SelectionError with
+    the drop counts.
     """
     checks = {**DEFAULT_CHECKS, **(config["data"].get("clip_checks") or {})}
     meta = manifest.set_index("utt_id")
     pcm, dropped, selections = {}, [], planned
+    rules = SpeakerRules.from_selection(next(iter(planned.values()))) if planned else None
     bad: set[str] = set()
     while True:
         needed = sorted(selected_clips(selections) - pcm.keys())
@@ -188,7 +192,7 @@ def prepare_selection(config: dict, manifest: pd.DataFrame, lang: str, planned: 
         log(f"{lang}: {len(pcm)} clips good, {len(bad)} dropped so far")
         if found_bad:
             try:
-                selections = select_language(config, manifest[~manifest["utt_id"].isin(bad)], lang)
+                selections = select_language(config, manifest[~manifest["utt_id"].isin(bad)], lang, rules)
             except SelectionError as err:
                 raise SelectionError(
                     f"language '{lang}': after dropping {len(bad)} bad clip(s) ({_counts(dropped)}; each is "

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pandas as pd
 
 from cltm.audio import DROP_REASONS
-from cltm.sampling import GENDERS
+from cltm.sampling import GENDERS, SelectionError, checks_columns
+
+SPEAKER_CHECK_COLUMNS = ["language", "speaker", "issue", "clips", "clips_male", "clips_female", "action", "detail"]
 
 
 def corpus_stats(manifest: pd.DataFrame) -> dict:
@@ -26,7 +28,15 @@ def corpus_stats(manifest: pd.DataFrame) -> dict:
 def language_record(lang: str, manifest: pd.DataFrame, selections: dict, dropped: pd.DataFrame,
                     checked: int, prepared_samples: int, sample_rate: int) -> dict:
     """Everything the report needs about one language, written by its audio preparation."""
+    checks = next((sel.get("speaker_checks") or {} for sel in selections.values()), {})
+    listed = sorted(set(checks.get("mixed_gender_speakers", [])) | set(checks.get("excluded_speakers", [])))
+    counts = manifest[manifest["speaker"].isin(listed)].groupby(["speaker", "gender"]).size()
+    shared = set(checks.get("shared_speakers", []))
+    trained = {manifest_speaker for sel in selections.values()
+               for manifest_speaker in manifest.loc[manifest["utt_id"].isin(sel["single"] + sel["extra"]), "speaker"]}
     return {"language": lang, "corpus": corpus_stats(manifest), "selections": selections,
+            "speaker_clips": {spk: {g or "unlabelled": int(n) for g, n in counts[spk].items()} for spk in listed},
+            "shared_training_speakers": sorted(trained & shared),
             "checked_clips": checked, "prepared_clips": len({u for s in selections.values()
                                                             for u in s["test"] + s["single"] + s["extra"]}),
             "prepared_hours": round(prepared_samples / sample_rate / 3600, 4),
@@ -47,10 +57,65 @@ def report_tables(records: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
         reasons = pd.Series([d["reason"] for d in rec["dropped"]], dtype=str).value_counts()
         row.update(checked_clips=rec["checked_clips"], prepared_clips=rec["prepared_clips"],
                    prepared_hours=rec["prepared_hours"], dropped=len(rec["dropped"]),
-                   **{f"dropped_{r}": int(reasons.get(r, 0)) for r in DROP_REASONS})
+                   **{f"dropped_{r}": int(reasons.get(r, 0)) for r in DROP_REASONS},
+                   **checks_columns(rec["selections"]))
         rows.append(row)
         drops += [{"language": rec["language"], **d} for d in rec["dropped"]]
     table = pd.DataFrame(rows)
     drop_table = pd.DataFrame(drops, columns=["language", "utt_id", "path", "speaker", "gender", "reason", "detail"])
     return table, drop_table
 
+
+
+def cross_language_leaks(records: list[dict]) -> list[str]:
+    """Every (language, test speaker) that another language's final training subsets use.
+
+    Selection prevents this by construction (and re-selection after bad clips keeps to it); this check
+    on the final subsets of all languages is the last line before any training starts. Only ids that
+    selection found in more than one language (`data.speaker_ids: corpus`) can cross.
+    """
+    problems = []
+    for rec in records:
+        test = {s for sel in rec["selections"].values() for s in sel["test_speakers"]}
+        for other in records:
+            if other is not rec and test & set(other.get("shared_training_speakers", [])):
+                both = sorted(test & set(other["shared_training_speakers"]))
+                problems.append(f"{len(both)} test speaker(s) of '{rec['language']}' are in the training subsets of "
+                                f"'{other['language']}' (first: {both[0]})")
+    return problems
+
+
+def check_no_leaks(records: list[dict]) -> None:
+    problems = cross_language_leaks(records)
+    if problems:
+        raise SelectionError("A speaker would be tested in one language and trained on in another; no training was "
+                             "started:\n  - " + "\n  - ".join(problems))
+
+
+def speaker_check_table(records: list[dict]) -> pd.DataFrame:
+    """One row per speaker that a corpus-wide rule kept out of a set: conflicting gender labels, or a test
+    speaker of another language that this language would otherwise have trained on."""
+    tested_in = {}
+    for rec in records:
+        for s in {s for sel in rec["selections"].values() for s in sel["test_speakers"]}:
+            tested_in.setdefault(s, []).append(rec["language"])
+    rows = []
+    for rec in records:
+        checks = next((sel.get("speaker_checks") or {} for sel in rec["selections"].values()), {})
+        clips = rec.get("speaker_clips", {})
+        for issue, speakers, action in (
+                ("mixed_gender", checks.get("mixed_gender_speakers", []),
+                 "kept out of the test set and of gender training; speaker-verification training may use it"),
+                ("test_speaker_elsewhere", checks.get("excluded_speakers", []), "kept out of every training subset")):
+            for spk in speakers:
+                n = clips.get(spk, {})
+                if issue == "test_speaker_elsewhere":
+                    detail = "test speaker of " + ", ".join(sorted(set(tested_in.get(spk, [])) - {rec["language"]}))
+                elif n.get("male", 0) and n.get("female", 0):
+                    detail = "both labels in this language"
+                else:
+                    detail = "the other label in another language (data.speaker_ids: corpus)"
+                rows.append({"language": rec["language"], "speaker": spk, "issue": issue,
+                             "clips": sum(n.values()), "clips_male": n.get("male", 0),
+                             "clips_female": n.get("female", 0), "action": action, "detail": detail})
+    return pd.DataFrame(rows, columns=SPEAKER_CHECK_COLUMNS)

@@ -13,7 +13,8 @@ import math
 import pandas as pd
 
 from cltm.config import conditions, task_languages
-from cltm.sampling import GENDERS, SelectionError, select_language, split_pools, split_test_speakers
+from cltm.sampling import (GENDERS, SelectionError, SpeakerRules, checks_columns, language_test_speakers,
+                           select_language, speaker_checks, speaker_rules, split_pools)
 
 MEASURE_COMMAND = (
     "snakemake --cores 1 results/{task}/runs/{lang}/dual/seed{seed}.json && "
@@ -26,20 +27,23 @@ def _usable(pool: pd.DataFrame, cap: int) -> int:
     return int(pool.groupby("speaker").size().clip(upper=cap).sum()) if len(pool) else 0
 
 
-def language_capacity(config: dict, manifest: pd.DataFrame, lang: str) -> list[dict]:
-    """One row per task that uses `lang`: what it needs, what the corpus has, and whether selection succeeds."""
+def language_capacity(config: dict, manifest: pd.DataFrame, lang: str, rules: SpeakerRules | None = None) -> list[dict]:
+    """One row per task that uses `lang`: what it needs, what the corpus has, and whether selection succeeds.
+    `rules`: the corpus-wide speaker rules (`sampling.speaker_rules`); training counts leave out every
+    language's test speakers, gender counts also speakers with conflicting gender labels."""
+    rules = rules or SpeakerRules()
     data = config["data"]
     test_cfg = data["test"]
     try:
         test_pool, train_pool = split_pools(manifest, data.get("split", "own"))
     except SelectionError:
         test_pool = train_pool = manifest.iloc[0:0]
-    per_speaker = test_pool[test_pool["gender"].isin(GENDERS)].groupby(["gender", "speaker"]).size()
+    eligible_pool = test_pool[test_pool["gender"].isin(GENDERS) & ~test_pool["speaker"].isin(rules.no_gender)]
+    per_speaker = eligible_pool.groupby(["gender", "speaker"]).size()
     eligible = {g: int((per_speaker.get(g, pd.Series(dtype=int)) >= test_cfg["min_clips_per_speaker"]).sum())
                 for g in GENDERS}
     try:  # the test speakers, as selection picks them, so the training counts exclude them
-        test_speakers = split_test_speakers(test_pool, speakers_per_gender=test_cfg["speakers_per_gender"],
-                                            min_clips=test_cfg["min_clips_per_speaker"], seed=data["seed"])
+        test_speakers = language_test_speakers(config, manifest, rules)
     except (SelectionError, IndexError):
         test_speakers = []
     rows = []
@@ -47,11 +51,13 @@ def language_capacity(config: dict, manifest: pd.DataFrame, lang: str) -> list[d
         if lang not in task_languages(config, task):
             continue
         try:
-            select_language({**config, "tasks": {task: cfg}}, manifest, lang)
+            select_language({**config, "tasks": {task: cfg}}, manifest, lang, rules)
             problem = ""
         except SelectionError as err:
             problem = str(err)
-        train = train_pool[~train_pool["speaker"].isin(test_speakers)]
+        train = train_pool[~train_pool["speaker"].isin(set(test_speakers) | rules.no_training)]
+        if task == "gender":
+            train = train[~train["speaker"].isin(rules.no_gender)]
         row = {"language": lang, "task": task, "ready": not problem,
                "corpus_clips": len(manifest), "corpus_speakers": manifest["speaker"].nunique(),
                "test_speakers_needed_per_gender": test_cfg["speakers_per_gender"],
@@ -67,6 +73,8 @@ def language_capacity(config: dict, manifest: pd.DataFrame, lang: str) -> list[d
             usable = _usable(train, cfg["max_utterances_per_speaker"])
             row.update(train_clips_needed=str(need), train_clips_usable=f"{usable} from {train['speaker'].nunique()} speakers",
                        spare_clips=usable - need)
+        # what the corpus-wide speaker rules removed (shared, excluded_clips, mixed_gender_*), as selection counts it
+        row.update(checks_columns({task: {"speaker_checks": speaker_checks(manifest, train_pool, test_speakers, rules)}}))
         row["problem"] = problem
         rows.append(row)
     return rows
@@ -85,7 +93,12 @@ def grid(config: dict) -> pd.DataFrame:
 
 def preflight(config: dict, manifests: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     """(capacity table, grid table with costs, a text summary for people)."""
-    capacity = pd.DataFrame([row for lang, m in manifests.items() for row in language_capacity(config, m, lang)])
+    try:
+        rules = speaker_rules(config, manifests)
+    except SelectionError:
+        rules = {}
+    capacity = pd.DataFrame([row for lang, m in manifests.items()
+                             for row in language_capacity(config, m, lang, rules.get(lang))])
     runs = grid(config)
     per_run = (config.get("preflight") or {}).get("seconds_per_run") or {}
     runs["seconds_per_run"] = [per_run.get(t) for t in runs["task"]]

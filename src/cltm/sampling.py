@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import zlib
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,38 @@ import pandas as pd
 from cltm.config import min_speakers, task_languages
 
 GENDERS = ("male", "female")
+
+# data.speaker_ids: `corpus` (default) = a speaker id names one person across the whole corpus (Common
+# Voice's client_id is per contributor, not per locale); `per_language` = ids are local to a language.
+SPEAKER_IDS = ("corpus", "per_language")
+
+
+@dataclass(frozen=True)
+class SpeakerRules:
+    """What one language's selection must know about its speakers from the rest of the corpus.
+
+    no_training: speakers of this language that are test speakers of another language; they never enter
+    a training subset. no_gender: speakers whose clips carry both gender labels; they are kept out of
+    every gender-labelled set (test set and gender training). shared: speakers of this language that
+    also speak in another language (reported; needed to re-select safely after bad clips). no_test:
+    speakers that may not be picked as test speakers (mixed-gender ones; in a re-selection also every
+    shared speaker not planned as a test speaker, since another language may already train on it).
+    """
+
+    no_training: frozenset = frozenset()
+    no_gender: frozenset = frozenset()
+    shared: frozenset = frozenset()
+    no_test: frozenset = frozenset()
+
+    @classmethod
+    def from_selection(cls, sel: dict) -> "SpeakerRules":
+        """The rules a planned selection was made under, for re-selecting it after bad clips are dropped:
+        its test speakers may change, but never to a speaker that another language might train on."""
+        checks = sel.get("speaker_checks") or {}
+        mixed = frozenset(checks.get("mixed_gender_speakers", ()))
+        shared = frozenset(checks.get("shared_speakers", ()))
+        return cls(no_training=frozenset(checks.get("excluded_speakers", ())), no_gender=mixed, shared=shared,
+                   no_test=mixed | (shared - set(sel["test_speakers"])))
 
 
 class SelectionError(ValueError):
@@ -43,10 +76,12 @@ def keyed_order(values, seed: int, *keys: str) -> list:
     return sorted(set(values), key=lambda v: (rank(v), str(v)))
 
 
-def split_test_speakers(manifest: pd.DataFrame, *, speakers_per_gender: int, min_clips: int, seed: int) -> list[str]:
-    """Pick `speakers_per_gender` test speakers of each gender among speakers with >= min_clips clips."""
+def split_test_speakers(manifest: pd.DataFrame, *, speakers_per_gender: int, min_clips: int, seed: int,
+                        exclude=frozenset()) -> list[str]:
+    """Pick `speakers_per_gender` test speakers of each gender among speakers with >= min_clips clips
+    (never one of `exclude`: speakers with conflicting gender labels, see `SpeakerRules`)."""
     lang = manifest["language"].iloc[0]
-    labelled = manifest[manifest["gender"].isin(GENDERS)]
+    labelled = manifest[manifest["gender"].isin(GENDERS) & ~manifest["speaker"].isin(exclude)]
     clips = labelled.groupby(["speaker", "gender"]).size().reset_index(name="n")
     chosen = []
     for gender in GENDERS:
@@ -55,10 +90,17 @@ def split_test_speakers(manifest: pd.DataFrame, *, speakers_per_gender: int, min
             raise SelectionError(
                 f"language '{lang}': the test set needs {speakers_per_gender} {gender} speakers with at least "
                 f"{min_clips} clips each, but only {len(pool)} exist (of {int((clips['gender'] == gender).sum())} "
-                f"{gender} speakers); lower data.test.speakers_per_gender or data.test.min_clips_per_speaker"
+                f"{gender} speakers{_left_out(manifest, exclude)}); lower data.test.speakers_per_gender or "
+                "data.test.min_clips_per_speaker"
             )
         chosen += keyed_order(pool, seed, lang, "test-speakers")[:speakers_per_gender]
     return sorted(chosen)
+
+
+def _left_out(manifest: pd.DataFrame, exclude) -> str:
+    n = manifest.loc[manifest["speaker"].isin(exclude), "speaker"].nunique() if len(exclude) else 0
+    return (f", not counting {n} speaker(s) that may not be test speakers: conflicting gender labels, or, when "
+            "bad clips force a re-selection, shared with another language" if n else "")
 
 
 def test_clips(manifest: pd.DataFrame, speakers: list[str], *, max_per_speaker: int, seed: int) -> list[str]:
@@ -89,10 +131,12 @@ def _blocks(pool: pd.DataFrame, *, n: int, per_speaker: int, n_blocks: int, seed
     return blocks, speakers
 
 
-def select_gender(manifest, test_speakers, *, n_per_class: int, max_clips_per_speaker: int, seed: int) -> dict:
-    """single = N clips per gender; extra = N more per gender from other speakers (dual = single + extra)."""
+def select_gender(manifest, test_speakers, *, n_per_class: int, max_clips_per_speaker: int, seed: int,
+                  exclude=frozenset()) -> dict:
+    """single = N clips per gender; extra = N more per gender from other speakers (dual = single + extra).
+    Speakers in `exclude` (test speakers of other languages, conflicting gender labels) are never used."""
     lang = manifest["language"].iloc[0]
-    train = manifest[~manifest["speaker"].isin(test_speakers)]
+    train = manifest[~manifest["speaker"].isin(set(test_speakers) | set(exclude))]
     single, extra = [], []
     for gender in GENDERS:
         pool = train[train["gender"] == gender]
@@ -102,7 +146,7 @@ def select_gender(manifest, test_speakers, *, n_per_class: int, max_clips_per_sp
             usable = int(pool.groupby("speaker").size().clip(upper=max_clips_per_speaker).sum())
             raise SelectionError(
                 f"language '{lang}', task gender: single + dual need 2 x {n_per_class} {gender} training clips "
-                f"(at most {max_clips_per_speaker} per speaker, speakers not in the test set), but only {usable} are "
+                f"(at most {max_clips_per_speaker} per speaker, speakers not in any test set), but only {usable} are "
                 f"usable from {pool['speaker'].nunique()} {gender} speakers ({len(pool)} clips); lower "
                 "tasks.gender.n_per_class or raise tasks.gender.max_clips_per_speaker"
             )
@@ -112,10 +156,11 @@ def select_gender(manifest, test_speakers, *, n_per_class: int, max_clips_per_sp
 
 
 def select_speaker(manifest, test_speakers, *, n_utterances: int, max_utterances_per_speaker: int,
-                   min_speaker_fraction: float, seed: int) -> dict:
-    """single = N utterances from >= ceil(fraction * N) speakers; extra = N more from other speakers."""
+                   min_speaker_fraction: float, seed: int, exclude=frozenset()) -> dict:
+    """single = N utterances from >= ceil(fraction * N) speakers; extra = N more from other speakers.
+    Speakers in `exclude` (test speakers of other languages) are never used."""
     lang = manifest["language"].iloc[0]
-    pool = manifest[~manifest["speaker"].isin(test_speakers)]
+    pool = manifest[~manifest["speaker"].isin(set(test_speakers) | set(exclude))]
     (s, e), (s_spk, e_spk) = _blocks(pool, n=n_utterances, per_speaker=max_utterances_per_speaker, n_blocks=2,
                                      seed=seed, keys=(lang, "speaker"))
     need_spk = min_speakers(n_utterances, min_speaker_fraction)
@@ -124,7 +169,7 @@ def select_speaker(manifest, test_speakers, *, n_utterances: int, max_utterances
         raise SelectionError(
             f"language '{lang}', task speaker: single + dual need 2 x {n_utterances} training utterances, each "
             f"subset from at least {need_spk} speakers (at most {max_utterances_per_speaker} per speaker), but only "
-            f"{usable} are usable from {pool['speaker'].nunique()} speakers outside the test set; lower "
+            f"{usable} are usable from {pool['speaker'].nunique()} speakers outside every test set; lower "
             "tasks.speaker.n_utterances or raise tasks.speaker.max_utterances_per_speaker"
         )
     return {"single": sorted(s), "extra": sorted(e)}
@@ -185,27 +230,56 @@ def split_pools(manifest: pd.DataFrame, split: str = "own") -> tuple[pd.DataFram
     return test, train
 
 
-def select_language(config: dict, manifest: pd.DataFrame, lang: str) -> dict[str, dict]:
-    """All selections of one language, per task that uses it: {task: selection}."""
+def language_test_speakers(config: dict, manifest: pd.DataFrame, rules: SpeakerRules | None = None) -> list[str]:
+    """The test speakers `select_language` picks for this language (they depend on no other language)."""
+    data, rules = config["data"], rules or SpeakerRules()
+    test_pool, _ = split_pools(manifest, data.get("split", "own"))
+    return split_test_speakers(test_pool, speakers_per_gender=data["test"]["speakers_per_gender"],
+                               min_clips=data["test"]["min_clips_per_speaker"], seed=data["seed"],
+                               exclude=rules.no_test | rules.no_gender)
+
+
+def speaker_checks(manifest: pd.DataFrame, train_pool: pd.DataFrame, test_spk, rules: SpeakerRules) -> dict:
+    """What the corpus-wide speaker rules did to this language; empty when they did nothing."""
+    own = set(manifest["speaker"])
+    excluded = sorted((rules.no_training & own) - set(test_spk))
+    mixed = sorted(rules.no_gender & own)
+    shared = sorted(rules.shared & own)
+    if not (excluded or mixed or shared):
+        return {}
+    return {"shared_speakers": shared, "excluded_speakers": excluded,
+            "excluded_clips": int(train_pool["speaker"].isin(excluded).sum()),
+            "mixed_gender_speakers": mixed,
+            "mixed_gender_clips": int(train_pool["speaker"].isin(set(mixed) - set(test_spk)).sum())}
+
+
+def select_language(config: dict, manifest: pd.DataFrame, lang: str, rules: SpeakerRules | None = None) -> dict[str, dict]:
+    """All selections of one language, per task that uses it: {task: selection}.
+
+    `rules` carry what the rest of the corpus imposes (`speaker_rules`); without them the language is
+    selected as if no other language existed. When the rules change anything, each selection records
+    it under `speaker_checks` (left out otherwise, so such selections are as they always were).
+    """
     data = config["data"]
     seed = data["seed"]
+    rules = rules or SpeakerRules()
     test_pool, train_pool = split_pools(manifest, data.get("split", "own"))
-    test_spk = split_test_speakers(
-        test_pool, speakers_per_gender=data["test"]["speakers_per_gender"],
-        min_clips=data["test"]["min_clips_per_speaker"], seed=seed,
-    )
+    test_spk = language_test_speakers(config, manifest, rules)
     test = test_clips(test_pool, test_spk, max_per_speaker=data["test"]["max_clips_per_speaker"], seed=seed)
+    checks = speaker_checks(manifest, train_pool, test_spk, rules)
     out = {}
     for task, cfg in config["tasks"].items():
         if lang not in task_languages(config, task):
             continue
         if task == "gender":
             subsets = select_gender(train_pool, test_spk, n_per_class=cfg["n_per_class"],
-                                    max_clips_per_speaker=cfg["max_clips_per_speaker"], seed=seed)
+                                    max_clips_per_speaker=cfg["max_clips_per_speaker"], seed=seed,
+                                    exclude=rules.no_training | rules.no_gender)
         elif task == "speaker":
             subsets = select_speaker(train_pool, test_spk, n_utterances=cfg["n_utterances"],
                                      max_utterances_per_speaker=cfg["max_utterances_per_speaker"],
-                                     min_speaker_fraction=cfg["min_speaker_fraction"], seed=seed)
+                                     min_speaker_fraction=cfg["min_speaker_fraction"], seed=seed,
+                                     exclude=rules.no_training)
         else:  # pragma: no cover - the schema admits only known tasks
             raise SelectionError(f"unknown task '{task}'")
         sel = {"task": task, "language": lang, "data_seed": seed, "test_speakers": test_spk, "test": test, **subsets}
@@ -213,8 +287,57 @@ def select_language(config: dict, manifest: pd.DataFrame, lang: str) -> dict[str
             rows = manifest[manifest["utt_id"].isin(test)]
             trials = make_trials(rows, max_positives_per_speaker=cfg["max_positives_per_speaker"], seed=seed)
             sel["trials"] = trials.values.tolist()
+        if checks:
+            sel["speaker_checks"] = checks
         out[task] = sel
     return out
+
+
+def mixed_gender_speakers(manifests: dict[str, pd.DataFrame], speaker_ids: str = "corpus") -> dict[str, frozenset]:
+    """Per language, its speakers whose clips carry both gender labels: within the language, and with
+    `speaker_ids: corpus` also across languages (male in one, female in another)."""
+    def mixed(frame):
+        labelled = frame[frame["gender"].isin(GENDERS)]
+        n = labelled.groupby("speaker")["gender"].nunique()
+        return set(n.index[n > 1])
+
+    if speaker_ids == "per_language":
+        return {lang: frozenset(mixed(m)) for lang, m in manifests.items()}
+    everywhere = mixed(pd.concat([m[["speaker", "gender"]] for m in manifests.values()])) if manifests else set()
+    return {lang: frozenset(everywhere & set(m["speaker"])) for lang, m in manifests.items()}
+
+
+def speaker_rules(config: dict, manifests: dict[str, pd.DataFrame]) -> dict[str, SpeakerRules]:
+    """The corpus-wide speaker rules of every language (see `SpeakerRules`).
+
+    With `data.speaker_ids: corpus` (the default) an id shared by two languages is one person: the test
+    speakers of every language are kept out of every language's training subsets. Test speakers are
+    picked per language first (independently of the others), so the exclusion never changes them.
+    """
+    mode = config["data"].get("speaker_ids", "corpus")
+    if mode not in SPEAKER_IDS:
+        raise SelectionError(f"config key 'data.speaker_ids' must be one of {', '.join(SPEAKER_IDS)}, not '{mode}'")
+    mixed = mixed_gender_speakers(manifests, mode)
+    if mode == "per_language":
+        return {lang: SpeakerRules(no_gender=mixed[lang]) for lang in manifests}
+    speakers = {lang: set(m["speaker"]) for lang, m in manifests.items()}
+    seen_in = pd.Series([s for spk in speakers.values() for s in spk]).value_counts()
+    shared_anywhere = set(seen_in.index[seen_in > 1])
+    shared = {lang: frozenset(spk & shared_anywhere) for lang, spk in speakers.items()}
+    tests = {}
+    for lang, m in manifests.items():
+        if not shared_anywhere:
+            break
+        try:
+            tests[lang] = set(language_test_speakers(config, m, SpeakerRules(no_gender=mixed[lang])))
+        except SelectionError:  # reported by select_all, with every other short language
+            tests[lang] = set()
+    rules = {}
+    for lang in manifests:
+        others = set().union(*(t for other, t in tests.items() if other != lang))
+        rules[lang] = SpeakerRules(no_training=frozenset(others & shared[lang]), no_gender=mixed[lang],
+                                   shared=shared[lang])
+    return rules
 
 
 def selected_clips(selections: dict[str, dict]) -> set[str]:
@@ -237,9 +360,10 @@ def selection_config(config: dict, lang: str | None = None) -> dict:
 def select_all(config: dict, manifests: dict[str, pd.DataFrame]) -> dict[str, dict[str, dict]]:
     """Selections for every language; every language that falls short is reported at once."""
     selections, problems = {}, []
+    rules = speaker_rules(config, manifests)
     for lang, manifest in manifests.items():
         try:
-            selections[lang] = select_language(config, manifest, lang)
+            selections[lang] = select_language(config, manifest, lang, rules[lang])
         except SelectionError as err:
             problems.append(str(err))
     if problems:
@@ -265,5 +389,17 @@ def data_summary(manifests: dict[str, pd.DataFrame], selections: dict[str, dict[
             row[f"{task}_extra_clips"] = len(sel["extra"])
             if "trials" in sel:
                 row[f"{task}_trials"] = len(sel["trials"])
+        row.update(checks_columns(selections.get(lang, {})))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def checks_columns(selections: dict[str, dict]) -> dict:
+    """Per language: speakers shared with other languages, test speakers of other languages excluded from
+    training (and their clips), speakers with conflicting gender labels (and their training clips)."""
+    checks = next((sel.get("speaker_checks") or {} for sel in selections.values()), {})
+    return {"shared_speakers": len(checks.get("shared_speakers", ())),
+            "excluded_speakers": len(checks.get("excluded_speakers", ())),
+            "excluded_clips": checks.get("excluded_clips", 0),
+            "mixed_gender_speakers": len(checks.get("mixed_gender_speakers", ())),
+            "mixed_gender_clips": checks.get("mixed_gender_clips", 0)}

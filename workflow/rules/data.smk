@@ -86,6 +86,11 @@ rule data_report:
             caption="../report/dropped_clips.rst",
             category="Data",
         ),
+        speakers=report(
+            "results/speaker_checks.tsv",
+            caption="../report/speaker_checks.rst",
+            category="Data",
+        ),
     log:
         "results/logs/data_report.log",
     conda:
