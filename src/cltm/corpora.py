@@ -174,3 +174,20 @@ def read_manifest_table(path: str | Path) -> pd.DataFrame:
     return pd.read_csv(path, sep="\t", dtype={"utt_id": str, "path": str, "speaker": str, "gender": str,
                                               "gender_raw": str, "split": str},
                        keep_default_na=False, na_values={"duration": [""]})
+
+
+def read_speaker_labels(paths) -> dict[str, pd.DataFrame]:
+    """The `results/selection/<lang>.speakers.tsv` files of several languages: {language: table}."""
+    return {Path(p).name.removesuffix(".speakers.tsv"): _read_str_table(p) for p in paths}
+
+
+def read_speaker_index(path, own: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """`results/selection/speakers.tsv` as {language: table}, with the languages in `own` (read from
+    their own files, which are current) in place of their rows in the index."""
+    index = _read_str_table(path)
+    labels = {lang: df[["speaker", "genders"]] for lang, df in index.groupby("language") if lang not in own}
+    return {**labels, **own}
+
+
+def _read_str_table(path) -> pd.DataFrame:
+    return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)

@@ -26,17 +26,16 @@ def corpus_stats(manifest: pd.DataFrame) -> dict:
 
 
 def language_record(lang: str, manifest: pd.DataFrame, selections: dict, dropped: pd.DataFrame,
-                    checked: int, prepared_samples: int, sample_rate: int) -> dict:
+                    checked: int, prepared_samples: int, sample_rate: int, speaker_ids: str = "corpus") -> dict:
     """Everything the report needs about one language, written by its audio preparation."""
     checks = next((sel.get("speaker_checks") or {} for sel in selections.values()), {})
     listed = sorted(set(checks.get("mixed_gender_speakers", [])) | set(checks.get("excluded_speakers", [])))
     counts = manifest[manifest["speaker"].isin(listed)].groupby(["speaker", "gender"]).size()
-    shared = set(checks.get("shared_speakers", []))
     trained = {manifest_speaker for sel in selections.values()
                for manifest_speaker in manifest.loc[manifest["utt_id"].isin(sel["single"] + sel["extra"]), "speaker"]}
     return {"language": lang, "corpus": corpus_stats(manifest), "selections": selections,
             "speaker_clips": {spk: {g or "unlabelled": int(n) for g, n in counts[spk].items()} for spk in listed},
-            "shared_training_speakers": sorted(trained & shared),
+            "speaker_ids": speaker_ids, "training_speakers": sorted(trained),
             "checked_clips": checked, "prepared_clips": len({u for s in selections.values()
                                                             for u in s["test"] + s["single"] + s["extra"]}),
             "prepared_hours": round(prepared_samples / sample_rate / 3600, 4),
@@ -71,25 +70,32 @@ def cross_language_leaks(records: list[dict]) -> list[str]:
     """Every (language, test speaker) that another language's final training subsets use.
 
     Selection prevents this by construction (and re-selection after bad clips keeps to it); this check
-    on the final subsets of all languages is the last line before any training starts. Only ids that
-    selection found in more than one language (`data.speaker_ids: corpus`) can cross.
+    on the final subsets of all languages is the last line before any training starts. It compares
+    speaker ids as they are, so it also finds a selection made before a newly added language existed
+    (whose test speakers it could not know). With `data.speaker_ids: per_language` ids never cross.
     """
     problems = []
     for rec in records:
         test = {s for sel in rec["selections"].values() for s in sel["test_speakers"]}
         for other in records:
-            if other is not rec and test & set(other.get("shared_training_speakers", [])):
-                both = sorted(test & set(other["shared_training_speakers"]))
+            if other is rec or "corpus" not in (rec.get("speaker_ids", "corpus"), other.get("speaker_ids", "corpus")):
+                continue
+            both = sorted(test & set(other.get("training_speakers", [])))
+            if both:
                 problems.append(f"{len(both)} test speaker(s) of '{rec['language']}' are in the training subsets of "
-                                f"'{other['language']}' (first: {both[0]})")
+                                f"'{other['language']}' (first: {both[0]}); redo that selection with "
+                                f"`snakemake -f results/selection/{other['language']}.json` (plus your usual options)")
     return problems
 
 
 def check_no_leaks(records: list[dict]) -> None:
     problems = cross_language_leaks(records)
     if problems:
-        raise SelectionError("A speaker would be tested in one language and trained on in another; no training was "
-                             "started:\n  - " + "\n  - ".join(problems))
+        raise SelectionError(
+            "A speaker would be tested in one language and trained on in another; no training was started. "
+            "This happens when a language added to the config shares speakers with a language selected before "
+            "it (selections are not redone for a new language, so that existing runs stay valid):\n  - "
+            + "\n  - ".join(problems))
 
 
 def speaker_check_table(records: list[dict]) -> pd.DataFrame:

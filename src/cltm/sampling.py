@@ -293,51 +293,63 @@ def select_language(config: dict, manifest: pd.DataFrame, lang: str, rules: Spea
     return out
 
 
-def mixed_gender_speakers(manifests: dict[str, pd.DataFrame], speaker_ids: str = "corpus") -> dict[str, frozenset]:
-    """Per language, its speakers whose clips carry both gender labels: within the language, and with
-    `speaker_ids: corpus` also across languages (male in one, female in another)."""
-    def mixed(frame):
-        labelled = frame[frame["gender"].isin(GENDERS)]
-        n = labelled.groupby("speaker")["gender"].nunique()
-        return set(n.index[n > 1])
-
-    if speaker_ids == "per_language":
-        return {lang: frozenset(mixed(m)) for lang, m in manifests.items()}
-    everywhere = mixed(pd.concat([m[["speaker", "gender"]] for m in manifests.values()])) if manifests else set()
-    return {lang: frozenset(everywhere & set(m["speaker"])) for lang, m in manifests.items()}
+def speaker_labels(manifest: pd.DataFrame) -> pd.DataFrame:
+    """One row per speaker of a language: `genders`, the gender labels its clips carry, comma-joined
+    ('' if none). What the other languages' selections need to know of this one."""
+    labelled = manifest[manifest["gender"].isin(GENDERS)]
+    genders = labelled.groupby("speaker")["gender"].agg(lambda g: ",".join(sorted(set(g))))
+    out = pd.DataFrame({"speaker": sorted(set(manifest["speaker"]))})
+    out["genders"] = out["speaker"].map(genders).fillna("")
+    return out
 
 
-def speaker_rules(config: dict, manifests: dict[str, pd.DataFrame]) -> dict[str, SpeakerRules]:
-    """The corpus-wide speaker rules of every language (see `SpeakerRules`).
+def _mixed(labels: pd.DataFrame) -> set:
+    per = labels[labels["genders"] != ""].groupby("speaker")["genders"].agg(lambda g: set(",".join(g).split(",")))
+    return set(per.index[per.map(len) > 1])
 
-    With `data.speaker_ids: corpus` (the default) an id shared by two languages is one person: the test
-    speakers of every language are kept out of every language's training subsets. Test speakers are
-    picked per language first (independently of the others), so the exclusion never changes them.
-    """
+
+def _speaker_ids(config: dict) -> str:
     mode = config["data"].get("speaker_ids", "corpus")
     if mode not in SPEAKER_IDS:
         raise SelectionError(f"config key 'data.speaker_ids' must be one of {', '.join(SPEAKER_IDS)}, not '{mode}'")
-    mixed = mixed_gender_speakers(manifests, mode)
-    if mode == "per_language":
-        return {lang: SpeakerRules(no_gender=mixed[lang]) for lang in manifests}
-    speakers = {lang: set(m["speaker"]) for lang, m in manifests.items()}
-    seen_in = pd.Series([s for spk in speakers.values() for s in spk]).value_counts()
-    shared_anywhere = set(seen_in.index[seen_in > 1])
-    shared = {lang: frozenset(spk & shared_anywhere) for lang, spk in speakers.items()}
+    return mode
+
+
+def language_rules(config: dict, lang: str, labels: dict[str, pd.DataFrame],
+                   tests: dict[str, list] | None = None) -> SpeakerRules:
+    """The corpus-wide speaker rules of one language (see `SpeakerRules`), from every language's
+    `speaker_labels` and, for the exclusion from training, the other languages' test speakers
+    (`tests`; None while they are being picked, which needs only `no_gender`).
+
+    With `data.speaker_ids: corpus` (the default) an id shared by two languages is one person: a
+    speaker labelled male in one language and female in another has conflicting labels, and the test
+    speakers of every language are kept out of every language's training subsets. Test speakers are
+    picked per language first (independently of the others' test sets), so the exclusion never changes them.
+    """
+    own = labels[lang]
+    if _speaker_ids(config) == "per_language":
+        return SpeakerRules(no_gender=frozenset(_mixed(own)))
+    mine = set(own["speaker"])
+    others = [df for other, df in labels.items() if other != lang]
+    elsewhere = set().union(*(set(df["speaker"]) for df in others)) if others else set()
+    shared = mine & elsewhere
+    mixed = _mixed(pd.concat([own] + [df[df["speaker"].isin(shared)] for df in others])) & mine
+    tested_elsewhere = set().union(*(set(t) for other, t in (tests or {}).items() if other != lang))
+    return SpeakerRules(no_training=frozenset(tested_elsewhere & shared), no_gender=frozenset(mixed),
+                        shared=frozenset(shared))
+
+
+def speaker_rules(config: dict, manifests: dict[str, pd.DataFrame]) -> dict[str, SpeakerRules]:
+    """The corpus-wide speaker rules of every language at once (the workflow computes the same per
+    language, from each language's `speaker_labels` and test speakers: workflow/rules/data.smk)."""
+    labels = {lang: speaker_labels(m) for lang, m in manifests.items()}
     tests = {}
     for lang, m in manifests.items():
-        if not shared_anywhere:
-            break
         try:
-            tests[lang] = set(language_test_speakers(config, m, SpeakerRules(no_gender=mixed[lang])))
+            tests[lang] = language_test_speakers(config, m, language_rules(config, lang, labels))
         except SelectionError:  # reported by select_all, with every other short language
-            tests[lang] = set()
-    rules = {}
-    for lang in manifests:
-        others = set().union(*(t for other, t in tests.items() if other != lang))
-        rules[lang] = SpeakerRules(no_training=frozenset(others & shared[lang]), no_gender=mixed[lang],
-                                   shared=shared[lang])
-    return rules
+            tests[lang] = []
+    return {lang: language_rules(config, lang, labels, tests) for lang in manifests}
 
 
 def selected_clips(selections: dict[str, dict]) -> set[str]:

@@ -121,12 +121,23 @@ def corpus_input(wildcards):
     return config["corpus"]["manifest"]["path"]
 
 
-def subset_files():
-    return [
-        f"results/subsets/{t}/{l}.json"
-        for t in TASKS
-        for l in task_languages(config, t)
-    ]
+def test_speakers_inputs(wildcards):
+    lang = wildcards.lang
+    return {
+        "manifest": f"results/manifests/{lang}.tsv",
+        "settings": f"results/selection/{lang}.settings.json",
+        "labels": f"results/selection/{lang}.speakers.tsv",
+        # every language's speakers; `ancient`: a new language (which redoes the index) leaves this one alone
+        "index": ancient("results/selection/speakers.tsv"),
+    }
+
+
+def select_inputs(wildcards):
+    return {
+        **test_speakers_inputs(wildcards),
+        "test": f"results/selection/{wildcards.lang}.test.json",
+        "test_index": ancient("results/selection/test_speakers.json"),
+    }
 
 
 def run_languages(wildcards):

@@ -31,30 +31,114 @@ rule manifest:
         "../scripts/manifest.py"
 
 
+# Selection, per language, in small jobs. The corpus-wide speaker rules (an id shared by two languages
+# is one person: no test voice trains anywhere) make a language's selection read every language's
+# speaker labels and test speakers, gathered in two indexes; those inputs are `ancient` (they order
+# the jobs only), so adding a language leaves the existing selections, audio and runs alone. Everything a job's
+# result depends on besides them reaches it through a file of its own language (its manifest and
+# selection settings), so it is redone when those change. The data report checks the final subsets
+# of every language for leaks before any run starts (see README, "Speaker identity").
+rule selection_settings:
+    output:
+        "results/selection/{lang}.settings.json",
+    log:
+        "results/logs/selection_settings/{lang}.log",
+    conda:
+        "../../envs/cltm.yaml"
+    params:
+        spec=lambda w: selection_config(config, w.lang),
+    script:
+        "../scripts/settings.py"
+
+
+rule speakers:
+    input:
+        "results/manifests/{lang}.tsv",
+    output:
+        "results/selection/{lang}.speakers.tsv",
+    log:
+        "results/logs/speakers/{lang}.log",
+    conda:
+        "../../envs/cltm.yaml"
+    script:
+        "../scripts/speakers.py"
+
+
+rule speaker_index:
+    input:
+        expand("results/selection/{lang}.speakers.tsv", lang=LANGUAGES),
+    output:
+        "results/selection/speakers.tsv",
+    log:
+        "results/logs/speaker_index.log",
+    conda:
+        "../../envs/cltm.yaml"
+    script:
+        "../scripts/speaker_index.py"
+
+
+rule test_speakers:
+    input:
+        unpack(test_speakers_inputs),
+    output:
+        "results/selection/{lang}.test.json",
+    log:
+        "results/logs/test_speakers/{lang}.log",
+    conda:
+        "../../envs/cltm.yaml"
+    script:
+        "../scripts/test_speakers.py"
+
+
+rule test_index:
+    input:
+        expand("results/selection/{lang}.test.json", lang=LANGUAGES),
+    output:
+        "results/selection/test_speakers.json",
+    log:
+        "results/logs/test_index.log",
+    conda:
+        "../../envs/cltm.yaml"
+    script:
+        "../scripts/test_index.py"
+
+
 rule select:
     input:
-        expand("results/manifests/{lang}.tsv", lang=LANGUAGES),
+        unpack(select_inputs),
     output:
+        "results/selection/{lang}.json",
+    log:
+        "results/logs/select/{lang}.log",
+    conda:
+        "../../envs/cltm.yaml"
+    script:
+        "../scripts/select.py"
+
+
+rule data_summary:
+    input:
+        manifests=expand("results/manifests/{lang}.tsv", lang=LANGUAGES),
         plans=expand("results/selection/{lang}.json", lang=LANGUAGES),
-        summary=report(
+    output:
+        report(
             "results/data_summary.tsv",
             caption="../report/data_summary.rst",
             category="Data",
         ),
     log:
-        "results/logs/select.log",
+        "results/logs/data_summary.log",
     conda:
         "../../envs/cltm.yaml"
-    params:
-        config=selection_config(config),
     script:
-        "../scripts/select.py"
+        "../scripts/data_summary.py"
 
 
 rule prepare_audio:
     input:
         manifest="results/manifests/{lang}.tsv",
         plan="results/selection/{lang}.json",
+        settings="results/selection/{lang}.settings.json",
     output:
         audio="results/audio/{lang}.npy",
         index="results/audio/{lang}.tsv",
@@ -63,19 +147,29 @@ rule prepare_audio:
         "results/logs/prepare_audio/{lang}.log",
     conda:
         "../../envs/cltm.yaml"
-    params:
-        config=lambda w: selection_config(config, w.lang),
-        sample_rate=config["data"]["sample_rate"],
     script:
         "../scripts/prepare_audio.py"
 
 
-# Waits for every language: no fine-tuning starts before all audio is prepared and checked.
+rule subsets:
+    input:
+        "results/data/{lang}.json",
+    output:
+        "results/subsets/{task}/{lang}.json",
+    log:
+        "results/logs/subsets/{task}/{lang}.log",
+    conda:
+        "../../envs/cltm.yaml"
+    script:
+        "../scripts/subsets.py"
+
+
+# Waits for every language: no fine-tuning starts before all audio is prepared and checked, and no
+# test voice of any language is in any language's final training subsets.
 rule data_report:
     input:
         expand("results/data/{lang}.json", lang=LANGUAGES),
     output:
-        subsets=subset_files(),
         report=report(
             "results/data_report.tsv",
             caption="../report/data_report.rst",

@@ -1,9 +1,10 @@
-"""Gather every language's record: the final subsets the fine-tuning runs read, the data report, the dropped clips."""
+"""Gather every language's record: the data report, the dropped clips, the speakers the corpus-wide rules
+kept out of some sets; and refuse (before any run starts) final subsets where a test voice trains."""
 
 from pathlib import Path
 
 from cltm.datareport import check_no_leaks, report_tables, speaker_check_table
-from cltm.io import read_json, run_script, script_logger, write_json, write_table
+from cltm.io import read_json, run_script, script_logger, write_table
 
 log = script_logger(snakemake.log[0])
 
@@ -11,9 +12,6 @@ log = script_logger(snakemake.log[0])
 def main():
     records = {Path(p).stem: read_json(p) for p in snakemake.input}
     check_no_leaks(list(records.values()))
-    for path in snakemake.output.subsets:
-        task, lang = Path(path).parent.name, Path(path).stem
-        write_json(path, records[lang]["selections"][task])
     table, dropped = report_tables(list(records.values()))
     write_table(snakemake.output.report, table, index=False)
     write_table(snakemake.output.dropped, dropped, index=False)

@@ -14,14 +14,16 @@ log = script_logger(snakemake.log[0])
 
 def main():
     lang = snakemake.wildcards.lang
-    sr = snakemake.params.sample_rate
+    config = read_json(snakemake.input.settings)
+    sr = config["data"]["sample_rate"]
     manifest = read_manifest_table(snakemake.input.manifest)
     planned = read_json(snakemake.input.plan)
     log(f"{lang}: preparing the selected clips of {len(manifest)}")
-    prepared = prepare_selection(snakemake.params.config, manifest, lang, planned, sample_rate=sr, log=log)
+    prepared = prepare_selection(config, manifest, lang, planned, sample_rate=sr, log=log)
     index = write_store(prepared.pcm, manifest.set_index("utt_id"), snakemake.output.audio, snakemake.output.index)
     samples = int(index["n_samples"].sum())
-    record = language_record(lang, manifest, prepared.selections, prepared.dropped, prepared.checked, samples, sr)
+    record = language_record(lang, manifest, prepared.selections, prepared.dropped, prepared.checked, samples, sr,
+                             speaker_ids=config["data"].get("speaker_ids", "corpus"))
     write_json(snakemake.output.record, record)
     log(f"{lang}: {len(index)} clips, {samples / sr / 60:.1f} min of audio; {len(prepared.dropped)} bad clip(s) "
         f"dropped and replaced" + (f": {prepared.dropped['reason'].value_counts().to_dict()}" if len(prepared.dropped) else ""))

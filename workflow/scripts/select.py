@@ -1,26 +1,30 @@
-"""Plan the selection of every language on metadata only: test set, nested training subsets, trials.
+"""Plan one language's selection on metadata only: test set, nested training subsets, trials, under
+the corpus-wide speaker rules (no test speaker of any language trains here).
 
-Every language short of data is reported at once, before any audio is decoded. The plan is final
-unless audio preparation finds bad clips (then it replaces them: see prepare_audio.py).
+The plan is final unless audio preparation finds bad clips (then it replaces them: see prepare_audio.py).
 """
 
-from pathlib import Path
-
-from cltm.corpora import read_manifest_table
-from cltm.io import run_script, script_logger, write_json, write_table
-from cltm.sampling import data_summary, select_all
+from cltm.corpora import read_manifest_table, read_speaker_index, read_speaker_labels
+from cltm.io import read_json, run_script, script_logger, write_json
+from cltm.sampling import language_rules, select_language
 
 log = script_logger(snakemake.log[0])
 
 
 def main():
-    manifests = {Path(p).stem: read_manifest_table(p) for p in snakemake.input}
-    selections = select_all(snakemake.params.config, manifests)
-    for path in snakemake.output.plans:
-        write_json(path, selections[Path(path).stem])
-    summary = data_summary(manifests, selections)
-    write_table(snakemake.output.summary, summary, index=False)
-    log("\n" + summary.to_string(index=False))
+    lang = snakemake.wildcards.lang
+    config = read_json(snakemake.input.settings)
+    labels = read_speaker_index(snakemake.input.index, read_speaker_labels([snakemake.input.labels]))
+    tests = {**read_json(snakemake.input.test_index), lang: read_json(snakemake.input.test)["test_speakers"]}
+    rules = language_rules(config, lang, labels, tests)
+    plan = select_language(config, read_manifest_table(snakemake.input.manifest), lang, rules)
+    if plan and sorted(next(iter(plan.values()))["test_speakers"]) != sorted(tests[lang]):
+        raise RuntimeError(f"{lang}: the selection's test speakers differ from {snakemake.input.test}")  # a bug
+    write_json(snakemake.output[0], plan)
+    for task, sel in plan.items():
+        log(f"{lang}/{task}: test {len(sel['test'])}, single {len(sel['single'])}, extra {len(sel['extra'])} clips"
+            + (f"; {len(rules.no_training)} test speaker(s) of other languages kept out of training"
+               if rules.no_training else ""))
 
 
 run_script(main, log)

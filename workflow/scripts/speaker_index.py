@@ -1,0 +1,18 @@
+"""Every language's speakers and gender labels in one table (language, speaker, genders)."""
+
+import pandas as pd
+
+from cltm.corpora import read_speaker_labels
+from cltm.io import run_script, script_logger, write_table
+
+log = script_logger(snakemake.log[0])
+
+
+def main():
+    labels = read_speaker_labels(snakemake.input)
+    index = pd.concat([df.assign(language=lang)[["language", "speaker", "genders"]] for lang, df in labels.items()])
+    write_table(snakemake.output[0], index, index=False)
+    log(f"{len(index)} speakers in {len(labels)} languages, {index['speaker'].duplicated().sum()} ids in several")
+
+
+run_script(main, log)
