@@ -1,0 +1,90 @@
+"""Damaged state and configuration mistakes are named (file, key, labels), never half-taken (issue 8)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cltm.io import write_json
+
+
+def strict_loads(text: str):
+    """json.loads that refuses NaN / Infinity, as strict readers (JavaScript, jq, Go) do."""
+    def refuse(name):
+        raise ValueError(f"non-standard JSON constant {name}")
+    return json.loads(text, parse_constant=refuse)
+
+
+# ------------------------------------------------------------------ strict JSON
+
+
+def test_write_json_turns_non_finite_floats_into_null(tmp_path):
+    path = tmp_path / "x.json"
+    write_json(path, {"a": math.nan, "b": [math.inf, np.float64("nan"), -math.inf], "c": np.array([1.0, np.nan]),
+                      "d": {"e": np.float32(2.5), "f": np.int64(3), "g": np.bool_(True)}, "h": 1.5})
+    data = strict_loads(path.read_text())
+    assert data == {"a": None, "b": [None, None, None], "c": [1.0, None], "d": {"e": 2.5, "f": 3, "g": True},
+                    "h": 1.5}
+
+
+def test_summary_of_a_flagged_matrix_is_strict_json(tmp_path):
+    from cltm.matrix import matrix_summary, transfer_matrices
+
+    rows = []  # en: single == dual (zero denominator, an infinite cell); tr: fine
+    for target, other in (("en", "tr"), ("tr", "en")):
+        for cond, v in (("single", 0.7), ("dual", 0.7 if target == "en" else 0.8), (f"donor-{other}", 0.75)):
+            for seed, off in enumerate((-0.01, 0.01)):
+                rows.append({"task": "gender", "target": target, "condition": cond,
+                             "donor": other if cond.startswith("donor") else "", "seed": seed,
+                             "macro_f1": v + off * (target != "en")})
+    result = transfer_matrices(pd.DataFrame(rows), "macro_f1", ["en", "tr"], flag_z=2.0)
+    summary = matrix_summary(result)
+    assert any(isinstance(v, float) and not math.isfinite(v) for v in summary.values())  # the case at hand
+    write_json(tmp_path / "summary.json", summary)
+    data = strict_loads((tmp_path / "summary.json").read_text())
+    assert data["n_flagged_rows"] >= 1 and None in data.values()
+
+
+# ------------------------------------------------------------------ damaged run JSONs
+
+RUN = {"task": "gender", "target": "en", "condition": "single", "donor": None, "seed": 1, "metric": "macro_f1",
+       "value": 0.8, "metrics": {"macro_f1": 0.8, "accuracy": 0.8}, "sizes": {"train_clips": 6},
+       "loss": {"first": 0.7, "last": 0.5}, "timing": {"train_s": 1.0, "eval_s": 0.5}, "wall_s": 2.0,
+       "device": "cpu", "config_digest": "abc"}
+
+
+@pytest.mark.parametrize("content, words", [
+    ("", "is empty"),
+    (json.dumps(RUN)[:40], "not valid JSON"),
+    (json.dumps({k: v for k, v in RUN.items() if k != "task"}), "missing task"),
+    ("[1, 2]", "not a complete run record"),
+])
+def test_damaged_run_json_is_named_with_the_fix(tmp_path, content, words):
+    from cltm.results import DamagedRunError, load_runs
+
+    good = tmp_path / "seed1.json"
+    good.write_text(json.dumps(RUN))
+    bad = tmp_path / "seed2.json"
+    bad.write_text(content)
+    with pytest.raises(DamagedRunError) as err:
+        load_runs([good, bad])
+    message = str(err.value)
+    assert str(bad) in message and words in message and f"rm {bad}" in message
+    assert len(load_runs([good])) == 1
+
+
+# ------------------------------------------------------------------ preflight summary
+
+
+def test_preflight_summary_names_the_capacity_table(config):
+    from cltm.preflight import summary_text
+
+    capacity = pd.DataFrame([{"language": "en", "task": "gender", "ready": True, "spare_clips": 10, "problem": ""}])
+    runs = pd.DataFrame([{"task": "gender", "languages": 4, "conditions_per_target": 5, "seeds": 3, "runs": 60,
+                          "seconds_per_run": 10.0, "gpu_hours": 0.2}])
+    text = summary_text(config, capacity, runs)
+    assert "capacity.tsv" in text and "preflight.tsv" not in text
