@@ -88,3 +88,47 @@ def test_preflight_summary_names_the_capacity_table(config):
                           "seconds_per_run": 10.0, "gpu_hours": 0.2}])
     text = summary_text(config, capacity, runs)
     assert "capacity.tsv" in text and "preflight.tsv" not in text
+
+
+# ------------------------------------------------------------------ gender labels outside the vocabulary
+
+
+def _manifest_with_labels(tmp_path, male: str, female: str):
+    rows = [{"path": f"/nowhere/{g}{s}_{c}.wav", "speaker": f"{g}{s}", "gender": label, "language": "pl",
+             "duration": 2.0}
+            for g, label in (("m", male), ("f", female)) for s in range(12) for c in range(10)]
+    pd.DataFrame(rows).to_csv(tmp_path / "manifest.csv", index=False)
+    return tmp_path / "manifest.csv"
+
+
+def test_unrecognised_gender_labels_are_named_with_the_mapping_key(tmp_path, config):
+    from cltm.config import validate_config
+    from cltm.corpora import load_corpus_language
+    from cltm.sampling import SelectionError, select_language
+
+    path = _manifest_with_labels(tmp_path, "Man", "Woman")
+    config["corpus"] = {"type": "manifest", "manifest": {"path": str(path)}}
+    manifest = load_corpus_language(config["corpus"], "pl")
+    with pytest.raises(SelectionError) as err:
+        select_language(config, manifest, "pl")
+    message = str(err.value)
+    assert "'Man' (120 clips)" in message and "'Woman' (120 clips)" in message and "not recognised" in message
+    assert "corpus.manifest.gender_map" in message
+
+    config["corpus"]["manifest"]["gender_map"] = {"man": "male", "woman": "female"}  # case-insensitive keys
+    config["languages"] = ["pl", "de"]
+    validate_config(config)  # the key is in the schema
+    manifest = load_corpus_language(config["corpus"], "pl")
+    assert manifest["gender"].value_counts().to_dict() == {"male": 120, "female": 120}
+    select_language(config, manifest, "pl")
+
+
+def test_deliberate_non_binary_labels_are_not_called_unrecognised(tmp_path, config):
+    from cltm.corpora import load_corpus_language
+    from cltm.sampling import SelectionError, select_language
+
+    path = _manifest_with_labels(tmp_path, "other", "do_not_wish_to_say")
+    config["corpus"] = {"type": "manifest", "manifest": {"path": str(path)}}
+    with pytest.raises(SelectionError) as err:
+        select_language(config, load_corpus_language(config["corpus"], "pl"), "pl")
+    assert "not recognised" not in str(err.value)
