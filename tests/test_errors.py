@@ -132,3 +132,32 @@ def test_deliberate_non_binary_labels_are_not_called_unrecognised(tmp_path, conf
     with pytest.raises(SelectionError) as err:
         select_language(config, load_corpus_language(config["corpus"], "pl"), "pl")
     assert "not recognised" not in str(err.value)
+
+
+# ------------------------------------------------------------------ encoder.source
+
+
+def test_missing_relative_encoder_folder_is_not_taken_for_a_hub_id(tmp_path, monkeypatch):
+    from cltm.config import encoder_source_kind
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").mkdir()
+    assert encoder_source_kind("models/does-not-exist")[0] == "missing"  # `models` is a local folder
+    assert encoder_source_kind("utter-project/mHuBERT-147") == ("hub", "utter-project/mHuBERT-147")
+    assert encoder_source_kind("facebook/hubert-base-ls960")[0] == "hub"
+    for path in ("./mine", "a/b/c", "org/name with space", "org/..", "~/x/y", "/abs/model"):
+        assert encoder_source_kind(path)[0] == "missing", path
+
+
+def test_encoder_errors_name_the_key_and_a_usable_command(tmp_path, monkeypatch, config):
+    from cltm.config import ConfigError, check_paths
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models" / "empty").mkdir(parents=True)
+    config["encoder"]["source"] = "models/does-not-exist"
+    with pytest.raises(ConfigError, match=r"encoder.source': the directory models/does-not-exist does not exist"):
+        check_paths(config)
+    config["encoder"]["source"] = "models/empty"
+    with pytest.raises(ConfigError) as err:
+        check_paths(config)
+    assert f"--local-dir {tmp_path / 'models' / 'empty'}`" in str(err.value) and "{where}" not in str(err.value)

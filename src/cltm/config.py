@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from pathlib import Path
 
 import yaml
@@ -98,24 +99,42 @@ def check_paths(config: dict) -> None:
         problems.append(f"config key 'corpus.manifest.path': {corpus['manifest']['path']} is not a file")
     kind, where = encoder_source_kind(config["encoder"]["source"])
     if kind == "missing":
-        problems.append(f"config key 'encoder.source': the directory {where} does not exist (a hub id looks like "
-                        "utter-project/mHuBERT-147; a local directory must hold config.json and model.safetensors)")
+        problems.append(f"config key 'encoder.source': the directory {where} does not exist (relative paths are "
+                        f"taken from the working directory, {Path.cwd()}); a local directory must hold config.json "
+                        "and model.safetensors, a hub id looks like utter-project/mHuBERT-147")
     elif kind == "local" and not (Path(where) / "config.json").is_file():
         problems.append(f"config key 'encoder.source': {where} has no config.json; save the model there with "
-                        "save_pretrained, or download it with `hf download <hub id> --local-dir {where}`")
+                        f"save_pretrained, or download it with `hf download <hub id> --local-dir {where}`")
     if problems:
         raise ConfigError("Invalid configuration:\n  - " + "\n  - ".join(problems))
 
 
+HUB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
 def encoder_source_kind(source: str) -> tuple[str, str]:
-    """('random' | 'local' | 'missing' | 'hub', resolved source). A source that exists on disk is a local
-    directory; one written as a path (/, ./, ../, ~) that does not exist is 'missing'; else a hub id."""
+    """('random' | 'local' | 'missing' | 'hub', resolved source).
+
+    - a source that exists on disk is a local directory;
+    - one written as a path that does not exist is 'missing': it starts with /, ./, ../ or ~, has more than one
+      slash, or is `name/rest` where `name` is an existing local folder (`models/does-not-exist`), or is not
+      a valid hub name (`org/name` of letters, digits, `.`, `_`, `-`, no `..`);
+    - anything else is a hub id (`utter-project/mHuBERT-147`, or a legacy id without an organisation).
+    """
     if source == "random":
         return "random", source
     path = Path(source).expanduser()
     if path.exists():
         return "local", str(path.resolve())
-    if source.startswith(("/", "./", "../", "~")) or source.count("/") > 1:
+    parts = source.split("/")
+    looks_like_path = (
+        source.startswith(("/", "./", "../", "~"))
+        or len(parts) > 2
+        or "\\" in source
+        or (len(parts) == 2 and Path(parts[0]).is_dir())
+        or not all(HUB_NAME.match(p) and ".." not in p for p in parts)
+    )
+    if looks_like_path:
         return "missing", str(path)
     return "hub", source
 
