@@ -26,8 +26,8 @@ RUN_KEYS = ("task", "target", "condition", "donor", "seed", "metric", "value", "
 
 def read_run(path) -> dict:
     """One run record, or DamagedRunError naming the file and how to rebuild it."""
-    fix = (f"delete it and rerun that target: `rm {path} && snakemake --cores 1 {path}`, then rerun the "
-           "workflow to reassemble")
+    fix = (f"delete it (`rm {path}`) and rerun that target with your usual options, e.g. "
+           f"`snakemake --cores 1 {path} --configfile my_experiment.yaml`; the next full run reassembles the matrix")
     try:
         text = Path(path).read_text()
     except OSError as err:
