@@ -44,8 +44,8 @@ from cltm.sampling import selection_config  # noqa: E402
 
 # a relative encoder.source is taken from the working directory, else from the workflow's folder (so that
 # the default config's shipped model is found with `-s path/to/Snakefile` from elsewhere)
-_source = Path(str(config.get("encoder", {}).get("source", ""))).expanduser()
-if str(_source) and not _source.is_absolute() and not _source.exists() and (Path(workflow.basedir) / _source).exists():
+_source = Path(str((config.get("encoder") or {}).get("source") or ".")).expanduser()
+if not _source.is_absolute() and not _source.exists() and (Path(workflow.basedir) / _source).exists():
     config["encoder"]["source"] = str(Path(workflow.basedir) / _source)
 
 try:
@@ -63,6 +63,7 @@ def check_device():
         problem = cuda_problem(config)
         if problem:
             raise WorkflowError(problem)
+
 
 TASKS = list(config["tasks"])
 LANGUAGES = list(config["languages"])
