@@ -2,12 +2,15 @@
 # `snakemake --cores N` runs config/config.yaml (the synthetic demo); a real experiment adds
 # `--configfile my_experiment.yaml`. See README.md for the path scheme and the outputs.
 
+import os
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# the default config, found beside this file whatever the working directory (`-s path/to/Snakefile`)
+configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
 include: "workflow/rules/common.smk"
@@ -17,6 +20,10 @@ include: "workflow/rules/matrix.smk"
 
 
 report: "workflow/report/workflow.rst"
+
+
+onstart:
+    check_device()  # device: cuda on a machine without CUDA stops here, before any job (local runs only)
 
 
 rule all:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from pathlib import Path
 
 import yaml
@@ -36,6 +37,8 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
             problems.append(f"config key '{where}': {err.message}; allowed keys here: {', '.join(allowed)}")
         else:
             problems.append(f"config key '{where}': {err.message}")
+    if not problems and not enabled_tasks(config):
+        problems.append("config key 'tasks': every task is disabled (null); keep at least one, e.g. gender")
     if not problems:
         problems += _semantic_problems(config)
     if problems:
@@ -68,7 +71,7 @@ def _semantic_problems(config: dict) -> list[str]:
     enc = config["encoder"]
     if enc["source"] == "random" and not enc.get("config"):
         problems.append("config key 'encoder.config' must give HubertConfig sizes when encoder.source is 'random'")
-    for task in config["tasks"]:
+    for task in enabled_tasks(config):
         for lang in task_languages(config, task):
             if lang not in config["languages"]:
                 problems.append(f"config key 'tasks.{task}.languages': '{lang}' is not in 'languages'")
@@ -76,6 +79,35 @@ def _semantic_problems(config: dict) -> list[str]:
     if test["max_clips_per_speaker"] < test["min_clips_per_speaker"]:
         problems.append("config key 'data.test.max_clips_per_speaker' is smaller than 'data.test.min_clips_per_speaker'")
     return problems
+
+
+def enabled_tasks(config: dict) -> list[str]:
+    """The tasks to run: `tasks.<task>: null` in a config file disables that task (configs merge key by key,
+    so leaving a task out of your own file keeps the default's)."""
+    return [t for t, v in (config.get("tasks") or {}).items() if v is not None]
+
+
+def drop_disabled_tasks(config: dict) -> dict:
+    """Remove the disabled (null) tasks from `config` in place, after validation, so that every later use of
+    config["tasks"] (rules, selection, preflight) sees the tasks that run only."""
+    for task in [t for t, v in config["tasks"].items() if v is None]:
+        del config["tasks"][task]
+    return config
+
+
+def cuda_problem(config: dict) -> str | None:
+    """Why `device: cuda` cannot work on this machine, or None. Only meaningful where the jobs run."""
+    if config.get("device") != "cuda":
+        return None
+    import torch
+
+    if torch.cuda.is_available():
+        return None
+    build = f"torch {torch.__version__}" + (" (a CPU-only build)" if torch.version.cuda is None else "")
+    return ("config key 'device' is cuda, but this machine has no usable CUDA GPU "
+            f"(torch.cuda.is_available() is false; {build}). Run on a GPU node (e.g. `--profile slurm`, which "
+            "submits the fine-tuning jobs to GPU nodes, or inside a GPU job), install a CUDA build of torch, "
+            "or set device: auto (uses a GPU where there is one) or cpu")
 
 
 def check_paths(config: dict) -> None:
@@ -98,24 +130,42 @@ def check_paths(config: dict) -> None:
         problems.append(f"config key 'corpus.manifest.path': {corpus['manifest']['path']} is not a file")
     kind, where = encoder_source_kind(config["encoder"]["source"])
     if kind == "missing":
-        problems.append(f"config key 'encoder.source': the directory {where} does not exist (a hub id looks like "
-                        "utter-project/mHuBERT-147; a local directory must hold config.json and model.safetensors)")
+        problems.append(f"config key 'encoder.source': the directory {where} does not exist (relative paths are "
+                        f"taken from the working directory, {Path.cwd()}); a local directory must hold config.json "
+                        "and model.safetensors, a hub id looks like utter-project/mHuBERT-147")
     elif kind == "local" and not (Path(where) / "config.json").is_file():
         problems.append(f"config key 'encoder.source': {where} has no config.json; save the model there with "
-                        "save_pretrained, or download it with `hf download <hub id> --local-dir {where}`")
+                        f"save_pretrained, or download it with `hf download <hub id> --local-dir {where}`")
     if problems:
         raise ConfigError("Invalid configuration:\n  - " + "\n  - ".join(problems))
 
 
+HUB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
 def encoder_source_kind(source: str) -> tuple[str, str]:
-    """('random' | 'local' | 'missing' | 'hub', resolved source). A source that exists on disk is a local
-    directory; one written as a path (/, ./, ../, ~) that does not exist is 'missing'; else a hub id."""
+    """('random' | 'local' | 'missing' | 'hub', resolved source).
+
+    - a source that exists on disk is a local directory;
+    - one written as a path that does not exist is 'missing': it starts with /, ./, ../ or ~, has more than one
+      slash, or is `name/rest` where `name` is an existing local folder (`models/does-not-exist`), or is not
+      a valid hub name (`org/name` of letters, digits, `.`, `_`, `-`, no `..`);
+    - anything else is a hub id (`utter-project/mHuBERT-147`, or a legacy id without an organisation).
+    """
     if source == "random":
         return "random", source
     path = Path(source).expanduser()
     if path.exists():
         return "local", str(path.resolve())
-    if source.startswith(("/", "./", "../", "~")) or source.count("/") > 1:
+    parts = source.split("/")
+    looks_like_path = (
+        source.startswith(("/", "./", "../", "~"))
+        or len(parts) > 2
+        or "\\" in source
+        or (len(parts) == 2 and Path(parts[0]).is_dir())
+        or not all(HUB_NAME.match(p) and ".." not in p for p in parts)
+    )
+    if looks_like_path:
         return "missing", str(path)
     return "hub", source
 
@@ -179,3 +229,64 @@ def encoder_settings(config: dict) -> dict:
 
 def is_synthetic(config: dict) -> bool:
     return config["corpus"]["type"] == "demo"
+
+
+def _merge(base: dict, update: dict) -> dict:
+    """Snakemake's merge of config files: mappings merge key by key; anything else (lists, null) replaces."""
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def check_files(paths) -> dict:
+    """Parse config files as Snakemake would merge them over config/config.yaml; raise ConfigError naming the
+    file, line and column of a YAML syntax error, or the key of an invalid value."""
+    config = yaml.safe_load((SCHEMA_PATH.parents[1] / "config.yaml").read_text())
+    for path in paths:
+        try:
+            update = yaml.safe_load(Path(path).read_text())
+        except OSError as err:
+            raise ConfigError(f"config file {path}: {err.strerror}") from None
+        except yaml.YAMLError as err:
+            raise ConfigError(yaml_error_message(path, err)) from None
+        if not isinstance(update, dict):
+            raise ConfigError(f"config file {path} must hold keys at the top level (it holds {type(update).__name__})")
+        _merge(config, update)
+    validate_config(config)
+    check_paths(config)
+    return config
+
+
+def yaml_error_message(path, err) -> str:
+    """`config file F, line L, column C: YAML syntax error: <problem> (<context> at line L', column C')`."""
+    mark, context = getattr(err, "problem_mark", None), getattr(err, "context_mark", None)
+    where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    text = getattr(err, "problem", None) or str(err)
+    if getattr(err, "context", None):
+        at = f" started at line {context.line + 1}, column {context.column + 1}" if context is not None else ""
+        text += f" ({err.context}{at})"
+    return f"config file {path}{where}: YAML syntax error: {text}"
+
+
+def main(argv=None) -> int:
+    """`python -m cltm.config my_experiment.yaml [more.yaml]`: check config files before running Snakemake."""
+    import sys
+
+    paths = sys.argv[1:] if argv is None else argv
+    if not paths:
+        print("usage: python -m cltm.config CONFIG.yaml [MORE.yaml ...]", file=sys.stderr)
+        return 2
+    try:
+        check_files(paths)
+    except ConfigError as err:
+        print(err, file=sys.stderr)
+        return 1
+    print(f"{', '.join(map(str, paths))}: valid (merged over config/config.yaml)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -24,6 +24,10 @@ GENDER_MAP = {
     "f": "female",
 }
 
+# Labels that say on purpose that a speaker is neither (or did not say): left out, never "not recognised".
+NON_BINARY_LABELS = {"other", "transgender", "non-binary", "non_binary", "do_not_wish_to_say", "intersex",
+                     "unknown", "n/a", "na", "none"}
+
 CV_SPLITS = ("train", "dev", "test")
 
 # Split names of other corpora's manifests (MLS and FLEURS say dev, Hugging Face datasets say validation).
@@ -34,8 +38,11 @@ class CorpusError(ValueError):
     """A corpus that cannot be read as configured; the message names the file and what to do."""
 
 
-def normalise_gender(values: pd.Series) -> pd.Series:
-    return values.fillna("").astype(str).str.strip().str.lower().map(lambda g: GENDER_MAP.get(g, ""))
+def normalise_gender(values: pd.Series, gender_map: dict | None = None) -> pd.Series:
+    """male / female from the raw labels: GENDER_MAP, plus a corpus's own `gender_map` (raw label -> male,
+    female, or null to leave the label out); keys are matched case-insensitively."""
+    known = {**GENDER_MAP, **{str(k).strip().lower(): (v or "") for k, v in (gender_map or {}).items()}}
+    return values.fillna("").astype(str).str.strip().str.lower().map(lambda g: known.get(g, ""))
 
 
 def _read_tsv(path: Path) -> pd.DataFrame:
@@ -97,7 +104,7 @@ def _cv_splits(folder: Path, clips: pd.Series) -> pd.Series:
     return clips.map(lambda c: split_of.get(c, ""))
 
 
-def read_manifest(path: str | Path, lang: str) -> pd.DataFrame:
+def read_manifest(path: str | Path, lang: str, gender_map: dict | None = None) -> pd.DataFrame:
     """Read a generic manifest (CSV, or TSV by extension) and keep the rows of `lang`.
 
     Required columns: path, speaker, gender, language; optional: utt_id, duration (seconds), split.
@@ -124,7 +131,7 @@ def read_manifest(path: str | Path, lang: str) -> pd.DataFrame:
             "utt_id": rows["utt_id"] if "utt_id" in rows else audio.map(lambda p: Path(p).stem),
             "path": audio,
             "speaker": rows["speaker"],
-            "gender": normalise_gender(rows["gender"]),
+            "gender": normalise_gender(rows["gender"], gender_map),
             "gender_raw": rows["gender"],
             "language": lang,
             "duration": pd.to_numeric(rows["duration"], errors="coerce") if "duration" in rows else np.nan,
@@ -165,7 +172,7 @@ def load_corpus_language(corpus: dict, lang: str, demo_root: str | Path | None =
         section = corpus["common_voice"]
         return read_common_voice(section["root"], lang, section.get("tsv", "validated.tsv"))
     if kind == "manifest":
-        return read_manifest(corpus["manifest"]["path"], lang)
+        return read_manifest(corpus["manifest"]["path"], lang, corpus["manifest"].get("gender_map"))
     raise CorpusError(f"config key 'corpus.type': unknown corpus type '{kind}'")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from contextlib import contextmanager
@@ -32,8 +33,23 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 
 def write_json(path: str | Path, obj) -> None:
+    """Strict JSON, as every reader expects: NaN and infinities become null (never bare `NaN`)."""
+    text = json.dumps(json_safe(obj), indent=2, sort_keys=False, allow_nan=False)
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+        tmp.write_text(text + "\n")
+
+
+def json_safe(obj):
+    """`obj` with numpy scalars and arrays as Python values and every non-finite float as None."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, (str, int, bool)) or obj is None:
+        return obj
+    return json_safe(_json_default(obj))
 
 
 def read_json(path: str | Path):
@@ -53,6 +69,8 @@ def _json_default(obj):
         return obj.item()
     if hasattr(obj, "tolist"):
         return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
@@ -79,11 +97,11 @@ def run_script(main, log) -> None:
     from cltm.audio import AudioError
     from cltm.config import ConfigError
     from cltm.corpora import CorpusError
-    from cltm.results import StaleRunsError
+    from cltm.results import DamagedRunError, StaleRunsError
     from cltm.sampling import SelectionError
 
     try:
         main()
-    except (AudioError, ConfigError, CorpusError, SelectionError, StaleRunsError) as err:
+    except (AudioError, ConfigError, CorpusError, DamagedRunError, SelectionError, StaleRunsError) as err:
         log(f"ERROR: {err}")
         sys.exit(1)

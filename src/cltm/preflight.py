@@ -116,7 +116,7 @@ def summary_text(config: dict, capacity: pd.DataFrame, runs: pd.DataFrame) -> st
     short = capacity[~capacity["ready"]]
     if short.empty:
         lines.append("Data: every language can supply every task's regimes (metadata only; bad clips found "
-                     "when audio is prepared are replaced from the spare clips listed in preflight.tsv).")
+                     "when audio is prepared are replaced from the spare clips listed in capacity.tsv).")
     else:
         lines.append(f"Data: NOT READY. {len(short)} language/task pair(s) cannot supply the requested regimes:")
         lines += [f"  - {p}" for p in short["problem"]]

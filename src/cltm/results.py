@@ -2,22 +2,53 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
 
-from cltm.io import read_json
 
 
 class StaleRunsError(ValueError):
     """Runs made under different settings would be mixed in one matrix."""
 
 
+class DamagedRunError(ValueError):
+    """A run JSON that cannot be read as a run (empty, truncated, or missing fields); the message names it."""
+
+
+# the plot rule's figures of a task, results/<task>/<name>.{png,svg} (as FIGURES in workflow/rules/common.smk)
+FIGURES = ("cltm", "relative_change", "baselines")
+
+RUN_KEYS = ("task", "target", "condition", "donor", "seed", "metric", "value", "metrics", "sizes", "loss",
+            "timing", "device", "config_digest")
+
+
+def read_run(path) -> dict:
+    """One run record, or DamagedRunError naming the file and how to rebuild it."""
+    fix = (f"delete it (`rm {path}`) and rerun that target with your usual options, e.g. "
+           f"`snakemake --cores 1 {path} --configfile my_experiment.yaml`; the next full run reassembles the matrix")
+    try:
+        text = Path(path).read_text()
+    except OSError as err:
+        raise DamagedRunError(f"run file {path} cannot be read ({err.strerror}); {fix}") from None
+    if not text.strip():
+        raise DamagedRunError(f"run file {path} is empty (damaged, e.g. by a full disk or a copy cut short); {fix}")
+    try:
+        rec = json.loads(text)
+    except ValueError as err:
+        raise DamagedRunError(f"run file {path} is not valid JSON ({err}; truncated or damaged?); {fix}") from None
+    missing = [k for k in RUN_KEYS if k not in rec] if isinstance(rec, dict) else list(RUN_KEYS)
+    if missing:
+        raise DamagedRunError(f"run file {path} is not a complete run record (missing {', '.join(missing)}); {fix}")
+    return rec
+
+
 def load_runs(paths) -> pd.DataFrame:
     """One row per run: identity, every metric, sizes, timing and the config digest."""
     rows = []
     for path in paths:
-        rec = read_json(path)
+        rec = read_run(path)
         row = {k: rec[k] for k in ("task", "target", "condition", "donor", "seed", "metric", "value")}
         row.update(rec["metrics"])
         row.update({f"n_{k}": v for k, v in rec["sizes"].items()})

@@ -76,6 +76,24 @@ def keyed_order(values, seed: int, *keys: str) -> list:
     return sorted(set(values), key=lambda v: (rank(v), str(v)))
 
 
+def unrecognised_genders(manifest: pd.DataFrame) -> str:
+    """For an error message: the raw gender labels that mapped to neither male nor female (and do not say
+    so on purpose, like Common Voice's `other`), and how to map them; "" when there are none."""
+    from cltm.corpora import NON_BINARY_LABELS
+
+    if "gender_raw" not in manifest:
+        return ""
+    raw = manifest.loc[~manifest["gender"].isin(GENDERS), "gender_raw"].fillna("").astype(str).str.strip()
+    counts = raw[(raw != "") & ~raw.str.lower().isin(NON_BINARY_LABELS)].value_counts()
+    if counts.empty:
+        return ""
+    labels = ", ".join(f"'{label}' ({n} clips)" for label, n in counts.head(10).items())
+    example = ", ".join(f"{label}: male|female" for label in counts.index[:2])
+    return (f". The gender label(s) {labels} were not recognised (known: male, female, m, f, male_masculine, "
+            "female_feminine), so those clips count as unlabelled; map them with the config key "
+            f"corpus.manifest.gender_map, e.g. `corpus: {{manifest: {{gender_map: {{{example}}}}}}}`")
+
+
 def split_test_speakers(manifest: pd.DataFrame, *, speakers_per_gender: int, min_clips: int, seed: int,
                         exclude=frozenset()) -> list[str]:
     """Pick `speakers_per_gender` test speakers of each gender among speakers with >= min_clips clips
@@ -91,7 +109,7 @@ def split_test_speakers(manifest: pd.DataFrame, *, speakers_per_gender: int, min
                 f"language '{lang}': the test set needs {speakers_per_gender} {gender} speakers with at least "
                 f"{min_clips} clips each, but only {len(pool)} exist (of {int((clips['gender'] == gender).sum())} "
                 f"{gender} speakers{_left_out(manifest, exclude)}); lower data.test.speakers_per_gender or "
-                "data.test.min_clips_per_speaker"
+                "data.test.min_clips_per_speaker" + unrecognised_genders(manifest)
             )
         chosen += keyed_order(pool, seed, lang, "test-speakers")[:speakers_per_gender]
     return sorted(chosen)
@@ -148,7 +166,7 @@ def select_gender(manifest, test_speakers, *, n_per_class: int, max_clips_per_sp
                 f"language '{lang}', task gender: single + dual need 2 x {n_per_class} {gender} training clips "
                 f"(at most {max_clips_per_speaker} per speaker, speakers not in any test set), but only {usable} are "
                 f"usable from {pool['speaker'].nunique()} {gender} speakers ({len(pool)} clips); lower "
-                "tasks.gender.n_per_class or raise tasks.gender.max_clips_per_speaker"
+                "tasks.gender.n_per_class or raise tasks.gender.max_clips_per_speaker" + unrecognised_genders(manifest)
             )
         single += s
         extra += e

@@ -18,14 +18,22 @@ def prepend_to_env(name, value):
 # jobs call `python`: the interpreter running Snakemake (with --sdm conda, the env's comes first)
 prepend_to_env("PYTHONPATH", SRC)
 prepend_to_env("PATH", str(Path(sys.executable).parent))
+# Snakemake runs `script:` jobs as `<sys.executable> <script>` without quoting the interpreter: in a
+# checkout (or venv) whose path holds a space every such job would exit 127. Quoted, the shell finds it.
+if any(c.isspace() for c in sys.executable) and not sys.executable.startswith("'"):
+    import shlex
+
+    sys.executable = shlex.quote(sys.executable)
 
 from cltm.config import (  # noqa: E402
     ConfigError,
     canonical,
     check_paths,
     conditions,
+    cuda_problem,
     digest,
     donor_of,
+    drop_disabled_tasks,
     encoder_settings,
     encoder_source_kind,
     is_synthetic,
@@ -35,9 +43,16 @@ from cltm.config import (  # noqa: E402
 )
 from cltm.sampling import selection_config  # noqa: E402
 
+# a relative encoder.source is taken from the working directory, else from the workflow's folder (so that
+# the default config's shipped model is found with `-s path/to/Snakefile` from elsewhere)
+_source = Path(str((config.get("encoder") or {}).get("source") or ".")).expanduser()
+if not _source.is_absolute() and not _source.exists() and (Path(workflow.basedir) / _source).exists():
+    config["encoder"]["source"] = str(Path(workflow.basedir) / _source)
+
 try:
     validate_config(config)
     check_paths(config)
+    drop_disabled_tasks(config)  # `tasks.<task>: null` runs without that task
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
 
@@ -46,6 +61,16 @@ except ConfigError as err:
 _canonical = canonical(config)
 config.clear()
 config.update(_canonical)
+
+
+def check_device():
+    """`device: cuda` where jobs run locally: stop before any job when this machine has no CUDA. On a
+    cluster executor (SLURM) the jobs run on GPU nodes, so the login node is not checked."""
+    if workflow.local_exec and not workflow.touch and any(j.rule.name == "finetune" for j in workflow.dag.needrun_jobs()):
+        problem = cuda_problem(config)
+        if problem:
+            raise WorkflowError(problem)
+
 
 TASKS = list(config["tasks"])
 LANGUAGES = list(config["languages"])

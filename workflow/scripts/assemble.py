@@ -1,13 +1,25 @@
 """All runs of a task into one long table; the CLTM, its standard errors, relative change, baselines."""
 
+from pathlib import Path
+
 from cltm.io import run_script, script_logger, write_json, write_table
 from cltm.matrix import matrix_summary, transfer_matrices
-from cltm.results import load_runs
+from cltm.results import FIGURES, load_runs
 
 log = script_logger(snakemake.log[0])
 
 
+def remove_figures():
+    """The task's figures belong to its tables: drop the previous assembly's before anything else, so a
+    failed assembly never leaves old figures beside missing tables (the plot rule draws them anew)."""
+    folder = Path(snakemake.output.summary).parent
+    for fig in FIGURES:
+        for ext in ("png", "svg"):
+            (folder / f"{fig}.{ext}").unlink(missing_ok=True)
+
+
 def main():
+    remove_figures()
     runs = load_runs(snakemake.input.runs)
     task = snakemake.wildcards.task
     metric = runs["metric"].iloc[0]
