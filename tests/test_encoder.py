@@ -181,3 +181,19 @@ def test_a_task_head_checkpoint_loads_its_encoder_and_drops_the_head(tmp_path):
     ctc.save_pretrained(tmp_path / "ctc")
     loaded = build_encoder(str(tmp_path / "ctc"))
     assert _same(loaded, ctc.hubert)
+
+
+def test_the_encoder_script_reports_a_refused_family_as_an_error_line(tmp_path, capsys):
+    """What workflow/scripts/encoder.py does: materialise_encoder under run_script, which prints
+    'ERROR: <message>' and exits 1 (no traceback, no NaN training later)."""
+    from transformers import WavLMConfig, WavLMModel
+
+    from cltm.io import run_script
+
+    WavLMModel(WavLMConfig(**TINY_ENCODER)).save_pretrained(tmp_path / "wavlm")
+    lines = []
+    with pytest.raises(SystemExit) as exit_:
+        run_script(lambda: materialise_encoder({"source": str(tmp_path / "wavlm"), "overrides": None},
+                                               tmp_path / "enc"), lines.append)
+    assert exit_.value.code == 1
+    assert len(lines) == 1 and lines[0].startswith("ERROR: encoder.source ") and "model_type 'wavlm'" in lines[0]
