@@ -170,6 +170,8 @@ def test_overrides_that_change_the_layers_are_refused(tmp_path):
     with pytest.raises(EncoderError, match=r"no place in the model \(encoder\.layers\.3\.") as err:
         build_encoder(str(src), overrides={"num_hidden_layers": 3})
     assert "num_hidden_layers" in str(err.value)  # the overrides are named
+    with pytest.raises(EncoderError, match=r"other shapes than the model's \(encoder\.layers\.0\.feed_forward"):
+        build_encoder(str(src), overrides={"intermediate_size": 128})
 
 
 def test_a_task_head_checkpoint_loads_its_encoder_and_drops_the_head(tmp_path):

@@ -134,15 +134,17 @@ def _checked_load(ref: str, label: str, overrides: dict | None, **kwargs) -> Hub
     model_type = config_dict.get("model_type")
     where = Path(ref) / "config.json" if Path(ref).is_dir() else f"config.json of {ref}"
     if model_type is not None and model_type not in SUPPORTED_MODEL_TYPES:
-        planned = ("; support for " + model_type + " (like " + ", ".join(PLANNED_MODEL_TYPES)
-                   + ") is planned but not there yet") if model_type in PLANNED_MODEL_TYPES else (
+        planned = (f"; support for {', '.join(PLANNED_MODEL_TYPES[:-1])} and {PLANNED_MODEL_TYPES[-1]} is planned "
+                   "for a later version, not there yet") if model_type in PLANNED_MODEL_TYPES else (
             "; other model families are not supported")
         raise EncoderError(
             f"{label}: {where} has model_type '{model_type}', but this version loads only model_type "
             f"{', '.join(repr(t) for t in SUPPORTED_MODEL_TYPES)} (HuBERT, e.g. utter-project/mHuBERT-147){planned}. "
             "Loading it as HuBERT would drop or leave uninitialised some of its weights. "
             "Set encoder.source to a HuBERT checkpoint.")
-    model, info = HubertModel.from_pretrained(ref, output_loading_info=True, **kwargs)
+    # ignore_mismatched_sizes: report other shapes in `info` (refused below, with the keys) instead of
+    # transformers' RuntimeError that points to a table in the log
+    model, info = HubertModel.from_pretrained(ref, output_loading_info=True, ignore_mismatched_sizes=True, **kwargs)
     own = {name for name, _ in model.named_children()} | {name for name, _ in model.named_parameters(recurse=False)}
     missing = set(info.get("missing_keys") or ())
     unexpected = {k for k in info.get("unexpected_keys") or () if k.split(".", 1)[0] in own}
