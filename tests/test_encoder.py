@@ -109,3 +109,93 @@ def test_source_kinds_and_bad_directories(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(EncoderError, match="cannot load a HuBERT model from this directory"):
         build_encoder(str(tmp_path))
+
+
+
+
+@pytest.mark.parametrize("family", ["wav2vec2", "wavlm", "data2vec-audio"])
+def test_another_model_family_is_refused_by_the_encoder_job(tmp_path, family):
+    """transformers loads these into HubertModel with only a warning (WavLM's relative-position weights
+    dropped, data2vec-audio's positional convolution left uninitialised): the encoder job must stop."""
+    import transformers
+
+    from cltm.encoder import EncoderError
+
+    model_cls, config_cls = {"wav2vec2": ("Wav2Vec2Model", "Wav2Vec2Config"), "wavlm": ("WavLMModel", "WavLMConfig"),
+                             "data2vec-audio": ("Data2VecAudioModel", "Data2VecAudioConfig")}[family]
+    torch.manual_seed(0)
+    getattr(transformers, model_cls)(getattr(transformers, config_cls)(**TINY_ENCODER)).save_pretrained(tmp_path / "m")
+    with pytest.raises(EncoderError) as err:
+        materialise_encoder({"source": str(tmp_path / "m"), "overrides": None}, tmp_path / "enc")
+    message = str(err.value)
+    assert str(tmp_path / "m" / "config.json") in message and f"model_type '{family}'" in message
+    assert "'hubert'" in message and "planned" in message and "Set encoder.source to a HuBERT checkpoint" in message
+    assert not (tmp_path / "enc" / "model.safetensors").exists()
+
+
+def _saved_hubert(path, **config):
+    build_encoder("random", config={**TINY_ENCODER, **config}, init_seed=1).save_pretrained(path)
+    return path
+
+
+def test_hubert_checkpoint_with_missing_or_unexpected_weights_is_refused(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from cltm.encoder import EncoderError
+
+    src = _saved_hubert(tmp_path / "m")
+    weights = load_file(src / "model.safetensors")
+    # a file that lacks the positional convolution and carries a weight the model has no place for
+    broken = {k: v for k, v in weights.items() if not k.startswith("encoder.pos_conv_embed")}
+    broken["encoder.layers.0.attention.extra.weight"] = torch.zeros(2)
+    save_file(broken, src / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(EncoderError) as err:
+        materialise_encoder({"source": str(src), "overrides": None}, tmp_path / "enc")
+    message = str(err.value)
+    assert str(src / "model.safetensors") in message
+    assert "missing" in message and "encoder.pos_conv_embed.conv.bias" in message
+    assert "no place in the model" in message and "encoder.layers.0.attention.extra.weight" in message
+    # the job's own reload of results/encoder/ is checked the same way
+    (tmp_path / "enc").mkdir()
+    _saved_hubert(tmp_path / "enc")
+    save_file(broken, tmp_path / "enc" / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(EncoderError, match="encoder.pos_conv_embed"):
+        load_encoder(tmp_path / "enc")
+
+
+def test_overrides_that_change_the_layers_are_refused(tmp_path):
+    from cltm.encoder import EncoderError
+
+    src = _saved_hubert(tmp_path / "m")
+    with pytest.raises(EncoderError, match=r"no place in the model \(encoder\.layers\.3\.") as err:
+        build_encoder(str(src), overrides={"num_hidden_layers": 3})
+    assert "num_hidden_layers" in str(err.value)  # the overrides are named
+    with pytest.raises(EncoderError, match=r"other shapes than the model's \(encoder\.layers\.0\.feed_forward"):
+        build_encoder(str(src), overrides={"intermediate_size": 128})
+
+
+def test_a_task_head_checkpoint_loads_its_encoder_and_drops_the_head(tmp_path):
+    """A HuBERT fine-tuned for CTC (hubert.* + lm_head.*) is a complete HuBERT encoder: accepted."""
+    from transformers import HubertConfig, HubertForCTC
+
+    torch.manual_seed(0)
+    ctc = HubertForCTC(HubertConfig(**TINY_ENCODER, vocab_size=12))
+    ctc.save_pretrained(tmp_path / "ctc")
+    loaded = build_encoder(str(tmp_path / "ctc"))
+    assert _same(loaded, ctc.hubert)
+
+
+def test_the_encoder_script_reports_a_refused_family_as_an_error_line(tmp_path, capsys):
+    """What workflow/scripts/encoder.py does: materialise_encoder under run_script, which prints
+    'ERROR: <message>' and exits 1 (no traceback, no NaN training later)."""
+    from transformers import WavLMConfig, WavLMModel
+
+    from cltm.io import run_script
+
+    WavLMModel(WavLMConfig(**TINY_ENCODER)).save_pretrained(tmp_path / "wavlm")
+    lines = []
+    with pytest.raises(SystemExit) as exit_:
+        run_script(lambda: materialise_encoder({"source": str(tmp_path / "wavlm"), "overrides": None},
+                                               tmp_path / "enc"), lines.append)
+    assert exit_.value.code == 1
+    assert len(lines) == 1 and lines[0].startswith("ERROR: encoder.source ") and "model_type 'wavlm'" in lines[0]

@@ -110,3 +110,93 @@ def test_frozen_feature_encoder_keeps_its_weights(prepared):
     assert cnn and all(torch.equal(before[k], after[k]) for k in cnn)
     assert not torch.equal(before["head.weight"], after["head.weight"])
     assert any(not torch.equal(before[k], after[k]) for k in after if k.startswith("encoder.encoder.layers."))
+
+
+# LayerDrop: the model's own config (encoder.overrides: null, as the paper preset) keeps HuBERT's
+# layerdrop; in transformers 5 a skipped layer is left out of `hidden_states` altogether.
+NO_DROPOUT = {"hidden_dropout": 0.0, "attention_dropout": 0.0, "activation_dropout": 0.0, "feat_proj_dropout": 0.0,
+              "mask_time_prob": 0.0}
+
+
+def _layerdrop_classifier(pooling, layerdrop, layers=2, **config):
+    from cltm.training import Classifier
+
+    encoder = build_encoder("random", config={**TINY_ENCODER, "num_hidden_layers": layers, **config},
+                            overrides={"layerdrop": layerdrop}, init_seed=0)
+    return Classifier(encoder, 3, pooling)
+
+
+@pytest.mark.parametrize("stable", [False, True])
+def test_pooled_layers_are_the_named_layers_whatever_layerdrop_skips(stable):
+    """Under LayerDrop every pooled state is the named layer's output, a skipped layer passing its input
+    on (the identity): compared with an eval-mode pass in which the same layers are made identities."""
+    from cltm.training import Classifier
+
+    model = _layerdrop_classifier("last4", 0.5, layers=3, do_stable_layer_norm=stable, **NO_DROPOUT)
+    gender = Classifier(model.encoder, 2, "last")  # the gender head's pooling, on the same encoder
+    x = torch.randn(1, 4000)
+    model.train()
+    skipped_patterns = set()
+    for seed in range(6):
+        torch.manual_seed(seed)
+        skip = [bool(torch.rand([]) < 0.5) for _ in model.encoder.encoder.layers]  # the encoder's own draws
+        skipped_patterns.add(tuple(skip))
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            last, states = model.layer_states(x)
+            torch.manual_seed(seed)
+            pooled = model.embed(x)
+            torch.manual_seed(seed)
+            pooled_last = gender.embed(x)
+        assert len(states) == 4 and torch.equal(states[-1], last)
+        model.eval()
+        handles = [layer.register_forward_hook(lambda m, args, out: args[0], prepend=True)  # before transformers' recorder
+                   for layer, s in zip(model.encoder.encoder.layers, skip) if s]
+        with torch.no_grad():
+            ref = model.encoder(x, output_hidden_states=True)
+        for h in handles:
+            h.remove()
+        model.train()
+        expected = list(ref.hidden_states)
+        expected[-1] = ref.last_hidden_state
+        assert len(expected) == 4
+        for got, want in zip(states, expected):
+            torch.testing.assert_close(got, want)
+        torch.testing.assert_close(pooled, torch.stack(expected).mean(dim=0).mean(dim=1))
+        torch.testing.assert_close(pooled_last, expected[-1].mean(dim=1))  # the last layer's output
+    assert (True, True, True) in skipped_patterns and len(skipped_patterns) > 3  # all-skipped steps were seen
+
+
+def test_without_layerdrop_the_pooled_states_are_transformers_hidden_states():
+    model = _layerdrop_classifier("last4", 0.0, layers=4).eval()
+    x = torch.randn(1, 4000)
+    with torch.no_grad():
+        ref = model.encoder(x, output_hidden_states=True).hidden_states
+        torch.testing.assert_close(model.embed(x), torch.stack(ref[-4:]).mean(dim=0).mean(dim=1))
+
+
+def test_training_with_layerdrop_never_loses_the_pooled_layers():
+    """layerdrop 0.5 on a 2-layer model: a quarter of the steps skip every layer (the old code then
+    crashed with 'stack expects a non-empty TensorList'); every step pools the same 3 states."""
+    from cltm.training import fine_tune
+
+    model = _layerdrop_classifier("last4", 0.5)
+    counts, all_skipped = [], []
+    original = model.layer_states
+
+    def counting(waves):
+        last, states = original(waves)
+        counts.append(len(states))
+        all_skipped.append(all(torch.equal(s, states[0]) for s in states))
+        return last, states
+
+    model.layer_states = counting
+    rng = np.random.default_rng(0)
+    steps = 60  # a few seconds on an idle CPU (these 2-core machines are shared: up to a minute)
+    waves = [rng.standard_normal(4000).astype(np.float32) for _ in range(steps)]
+    cfg = {"epochs": 1, "batch_size": 1, "crop_seconds": None, "lr": 1e-3, "schedule": "constant",
+           "warmup_ratio": 0.0, "weight_decay": 0.0, "grad_clip": 1.0}
+    loss = fine_tune(model, waves, rng.integers(0, 3, steps), cfg, seed=0, device=torch.device("cpu"),
+                     log=lambda s: None)
+    assert loss["steps"] == steps and np.isfinite(loss["last"])
+    assert counts == [3] * steps and sum(all_skipped) >= 5  # steps that skipped both layers were trained through

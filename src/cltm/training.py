@@ -18,6 +18,15 @@ class Classifier(nn.Module):
     pooling 'last' uses the last layer; 'last4' the average of the last four hidden layers (the
     speaker embedding of the reference method), so the classifier trains the representation
     that verification later scores.
+
+    LayerDrop (the encoder's `layerdrop`, kept as configured) skips whole transformer layers at random
+    during training. transformers 5 then leaves a skipped layer out of `hidden_states` (they are
+    recorded by hooks on the layers that ran), so `hidden_states[-4:]` would name other layers at each
+    step, and with every layer skipped the tuple is empty. Here the states are taken by layer index
+    instead: a skipped layer's output is its input (LayerDrop skips a residual block, i.e. the identity;
+    transformers 4.x reported it the same way), so 'last4' always averages the outputs of the same last
+    four layers, and 'last' is always the last layer's output (the model's last_hidden_state, which
+    under LayerDrop is the last layer's output in the same sense).
     """
 
     def __init__(self, encoder: nn.Module, n_classes: int, pooling: str = "last"):
@@ -27,12 +36,41 @@ class Classifier(nn.Module):
         self.encoder, self.pooling = encoder, pooling
         self.head = nn.Linear(encoder.config.hidden_size, n_classes)
 
+    def layer_states(self, waves: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(last_hidden_state, states): states[0] is the input of the first transformer layer, states[i]
+        the output of layer i (its input when LayerDrop skipped it), num_hidden_layers + 1 of them, the
+        same indexing as transformers' `hidden_states` without LayerDrop; the last one is last_hidden_state."""
+        stack = self.encoder.encoder
+        n_layers = len(stack.layers)
+        outputs: list[torch.Tensor | None] = [None] * (n_layers + 1)
+
+        def record(i):
+            def hook(module, args, output):
+                outputs[i] = output[0] if isinstance(output, tuple) else output
+            return hook
+
+        # stack.dropout is applied to the positional-embedded features just before the first layer, in
+        # HubertEncoder and HubertEncoderStableLayerNorm alike: its output is states[0]
+        handles = [stack.dropout.register_forward_hook(record(0))]
+        handles += [layer.register_forward_hook(record(i + 1)) for i, layer in enumerate(stack.layers)]
+        try:
+            last = self.encoder(waves).last_hidden_state
+        finally:
+            for h in handles:
+                h.remove()
+        if outputs[0] is None:
+            raise RuntimeError("the encoder's layer input was not recorded (an unsupported encoder layout)")
+        for i in range(1, n_layers + 1):
+            if outputs[i] is None:  # skipped by LayerDrop: the identity
+                outputs[i] = outputs[i - 1]
+        outputs[-1] = last  # the stable-layer-norm variant normalises after the last layer
+        return last, outputs
+
     def embed(self, waves: torch.Tensor) -> torch.Tensor:
-        out = self.encoder(waves, output_hidden_states=self.pooling == "last4")
         if self.pooling == "last":
-            frames = out.last_hidden_state
+            frames = self.encoder(waves).last_hidden_state
         else:
-            frames = torch.stack(out.hidden_states[-4:]).mean(dim=0)
+            frames = torch.stack(self.layer_states(waves)[1][-4:]).mean(dim=0)
         return frames.mean(dim=1)
 
     def forward(self, waves: torch.Tensor) -> torch.Tensor:
