@@ -117,7 +117,45 @@ def warn_on_changed_settings():
             )
 
 
+CONFIG_RECORD = Path("results/.cltm/config_files.json")
+
+
+def config_files():
+    return [str(Path(f).resolve()) for f in workflow.configfiles]
+
+
+def check_same_config_files():
+    """Stop a command whose config files differ from those results/ was made with: the usual cause is
+    a forgotten --configfile (e.g. rerunning one cell with -f), which would otherwise rebuild the
+    corpus, the selections and the cell under the demo's config, and then the whole grid again."""
+    import json
+
+    try:
+        before = json.loads(CONFIG_RECORD.read_text())["configfiles"]
+    except (OSError, ValueError, KeyError):
+        return
+    now = config_files()
+    if before != now and os.environ.get("CLTM_NEW_CONFIG") != "1":
+        given = [f for f in before if Path(f).name != "config.yaml" or Path(f).parent.name != "config"]
+        raise WorkflowError(
+            f"results/ was made with the config file(s) {', '.join(before)}; this command reads "
+            f"{', '.join(now)}. Pass the same files again"
+            + (f" (--configfile {' '.join(given)})" if given else "")
+            + ". To go on in this results/ folder with other config files on purpose, set CLTM_NEW_CONFIG=1 "
+            f"once (it updates {CONFIG_RECORD}); to start another experiment, use another working directory "
+            "(snakemake --directory DIR)."
+        )
+
+
+def record_config_files():
+    """At the start of a real run (onstart): which config files results/ is made with."""
+    from cltm.io import write_json
+
+    write_json(CONFIG_RECORD, {"configfiles": config_files()})
+
+
 if workflow.is_main_process:
+    check_same_config_files()
     warn_on_changed_settings()
 
 
