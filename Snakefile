@@ -24,7 +24,7 @@ report: "workflow/report/workflow.rst"
 
 onstart:
     check_device()  # device: cuda on a machine without CUDA stops here, before any job (local runs only)
-    record_config_files()  # a later command with other config files is stopped (a forgotten --configfile)
+    check_and_record_config_files()  # other config files than results/ was made with stop here (a forgotten --configfile)
 
 
 rule all:

@@ -92,7 +92,9 @@ def test_one_task_only(checkout):
     proc = snakemake(checkout, "-n", "--configfile", write_config(checkout, "gender_only.yaml", gender_only))
     out = proc.stdout
     assert "results/gender/cltm.png" in out and "results/gender/summary.json" in out
-    assert "results/speaker" not in out and "speaker" not in out.split("Job stats:")[1].split("total")[0]
+    assert "results/speaker/" not in out and "results/subsets/speaker/" not in out
+    stats = dict(line.split() for line in out.split("Job stats:")[1].split("total")[0].splitlines()[3:] if line.strip())
+    assert stats["settings"] == "1" and stats["assemble"] == "1"  # one task's settings and matrix
     none = json.loads(json.dumps(gender_only))
     none["tasks"]["gender"] = None
     proc = snakemake(checkout, "-n", "--configfile", write_config(checkout, "none.yaml", none), check=False)
@@ -109,7 +111,8 @@ def test_checkout_and_interpreter_with_a_space(tmp_path):
     python = venv / "bin" / "python"
     purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                              capture_output=True, text=True, check=True).stdout.strip()
-    Path(purelib, "outer.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")  # this interpreter's packages
+    # this interpreter's packages (and cltm's source: the editable install's own .pth is not read from there)
+    Path(purelib, "outer.pth").write_text(sysconfig.get_paths()["purelib"] + "\n" + str(ROOT / "src") + "\n")
     env = {**os.environ, "CLTM_WORKER_IDLE": "30"}
     proc = subprocess.run([str(python), "-m", "snakemake", "--cores", "2", "results/preflight/summary.txt",
                            "--configfile", "reduced.yaml"], cwd=work, env=env, capture_output=True, text=True,

@@ -150,8 +150,8 @@ def test_demo_runs_through_slurm_in_bundles(on_cluster):
     cpu_jobs = {j: log for j, log in jobs.items() if "/rule_" in log}
     assert len(bundles) == -(-RUNS // BUNDLE), out[-3000:]  # 24 runs, a few SLURM jobs
     rules = {part[5:] for log in cpu_jobs.values() for part in Path(log).parts if part.startswith("rule_")}
-    assert rules == {"synthesize_demo", "manifest", "select", "prepare_audio", "data_report", "preflight", "encoder",
-                     "settings", "assemble", "plot"}
+    assert rules == {"synthesize_demo", "manifest", "speakers", "test_speakers", "select", "data_summary",
+                     "prepare_audio", "data_report", "preflight", "encoder", "settings", "assemble", "plot"}
     for jobid, log in bundles.items():
         info = scontrol(jobid)
         assert "gres:gpu:1" in info and "JobState=COMPLETED" in info, info  # one GPU for the whole bundle
@@ -185,7 +185,8 @@ def test_one_cell_reruns_on_the_cluster(on_cluster):
 def test_stopped_run_resumes_from_its_checkpoint(on_cluster, tmp_path):
     """scancel (SIGTERM, as for preemption) a run mid-way: no result appears; rerun: it resumes from its
     checkpoint and gives exactly the result of an uninterrupted run."""
-    work, env = on_cluster["work"], {**on_cluster["env"], "CLTM_CHECKPOINT_SECONDS": "1"}
+    # another config file in the same results/, on purpose
+    work, env = on_cluster["work"], {**on_cluster["env"], "CLTM_CHECKPOINT_SECONDS": "1", "CLTM_NEW_CONFIG": "1"}
     long = json.loads(json.dumps(REDUCED))
     long["tasks"]["speaker"]["training"]["epochs"] = 150  # 450 steps: long enough to stop mid-way
     config = write_config(work, "long.yaml", long)

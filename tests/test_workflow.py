@@ -33,8 +33,8 @@ REDUCED = {
 }
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "CLTM_WORKER_IDLE": "30"}  # the warm worker leaves soon after the tests
+def snakemake(workdir: Path, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "CLTM_WORKER_IDLE": "30", **(env or {})}  # the warm worker leaves soon after the tests
     proc = subprocess.run([*SNAKEMAKE, *args], cwd=workdir, env=env, capture_output=True, text=True, timeout=1800)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
@@ -207,15 +207,91 @@ def test_killed_client_takes_its_run_with_it(workflow, tmp_path):
     assert not (tmp_path / "run.json").exists() and not (tmp_path / "scores.tsv").exists()
 
 
+def planned(workdir: Path, *args: str) -> dict[str, int]:
+    """Jobs per rule that a dry run plans (Snakemake prints the job-stats table twice: read the first)."""
+    out = snakemake(workdir, "-n", *args).stdout
+    if "Nothing to be done" in out:
+        return {}
+    counts = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            if parts[0] in counts:
+                break
+            counts[parts[0]] = int(parts[1])
+    return counts
+
+
+@pytest.fixture
+def finished(workflow, tmp_path) -> Path:
+    """A copy of the finished reduced run (results and Snakemake's metadata, mtimes kept) to change."""
+    work = tmp_path / "work"
+    shutil.copytree(workflow, work, symlinks=True, ignore=shutil.ignore_patterns("locks"))
+    return work
+
+
+def _reordered(config):
+    if isinstance(config, dict):
+        return {k: _reordered(config[k]) for k in reversed(list(config))}
+    return config
+
+
+def test_the_same_config_in_another_key_order_reruns_nothing(finished):
+    write_config(finished, "reduced.yaml", _reordered(REDUCED))  # the same file, every mapping reversed
+    assert planned(finished, "--configfile", "reduced.yaml") == {}
+
+
+def test_a_setting_written_with_its_current_value_reruns_nothing(finished, default_config):
+    same = json.loads(json.dumps(REDUCED))
+    same["tasks"]["speaker"]["training"]["lr"] = default_config["tasks"]["speaker"]["training"]["lr"]
+    write_config(finished, "reduced.yaml", same)
+    assert planned(finished, "--configfile", "reduced.yaml") == {}
+    changed = json.loads(json.dumps(same))
+    changed["tasks"]["speaker"]["training"]["lr"] /= 2  # a real change reruns that task's runs, all of them
+    write_config(finished, "reduced.yaml", changed)
+    jobs = planned(finished, "--configfile", "reduced.yaml")
+    assert jobs["finetune"] == 2 * 3 * 2 and "select" not in jobs and "prepare_audio" not in jobs
+
+
+def test_adding_a_language_adds_only_its_runs(finished):
+    bigger = json.loads(json.dumps(REDUCED))
+    bigger["languages"] = ["en", "tr", "fi"]
+    write_config(finished, "reduced.yaml", bigger)
+    out = snakemake(finished, "-n", "--configfile", "reduced.yaml").stdout
+    jobs = planned(finished, "--configfile", "reduced.yaml")
+    # per task: fi's own 4 conditions, plus en and tr with fi as donor; x 2 seeds
+    assert jobs["finetune"] == 2 * (4 + 2) * 2
+    assert jobs["select"] == jobs["prepare_audio"] == 1  # fi's; en and tr keep their selections and audio
+    runs = [line.split("output: ")[1].split(",")[0] for line in out.splitlines() if "output: results/" in line
+            and "/runs/" in line]
+    assert runs and all("/fi/" in r or "donor-fi" in r for r in runs), runs
+
+
+def test_one_cell_without_the_config_file_is_refused(finished):
+    target = "results/gender/runs/en/donor-tr/seed1.json"
+    proc = snakemake(finished, "--cores", "1", "-f", target, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "--configfile" in out and "reduced.yaml" in out
+    assert planned(finished, "--configfile", "reduced.yaml") == {}  # nothing was rewritten
+    assert planned(finished, target, "-f", "--configfile", "reduced.yaml") == {"finetune": 1, "total": 1}
+
+
+def test_a_deleted_run_is_rebuilt_and_reassembled(finished):
+    (finished / "results/gender/runs/tr/dual/seed2.json").unlink()
+    jobs = planned(finished, "--configfile", "reduced.yaml")
+    assert jobs["finetune"] == 1 and jobs["assemble"] == 1 and "select" not in jobs
+
+
 # last: a failing selection removes the fixture's subsets, as it should
 def test_short_language_stops_before_any_training(workflow):
     greedy = json.loads(json.dumps(REDUCED))
     greedy["tasks"]["gender"]["n_per_class"] = 40
-    proc = snakemake(workflow, "--cores", "2", "--configfile", write_config(workflow, "greedy.yaml", greedy),
-                     check=False)
+    proc = snakemake(workflow, "--cores", "2", "--keep-going", "--configfile",
+                     write_config(workflow, "greedy.yaml", greedy), check=False, env={"CLTM_NEW_CONFIG": "1"})
     assert proc.returncode != 0
-    log = (workflow / "results/logs/select.log").read_text()
-    assert "no training was started" in log and "language 'en', task gender" in log and "language 'tr'" in log
+    for lang in ("en", "tr"):
+        log = (workflow / f"results/logs/select/{lang}.log").read_text()
+        assert "no training was started" in log and f"language '{lang}', task gender" in log and "preflight" in log
     assert "rule finetune" not in proc.stdout + proc.stderr
 
 

@@ -84,7 +84,8 @@ def cross_language_leaks(records: list[dict]) -> list[str]:
             if both:
                 problems.append(f"{len(both)} test speaker(s) of '{rec['language']}' are in the training subsets of "
                                 f"'{other['language']}' (first: {both[0]}); redo that selection with "
-                                f"`snakemake -f results/selection/{other['language']}.json` (plus your usual options)")
+                                f"`snakemake results/selection/{other['language']}.json -f --cores 1` plus your "
+                                "--configfile, then run your usual command")
     return problems
 
 

@@ -121,13 +121,21 @@ CONFIG_RECORD = Path("results/.cltm/config_files.json")
 
 
 def config_files():
-    return [str(Path(f).resolve()) for f in workflow.configfiles]
+    """The config files of this command, relative to the working directory where they lie inside it (so
+    that a results folder copied or moved with its config files keeps its record)."""
+    here = Path.cwd().resolve()
+    out = []
+    for f in workflow.configfiles:
+        path = Path(f).resolve()
+        out.append(str(path.relative_to(here)) if path.is_relative_to(here) else str(path))
+    return out
 
 
 def check_same_config_files():
-    """Stop a command whose config files differ from those results/ was made with: the usual cause is
-    a forgotten --configfile (e.g. rerunning one cell with -f), which would otherwise rebuild the
-    corpus, the selections and the cell under the demo's config, and then the whole grid again."""
+    """Stop a run (onstart: before any job; dry runs and --unlock are not stopped) whose config files
+    differ from those results/ was made with: the usual cause is a forgotten --configfile (e.g.
+    rerunning one cell with -f), which would otherwise rebuild the corpus, the selections and the cell
+    under the demo's config, and then the whole grid again."""
     import json
 
     try:
@@ -147,15 +155,15 @@ def check_same_config_files():
         )
 
 
-def record_config_files():
-    """At the start of a real run (onstart): which config files results/ is made with."""
+def check_and_record_config_files():
+    """At the start of a run (onstart): stop on other config files, else record these."""
     from cltm.io import write_json
 
+    check_same_config_files()
     write_json(CONFIG_RECORD, {"configfiles": config_files()})
 
 
 if workflow.is_main_process:
-    check_same_config_files()
     warn_on_changed_settings()
 
 

@@ -38,6 +38,14 @@ rule manifest:
 # result depends on besides them reaches it through a file of its own language (its manifest and
 # selection settings), so it is redone when those change. The data report checks the final subsets
 # of every language for leaks before any run starts (see README, "Speaker identity").
+# Cheap bookkeeping, on the machine that runs Snakemake (not one cluster job each).
+localrules:
+    selection_settings,
+    speaker_index,
+    test_index,
+    subsets,
+
+
 rule selection_settings:
     output:
         "results/selection/{lang}.settings.json",

@@ -6,7 +6,7 @@ The plan is final unless audio preparation finds bad clips (then it replaces the
 
 from cltm.corpora import read_manifest_table, read_speaker_index, read_speaker_labels
 from cltm.io import read_json, run_script, script_logger, write_json
-from cltm.sampling import language_rules, select_language
+from cltm.sampling import SelectionError, language_rules, select_language
 
 log = script_logger(snakemake.log[0])
 
@@ -17,7 +17,11 @@ def main():
     labels = read_speaker_index(snakemake.input.index, read_speaker_labels([snakemake.input.labels]))
     tests = {**read_json(snakemake.input.test_index), lang: read_json(snakemake.input.test)["test_speakers"]}
     rules = language_rules(config, lang, labels, tests)
-    plan = select_language(config, read_manifest_table(snakemake.input.manifest), lang, rules)
+    try:
+        plan = select_language(config, read_manifest_table(snakemake.input.manifest), lang, rules)
+    except SelectionError as err:
+        raise SelectionError(f"{err}; no training was started (`snakemake --cores 1 preflight` lists every "
+                             "language's capacity at once)") from None
     if plan and sorted(next(iter(plan.values()))["test_speakers"]) != sorted(tests[lang]):
         raise RuntimeError(f"{lang}: the selection's test speakers differ from {snakemake.input.test}")  # a bug
     write_json(snakemake.output[0], plan)
