@@ -208,17 +208,17 @@ def test_killed_client_takes_its_run_with_it(workflow, tmp_path):
 
 
 def planned(workdir: Path, *args: str) -> dict[str, int]:
-    """Jobs per rule that a dry run plans (Snakemake prints the job-stats table twice: read the first)."""
+    """Jobs per rule that a dry run plans, from its first job-stats table (a dry run prints it twice)."""
     out = snakemake(workdir, "-n", *args).stdout
     if "Nothing to be done" in out:
         return {}
     counts = {}
-    for line in out.splitlines():
+    for line in out.split("Job stats:")[1].splitlines()[3:]:
         parts = line.split()
         if len(parts) == 2 and parts[1].isdigit():
-            if parts[0] in counts:
-                break
             counts[parts[0]] = int(parts[1])
+        if parts and parts[0] == "total":
+            break
     return counts
 
 

@@ -41,6 +41,7 @@ from cltm.config import (  # noqa: E402
     task_languages,
     validate_config,
 )
+from cltm.results import FIGURES  # noqa: E402
 from cltm.sampling import selection_config  # noqa: E402
 
 # a relative encoder.source is taken from the working directory, else from the workflow's folder (so that
@@ -258,7 +259,6 @@ MATRIX_TABLES = [
     "cells.csv",
     "summary.json",
 ]
-FIGURES = ["cltm", "relative_change", "baselines"]
 
 
 def final_targets():
