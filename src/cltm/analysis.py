@@ -1,0 +1,328 @@
+"""Reading a CLTM: families, typology (Mantel tests), a language map, top pairs, seed planning and
+the learning curve that chooses N.
+
+All functions take plain DataFrames (the matrix with targets as rows and donors as columns, its
+standard errors, the baselines table, a family table from `cltm.families.language_table`) so that
+each can be checked by hand on a small matrix. Off-diagonal cells only, unless said otherwise;
+NaN cells are left out; flagged rows are kept (and marked where a table has room for it).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "positive_strengths", "family_positive_mass", "family_means", "family_summary",
+    "mantel_test", "typology_table", "top_pairs", "cluster_order", "linkage_matrix",
+    "seed_plan", "learning_curve_table", "recommend_n",
+]
+
+
+def _square(m: pd.DataFrame) -> tuple[list[str], np.ndarray]:
+    langs = [str(x) for x in m.index]
+    if list(map(str, m.columns)) != langs:
+        raise ValueError("the matrix must have the same languages, in the same order, as rows and columns")
+    return langs, m.to_numpy(dtype=float)
+
+
+# ------------------------------------------------------------------ strengths and families
+
+
+def positive_strengths(m: pd.DataFrame) -> dict:
+    """The reference's donor / recipient strength: column / row sums of the positive part max(M, 0)
+    off the diagonal (NaN cells count 0). `matrix_summary`'s `donor_strength_mean` is the plain mean."""
+    langs, a = _square(m)
+    pos = np.where(np.eye(len(langs), dtype=bool), 0.0, np.clip(np.nan_to_num(a, nan=0.0), 0.0, None))
+    return {
+        "donor_strength_positive_sum": dict(zip(langs, map(float, pos.sum(axis=0)))),
+        "recipient_strength_positive_sum": dict(zip(langs, map(float, pos.sum(axis=1)))),
+    }
+
+
+def family_positive_mass(m: pd.DataFrame, families: pd.Series) -> float:
+    """Share of the off-diagonal positive mass that falls within families (the reference's measure):
+    sum over families with at least two members of the in-family off-diagonal positive part, over the
+    total off-diagonal positive part. NaN when there is no positive mass."""
+    langs, a = _square(m)
+    fam = families.reindex(langs).fillna("unknown").to_numpy()
+    n = len(langs)
+    pos = np.clip(np.nan_to_num(a, nan=0.0), 0.0, None)
+    off = ~np.eye(n, dtype=bool)
+    sizes = pd.Series(fam).value_counts()
+    same = (fam[:, None] == fam[None, :]) & np.isin(fam, sizes[sizes >= 2].index)[:, None] & (fam[:, None] != "unknown")
+    total = pos[off].sum()
+    return float(pos[off & same].sum() / total) if total > 0 else float("nan")
+
+
+def _mean_se(values: np.ndarray) -> tuple[float, float, int]:
+    v = values[np.isfinite(values)]
+    if v.size == 0:
+        return float("nan"), float("nan"), 0
+    se = float(v.std(ddof=1) / math.sqrt(v.size)) if v.size > 1 else float("nan")
+    return float(v.mean()), se, int(v.size)
+
+
+def family_means(m: pd.DataFrame, families: pd.Series) -> pd.DataFrame:
+    """Per family: mean in-family and mean cross-family CLTM over off-diagonal cells with a target in
+    the family, with standard errors (sd / sqrt(cells): the spread across cells, not across seeds).
+    Cross-family = the family's targets with donors from other families. Columns family, n_languages,
+    in_family_mean, in_family_se, in_family_cells, cross_family_mean, cross_family_se, cross_family_cells."""
+    langs, a = _square(m)
+    fam = families.reindex(langs).fillna("unknown").to_numpy()
+    off = ~np.eye(len(langs), dtype=bool)
+    rows = []
+    for f in dict.fromkeys(fam):
+        tgt = (fam == f)[:, None]
+        same = tgt & (fam == f)[None, :] & off
+        cross = tgt & (fam != f)[None, :]
+        im, ise, ic = _mean_se(a[same])
+        cm, cse, cc = _mean_se(a[cross])
+        rows.append({"family": f, "n_languages": int((fam == f).sum()), "in_family_mean": im, "in_family_se": ise,
+                     "in_family_cells": ic, "cross_family_mean": cm, "cross_family_se": cse, "cross_family_cells": cc})
+    return pd.DataFrame(rows)
+
+
+def family_summary(m: pd.DataFrame, families: pd.Series) -> dict:
+    """The `summary.json` fields on families and strengths."""
+    means = family_means(m, families)
+    return {
+        "family_positive_mass": family_positive_mass(m, families),
+        "families": {str(k): str(v) for k, v in families.reindex(m.index).fillna("unknown").items()},
+        "family_means": {r["family"]: {k: r[k] for k in means.columns if k != "family"}
+                         for r in means.to_dict(orient="records")},
+        **positive_strengths(m),
+    }
+
+
+# ------------------------------------------------------------------ Mantel test
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    return pd.Series(x).rank(method="average").to_numpy()
+
+
+def _spearman(x: np.ndarray, y: np.ndarray) -> float:
+    rx, ry = _ranks(x), _ranks(y)
+    if rx.std() == 0 or ry.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def mantel_test(m: np.ndarray, d: np.ndarray, *, permutations: int = 9999, seed: int = 0,
+                symmetric: bool = False, alternative: str = "less", exact_max: int = 5040) -> dict:
+    """Mantel test of a transfer matrix `m` against a distance matrix `d` (both n x n, same order).
+
+    The statistic is Spearman's rho between the off-diagonal cells of `m` and of `d`: ordered pairs
+    (i, j), i != j, for the raw matrix; unordered pairs with (M_ij + M_ji) / 2 when `symmetric`.
+    Pairs where either is NaN are skipped in the observed statistic and in every permutation (the
+    NaN travel with their languages). The null permutes the languages of `d` (rows and columns
+    together). With n! <= `exact_max` every permutation is enumerated and the p-value is exact
+    (4 languages: 24); otherwise `permutations` random ones (seeded) and p = (1 + k) / (1 + P),
+    the observed counted as one of the permutations.
+
+    `alternative`: "less" (the default: transfer falls as distance grows, rho < 0), "greater" or
+    "two-sided" (|rho|). Returns rho, p_value, n_languages, n_pairs, permutations, exact.
+    """
+    m, d = np.asarray(m, dtype=float), np.asarray(d, dtype=float)
+    n = m.shape[0]
+    if m.shape != (n, n) or d.shape != (n, n):
+        raise ValueError(f"matrix {m.shape} and distances {d.shape} must both be square and of one size")
+    if symmetric:
+        m = (m + m.T) / 2
+        iu, ju = np.triu_indices(n, k=1)
+    else:
+        iu, ju = np.nonzero(~np.eye(n, dtype=bool))
+    x = m[iu, ju]
+
+    def stat(perm):
+        y = d[perm][:, perm][iu, ju]
+        ok = np.isfinite(x) & np.isfinite(y)
+        return (_spearman(x[ok], y[ok]) if ok.sum() >= 3 else float("nan")), int(ok.sum())
+
+    observed, n_pairs = stat(np.arange(n))
+    out = {"rho": observed, "n_languages": n, "n_pairs": n_pairs, "alternative": alternative}
+    if not np.isfinite(observed):
+        return {**out, "p_value": float("nan"), "permutations": 0, "exact": False}
+    exact = math.factorial(n) <= exact_max
+    if exact:
+        perms = (np.array(p) for p in itertools.permutations(range(n)))
+        count = math.factorial(n)
+    else:
+        rng = np.random.default_rng(seed)
+        perms = (rng.permutation(n) for _ in range(permutations))
+        count = permutations
+    null = np.array([stat(p)[0] for p in perms])
+    null = null[np.isfinite(null)]
+    tol = 1e-12  # ties with the observed value count as at least as extreme
+    if alternative == "less":
+        k = (null <= observed + tol).sum()
+    elif alternative == "greater":
+        k = (null >= observed - tol).sum()
+    elif alternative == "two-sided":
+        k = (np.abs(null) >= abs(observed) - tol).sum()
+    else:
+        raise ValueError(f"alternative must be less, greater or two-sided, not {alternative!r}")
+    # exact: the identity is one of the n! permutations, so p = k / n!; sampled: (1 + k) / (1 + P)
+    p = k / null.size if exact else (1 + k) / (1 + null.size)
+    return {**out, "p_value": float(p), "permutations": int(count), "exact": bool(exact)}
+
+
+def typology_table(m: pd.DataFrame, distances: dict[str, pd.DataFrame], *, permutations: int = 9999,
+                   seed: int = 0, alternative: str = "less") -> pd.DataFrame:
+    """One row per distance type and matrix part (raw, symmetric): Spearman's rho, the Mantel p-value,
+    the pairs used and the languages without that distance (their pairs skipped)."""
+    langs, a = _square(m)
+    rows = []
+    for kind, dist in distances.items():
+        dd = dist.reindex(index=langs, columns=langs).to_numpy(dtype=float)
+        off = ~np.eye(len(langs), dtype=bool)
+        missing_pairs = [(langs[i], langs[j]) for i, j in zip(*np.nonzero(off & ~np.isfinite(dd))) if i < j]
+        lacking = sorted({x for pair in missing_pairs for x in pair
+                          if sum(x in p for p in missing_pairs) == len(langs) - 1})
+        for part, sym in (("raw", False), ("symmetric", True)):
+            res = mantel_test(a, dd, permutations=permutations, seed=seed, symmetric=sym, alternative=alternative)
+            rows.append({"distance": kind, "matrix": part, "rho": res["rho"], "p_value": res["p_value"],
+                         "alternative": alternative, "exact": res["exact"], "permutations": res["permutations"],
+                         "n_pairs": res["n_pairs"], "languages_missing": " ".join(lacking),
+                         "pairs_missing": " ".join(f"{x}-{y}" for x, y in missing_pairs)})
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------ language map and top pairs
+
+
+def top_pairs(m: pd.DataFrame, se: pd.DataFrame, flagged=(), k: int = 5) -> pd.DataFrame:
+    """The k strongest positive and k strongest negative off-diagonal cells (target <- donor), with SE,
+    z = value / SE and whether the target row is flagged. NaN cells are left out; a positive list holds
+    only cells > 0 and a negative one only cells < 0 (so it may be shorter than k)."""
+    langs, a = _square(m)
+    s = se.reindex(index=langs, columns=langs).to_numpy(dtype=float)
+    flagged = {str(x) for x in flagged}
+    cells = [(langs[i], langs[j], a[i, j], s[i, j]) for i in range(len(langs)) for j in range(len(langs))
+             if i != j and np.isfinite(a[i, j])]
+    df = pd.DataFrame(cells, columns=["target", "donor", "cltm", "cltm_se"])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df["z"] = df["cltm"] / df["cltm_se"]
+    df["flagged"] = df["target"].isin(flagged)
+    pos = df[df["cltm"] > 0].sort_values("cltm", ascending=False).head(k).assign(sign="positive")
+    neg = df[df["cltm"] < 0].sort_values("cltm", ascending=True).head(k).assign(sign="negative")
+    out = pd.concat([pos, neg], ignore_index=True)
+    out.insert(0, "rank", list(range(1, len(pos) + 1)) + list(range(1, len(neg) + 1)))
+    return out[["sign", "rank", "target", "donor", "cltm", "cltm_se", "z", "flagged"]]
+
+
+def transfer_profiles(m: pd.DataFrame) -> np.ndarray:
+    """Each language's profile: its off-diagonal row (as target) then its column (as donor); the
+    diagonal and NaN cells are filled with the mean of the finite off-diagonal cells."""
+    langs, a = _square(m)
+    a = a.copy()
+    off = ~np.eye(len(langs), dtype=bool)
+    fill = np.nanmean(np.where(off, a, np.nan)) if np.isfinite(a[off]).any() else 0.0
+    a[~off | ~np.isfinite(a)] = fill
+    return np.hstack([a, a.T])
+
+
+def linkage_matrix(m: pd.DataFrame, method: str = "average"):
+    """Hierarchical clustering (scipy, Euclidean distance between transfer profiles)."""
+    from scipy.cluster.hierarchy import linkage
+
+    profiles = transfer_profiles(m)
+    if len(profiles) < 2:
+        raise ValueError("clustering needs at least two languages")
+    return linkage(profiles, method=method, metric="euclidean")
+
+
+def cluster_order(m: pd.DataFrame, method: str = "average") -> list[str]:
+    """Languages in dendrogram leaf order."""
+    from scipy.cluster.hierarchy import leaves_list
+
+    langs = [str(x) for x in m.index]
+    if len(langs) < 2:
+        return langs
+    return [langs[i] for i in leaves_list(linkage_matrix(m, method))]
+
+
+# ------------------------------------------------------------------ seeds and N
+
+
+def seed_plan(cells: pd.DataFrame, baselines: pd.DataFrame, target_se: float, *, seeds_now: int | None = None,
+              min_seeds: int = 2) -> pd.DataFrame:
+    """How many seeds each target needs for a cell SE of `target_se`, from the observed seed spread.
+
+    The delta-method SE of a cell with n seeds in each of the three conditions is sqrt(V / n) with
+    V = sd_B^2/den^2 + sd_D^2 num^2/den^4 + sd_A^2 (num - den)^2/den^4 (num = B - A, den = D - A),
+    so n = ceil(V / target_se^2). `cells` and `baselines` are the assembled tables (`cells.csv`,
+    `baselines.csv`). Per target: seeds for its median cell and for its worst cell; NaN (with a note)
+    where the row's denominator is zero or the spreads are unknown (fewer than two seeds).
+    """
+    if target_se <= 0:
+        raise ValueError("the wanted cell SE must be positive")
+    base = baselines.copy()
+    if "target" in base.columns:
+        base = base.set_index("target")
+    rows = []
+    for target, row in base.iterrows():
+        a, d = row["perf_single"], row["perf_dual"]
+        sd_a = row["perf_single_se"] * math.sqrt(row["n_single"])
+        sd_d = row["perf_dual_se"] * math.sqrt(row["n_dual"])
+        c = cells[(cells["target"].astype(str) == str(target)) & (cells["donor"].astype(str) != str(target))]
+        sd_b = c["perf_bilingual_se"].to_numpy(dtype=float) * np.sqrt(c["n_bilingual"].to_numpy(dtype=float))
+        num, den = c["perf_bilingual"].to_numpy(dtype=float) - a, d - a
+        with np.errstate(divide="ignore", invalid="ignore"):
+            v = sd_b**2 / den**2 + sd_d**2 * num**2 / den**4 + sd_a**2 * (num - den) ** 2 / den**4
+            need = np.ceil(v / target_se**2)
+        need = need[np.isfinite(need)]
+        note = ""
+        if not np.isfinite(den) or den == 0:
+            note = "denominator is zero: no number of seeds gives a finite SE"
+        elif need.size == 0:
+            note = "seed spread unknown (fewer than two seeds)"
+        med = float(max(min_seeds, np.median(need))) if need.size else float("nan")
+        worst = float(max(min_seeds, need.max())) if need.size else float("nan")
+        rows.append({"target": str(target), "seeds_now": seeds_now if seeds_now is not None else int(row["n_single"]),
+                     "wanted_cell_se": target_se, "seeds_median_cell": med, "seeds_worst_cell": worst,
+                     "flagged": bool(row.get("flagged", False)), "note": note})
+    return pd.DataFrame(rows)
+
+
+def learning_curve_table(runs: pd.DataFrame, flag_z: float = 2.0) -> pd.DataFrame:
+    """Per target and rung n: Perf(n) (`single` at size n), Perf(2n) (`dual` at size n), the denominator
+    Perf(2n) - Perf(n), its SE (independent seed means) and whether it clears `flag_z` SEs.
+    `runs` has columns target, size, condition (single | dual), seed, value."""
+    need = {"target", "size", "condition", "value"}
+    if not need <= set(runs.columns):
+        raise ValueError(f"learning-curve runs lack columns {sorted(need - set(runs.columns))}")
+    g = runs.groupby(["target", "size", "condition"])["value"]
+    stats = g.agg(["mean", "count", lambda x: x.std(ddof=1)]).reset_index()
+    stats.columns = ["target", "size", "condition", "mean", "n", "sd"]
+    wide = stats.pivot_table(index=["target", "size"], columns="condition", values=["mean", "n", "sd"], dropna=False)
+    rows = []
+    for (target, size), r in wide.iterrows():
+        a, d = r.get(("mean", "single"), np.nan), r.get(("mean", "dual"), np.nan)
+        na, nd = r.get(("n", "single"), 0), r.get(("n", "dual"), 0)
+        se_a = r.get(("sd", "single"), np.nan) / math.sqrt(na) if na and na > 1 else np.nan
+        se_d = r.get(("sd", "dual"), np.nan) / math.sqrt(nd) if nd and nd > 1 else np.nan
+        den, se = d - a, math.sqrt(se_a**2 + se_d**2)
+        rows.append({"target": target, "size": int(size), "perf_single": a, "perf_single_se": se_a,
+                     "perf_dual": d, "perf_dual_se": se_d, "n_single": int(na or 0), "n_dual": int(nd or 0),
+                     "denominator": den, "denominator_se": se,
+                     "clears": bool(np.isfinite(se) and den > flag_z * se)})
+    return pd.DataFrame(rows).sort_values(["target", "size"]).reset_index(drop=True)
+
+
+def recommend_n(curve: pd.DataFrame) -> dict:
+    """The rungs at which every target's denominator clears, and the largest of them (the design point:
+    the most target data at which doubling it still gives a reliable gain). None when no rung clears."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ok = curve.groupby("size")["clears"].all()
+    clearing = [int(s) for s, v in ok.items() if v]
+    failing = {int(s): sorted(curve.loc[(curve["size"] == s) & ~curve["clears"], "target"].astype(str))
+               for s, v in ok.items() if not v}
+    return {"every_target_clears": clearing, "recommended_n": max(clearing) if clearing else None,
+            "targets_failing": failing}
