@@ -17,10 +17,45 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
-    "positive_strengths", "family_positive_mass", "family_means", "family_summary",
+    "DEFAULTS", "analysis_settings", "ladder_sizes", "family_positive_mass", "family_means", "family_summary",
     "mantel_test", "typology_table", "top_pairs", "cluster_order", "linkage_matrix",
     "seed_plan", "learning_curve_table", "recommend_n",
 ]
+
+
+DEFAULTS = {
+    "language_names": False,
+    "languages_info": {},
+    "top_k": 5,
+    "cluster_method": "average",
+    "typology": {"distances": ["genetic", "geographic", "syntactic", "phonological", "inventory", "featural"],
+                 "permutations": 9999, "seed": 0, "alternative": "less"},
+    "seed_planning": {"cell_se": 0.1},
+    "learning_curve": {"factors": [0.25, 0.5, 1.0], "seeds": [1, 2, 3]},
+}
+
+
+def analysis_settings(config: dict) -> dict:
+    """The config's `analysis` section with `DEFAULTS` filled in (every key is optional)."""
+    given = config.get("analysis") or {}
+    out = {}
+    for key, default in DEFAULTS.items():
+        value = given.get(key, default)
+        out[key] = {**default, **value} if isinstance(default, dict) and key != "languages_info" else value
+    return out
+
+
+def task_size(config: dict, task: str) -> int:
+    """N of a task: clips per class (gender) or utterances (speaker)."""
+    cfg = config["tasks"][task]
+    return int(cfg["n_per_class"] if "n_per_class" in cfg else cfg["n_utterances"])
+
+
+def ladder_sizes(config: dict, task: str) -> list[int]:
+    """The learning curve's rungs n = round(factor * N), distinct, ascending, at least 1."""
+    n = task_size(config, task)
+    factors = analysis_settings(config)["learning_curve"]["factors"]
+    return sorted({max(1, int(round(f * n))) for f in factors})
 
 
 def _square(m: pd.DataFrame) -> tuple[list[str], np.ndarray]:
@@ -31,17 +66,6 @@ def _square(m: pd.DataFrame) -> tuple[list[str], np.ndarray]:
 
 
 # ------------------------------------------------------------------ strengths and families
-
-
-def positive_strengths(m: pd.DataFrame) -> dict:
-    """The reference's donor / recipient strength: column / row sums of the positive part max(M, 0)
-    off the diagonal (NaN cells count 0). `matrix_summary`'s `donor_strength_mean` is the plain mean."""
-    langs, a = _square(m)
-    pos = np.where(np.eye(len(langs), dtype=bool), 0.0, np.clip(np.nan_to_num(a, nan=0.0), 0.0, None))
-    return {
-        "donor_strength_positive_sum": dict(zip(langs, map(float, pos.sum(axis=0)))),
-        "recipient_strength_positive_sum": dict(zip(langs, map(float, pos.sum(axis=1)))),
-    }
 
 
 def family_positive_mass(m: pd.DataFrame, families: pd.Series) -> float:
@@ -88,14 +112,13 @@ def family_means(m: pd.DataFrame, families: pd.Series) -> pd.DataFrame:
 
 
 def family_summary(m: pd.DataFrame, families: pd.Series) -> dict:
-    """The `summary.json` fields on families and strengths."""
+    """The `summary.json` fields on families (the strengths are in `cltm.matrix.matrix_summary`)."""
     means = family_means(m, families)
     return {
         "family_positive_mass": family_positive_mass(m, families),
         "families": {str(k): str(v) for k, v in families.reindex(m.index).fillna("unknown").items()},
         "family_means": {r["family"]: {k: r[k] for k in means.columns if k != "family"}
                          for r in means.to_dict(orient="records")},
-        **positive_strengths(m),
     }
 
 

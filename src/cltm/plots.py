@@ -133,8 +133,15 @@ def plot_matrix(
     center: float = 0.0,
     mark: float = 1.0,
     flag_z: float = 2.0,
+    families: pd.Series | None = None,
+    labels: dict | None = None,
 ) -> None:
     """Heatmap of a transfer matrix with per-cell standard errors.
+
+    With ``families`` (language code -> family), rows and columns are grouped by family (families in
+    order of first appearance, the given order within a family), family boundaries are drawn and a
+    colour strip above and left of the map names each language's family. ``labels`` (code -> text,
+    e.g. "Turkish (tr)") replaces the codes on the axes.
 
     Rows are targets i (tested), columns donors j (added).  Each cell shows
     ``value`` over ``±se``.  ``flagged_rows`` (labels, or a boolean Series
@@ -145,6 +152,11 @@ def plot_matrix(
     the flags were computed with, ``TransferResult.flag_z``).
     """
     matrix = matrix.astype(float)
+    if families is not None:
+        fam = families.reindex([str(x) for x in matrix.index]).fillna("unknown")
+        rank = {f: i for i, f in enumerate(dict.fromkeys(fam))}
+        order = sorted(matrix.index, key=lambda x: (rank[fam[str(x)]], list(matrix.index).index(x)))
+        matrix = matrix.loc[order, [c for c in order if c in matrix.columns]]
     se = se.reindex(index=matrix.index, columns=matrix.columns).astype(float)
     values, errors = matrix.to_numpy(), se.to_numpy()
     n_rows, n_cols = values.shape
@@ -209,15 +221,21 @@ def plot_matrix(
 
     short = n_cols <= 6 and max(len(str(c)) for c in matrix.columns) <= 6
     ax.set_xticks(np.arange(n_cols) + 0.5)
-    ax.set_xticklabels([str(c) for c in matrix.columns], rotation=0 if short else 90)
     ax.set_yticks(np.arange(n_rows) + 0.5)
-    ax.set_yticklabels([f"{t} {FLAG_MARK}" if str(t) in flagged else str(t)
+    name = (lambda x: str(labels.get(str(x), x))) if labels else str
+    ax.set_xticklabels([name(c) for c in matrix.columns], rotation=0 if short and not labels else 90)
+    ax.set_yticklabels([f"{name(t)} {FLAG_MARK}" if str(t) in flagged else name(t)
                         for t in matrix.index], rotation=0)
+    title_pad, anchor = 10, ax
+    if families is not None:
+        title_pad, anchor = _family_strips(fig, ax, [fam[str(x)] for x in matrix.index],
+                                   [families.get(str(c), "unknown") for c in matrix.columns],
+                                   (left, bottom, map_w, map_h, width, height))
     # headings grow a little with the matrix so they stay readable next to it
     heading = float(np.clip(10 + 0.15 * max(n_rows, n_cols), 11, 18))
     ax.set_xlabel("donor j (added)", fontsize=heading - 1)
     ax.set_ylabel("target i (tested)", fontsize=heading - 1)
-    ax.set_title(_wrap_title(title, width), fontsize=heading, pad=10)
+    ax.set_title(_wrap_title(title, width), fontsize=heading, pad=title_pad)
 
     # mark the reference value on the colour bar: a line plus a labelled tick
     if norm.vmin <= mark <= norm.vmax:
@@ -228,8 +246,60 @@ def plot_matrix(
         cbar.set_ticks(ticks, labels=[f"{t:g}" + (" \u25c0" if t == mark else "") for t in ticks])
 
     if flagged:
-        _add_footnote(fig, ax, flag_footnote(flag_z), fontsize=heading - 2)
+        _add_footnote(fig, anchor, flag_footnote(flag_z), fontsize=heading - 2)
     _save(fig, path_png, path_svg)
+
+
+FAMILY_PALETTE = "tab20"
+
+
+def family_colours(families) -> dict:
+    """A colour per family, in order of first appearance ("unknown" grey)."""
+    cmap = matplotlib.colormaps[FAMILY_PALETTE]
+    names = [f for f in dict.fromkeys(families) if f != "unknown"]
+    out = {f: cmap(i % cmap.N) for i, f in enumerate(names)}
+    out["unknown"] = (0.7, 0.7, 0.7, 1.0)
+    return out
+
+
+def _family_strips(fig: Figure, ax, row_fams, col_fams, box):
+    """Colour strips (top: donors' families, left: targets'), family boundaries on the map, and a
+    family legend under the figure; returns the title pad (points) that clears the top strip and
+    the legend (the footnote goes under it)."""
+    left, bottom, map_w, map_h, width, height = box
+    colours = family_colours(list(row_fams) + list(col_fams))
+    strip = 0.16
+    top = fig.add_axes([left / width, (bottom + map_h + 0.04) / height, map_w / width, strip / height])
+    side = fig.add_axes([(left - 0.04 - strip) / width, bottom / height, strip / width, map_h / height])
+    for c, f in enumerate(col_fams):
+        top.add_patch(Rectangle((c, 0), 1, 1, color=colours[f]))
+    for r, f in enumerate(row_fams):
+        side.add_patch(Rectangle((0, r), 1, 1, color=colours[f]))
+    top.set_xlim(0, len(col_fams))
+    top.set_ylim(0, 1)
+    side.set_xlim(0, 1)
+    side.set_ylim(len(row_fams), 0)
+    top.axis("off")
+    # the row labels move to the left of the strip
+    side.set_xticks([])
+    side.set_yticks(ax.get_yticks(), [t.get_text() for t in ax.get_yticklabels()])
+    for spine in side.spines.values():
+        spine.set_visible(False)
+    side.tick_params(length=0)
+    ax.set_yticks([])
+    ax.set_ylabel("")
+    side.set_ylabel("target i (tested)", fontsize=ax.xaxis.label.get_fontsize())
+    for k in range(1, len(row_fams)):
+        if row_fams[k] != row_fams[k - 1]:
+            ax.axhline(k, color="black", linewidth=2)
+    for k in range(1, len(col_fams)):
+        if col_fams[k] != col_fams[k - 1]:
+            ax.axvline(k, color="black", linewidth=2)
+    handles = [Rectangle((0, 0), 1, 1, color=colours[f]) for f in dict.fromkeys(list(row_fams) + list(col_fams))]
+    names = list(dict.fromkeys(list(row_fams) + list(col_fams)))
+    legend = fig.legend(handles, names, loc="upper left", bbox_to_anchor=_below(fig, ax), ncol=min(4, len(names)),
+                        frameon=False, fontsize=8, title="family", title_fontsize=8)
+    return 10 + 72 * (strip + 0.06), legend
 
 
 def plot_baselines(
