@@ -298,7 +298,7 @@ def seed_plan(cells: pd.DataFrame, baselines: pd.DataFrame, target_se: float, *,
         num, den = c["perf_bilingual"].to_numpy(dtype=float) - a, d - a
         with np.errstate(divide="ignore", invalid="ignore"):
             v = sd_b**2 / den**2 + sd_d**2 * num**2 / den**4 + sd_a**2 * (num - den) ** 2 / den**4
-            need = np.ceil(v / target_se**2)
+            need = np.ceil(v / target_se**2 - 1e-9)  # an exact fit needs no extra seed for rounding
         need = need[np.isfinite(need)]
         note = ""
         if not np.isfinite(den) or den == 0:
