@@ -38,7 +38,9 @@ ANALYSIS_FIGURES = ["typology", "language_map"]
 
 
 def analysis_targets():
-    return [f"results/{t}/analysis/{name}" for t in TASKS for name in ANALYSIS_TABLES] + [
+    return [
+        f"results/{t}/analysis/{name}" for t in TASKS for name in ANALYSIS_TABLES
+    ] + [
         f"results/{t}/analysis/{fig}.{ext}"
         for t in TASKS
         for fig in ANALYSIS_FIGURES
@@ -141,10 +143,10 @@ rule learning_curve_subsets:
         index="results/audio/{lang}.tsv",
     output:
         "results/{task}/learning_curve/subsets/n{size}/{lang}.json",
-    wildcard_constraints:
-        size=r"\d+",
     log:
         "results/logs/learning_curve_subsets/{task}/n{size}/{lang}.log",
+    wildcard_constraints:
+        size=r"\d+",
     conda:
         "../../envs/cltm.yaml"
     params:
@@ -164,11 +166,11 @@ rule learning_curve_finetune:
     output:
         run="results/{task}/learning_curve/runs/{target}/n{size}/{condition}/seed{seed}.json",
         scores="results/{task}/learning_curve/runs/{target}/n{size}/{condition}/seed{seed}.scores.tsv",
+    log:
+        "results/logs/learning_curve/{task}/{target}/n{size}/{condition}/seed{seed}.log",
     wildcard_constraints:
         size=r"\d+",
         condition="single|dual",
-    log:
-        "results/logs/learning_curve/{task}/{target}/n{size}/{condition}/seed{seed}.log",
     conda:
         "../../envs/cltm.yaml"
     threads: 1
@@ -192,7 +194,9 @@ def learning_curve_runs(task):
             for condition in ("single", "dual"):
                 for seed in LC_SEEDS:
                     if size == n and seed in SEEDS:
-                        path = f"results/{task}/runs/{target}/{condition}/seed{seed}.json"
+                        path = (
+                            f"results/{task}/runs/{target}/{condition}/seed{seed}.json"
+                        )
                     else:
                         path = f"results/{task}/learning_curve/runs/{target}/n{size}/{condition}/seed{seed}.json"
                     out[path] = size
