@@ -262,3 +262,18 @@ def test_reading_figures_are_written(tmp_path):
     plot_learning_curve(curve, n_current=12, flag_z=2, metric="macro_f1", title="t", path_png=tmp_path / "c.png",
                         path_svg=tmp_path / "c.svg")
     assert all((tmp_path / f).stat().st_size > 1000 for f in ("m.png", "t.png", "l.png", "c.png"))
+
+
+def test_family_summary_is_strict_json_and_two_languages_work():
+    import json
+
+    from cltm.analysis import family_summary
+
+    s = family_summary(M, FAM)
+    text = json.dumps(s, allow_nan=False)  # a one-language family has no in-family mean: null, not NaN
+    assert json.loads(text)["family_means"]["G"]["in_family_mean"] is None
+    two = square([[1.0, 0.5], [-0.2, 1.0]], ["en", "tr"])
+    info = language_table(["en", "tr"])
+    t = typology_table(two, {"genetic": language_distances(info, "genetic")})
+    assert t["p_value"].isna().all()  # 2 pairs: no rank correlation to test
+    assert cluster_order(two) in (["en", "tr"], ["tr", "en"])

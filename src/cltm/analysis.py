@@ -114,10 +114,16 @@ def family_means(m: pd.DataFrame, families: pd.Series) -> pd.DataFrame:
 def family_summary(m: pd.DataFrame, families: pd.Series) -> dict:
     """The `summary.json` fields on families (the strengths are in `cltm.matrix.matrix_summary`)."""
     means = family_means(m, families)
+
+    def plain(v):  # JSON has no NaN: an undefined mean (a one-language family) is null
+        if isinstance(v, (float, np.floating)):
+            return None if not np.isfinite(v) else float(v)
+        return int(v) if isinstance(v, (np.integer,)) else v
+
     return {
-        "family_positive_mass": family_positive_mass(m, families),
+        "family_positive_mass": plain(family_positive_mass(m, families)),
         "families": {str(k): str(v) for k, v in families.reindex(m.index).fillna("unknown").items()},
-        "family_means": {r["family"]: {k: r[k] for k in means.columns if k != "family"}
+        "family_means": {r["family"]: {k: plain(r[k]) for k in means.columns if k != "family"}
                          for r in means.to_dict(orient="records")},
     }
 
