@@ -180,7 +180,7 @@ def test_seed_plan_by_hand():
     assert plan.loc[0, "seeds_median_cell"] == 6
     # a zero denominator: no finite answer, and a note says why
     zero = seed_plan(cells, baselines.assign(perf_dual=0.5), 0.05)
-    assert math.isnan(zero.loc[0, "seeds_worst_cell"]) and "zero" in zero.loc[0, "note"]
+    assert pd.isna(zero.loc[0, "seeds_worst_cell"]) and "zero" in zero.loc[0, "note"]
 
 
 def test_learning_curve_and_recommendation_by_hand():
@@ -277,3 +277,15 @@ def test_family_summary_is_strict_json_and_two_languages_work():
     t = typology_table(two, {"genetic": language_distances(info, "genetic")})
     assert t["p_value"].isna().all()  # 2 pairs: no rank correlation to test
     assert cluster_order(two) in (["en", "tr"], ["tr", "en"])
+
+
+def test_learning_curve_runs_reuse_the_grid_at_n():
+    from cltm.analysis import learning_curve_runs
+
+    config = {"languages": ["en", "tr"], "seeds": [1, 2], "tasks": {"gender": {"n_per_class": 12}},
+              "analysis": {"learning_curve": {"factors": [0.5, 1.0], "seeds": [1, 2, 3]}}}
+    runs = learning_curve_runs(config, "gender")
+    assert len(runs) == 2 * 2 * 2 * 3
+    assert runs["results/gender/runs/en/single/seed1.json"] == 12  # the grid's own run
+    assert runs["results/gender/learning_curve/runs/en/n12/dual/seed3.json"] == 12  # a seed the grid lacks
+    assert runs["results/gender/learning_curve/runs/tr/n6/single/seed1.json"] == 6

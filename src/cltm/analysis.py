@@ -311,12 +311,15 @@ def seed_plan(cells: pd.DataFrame, baselines: pd.DataFrame, target_se: float, *,
             note = "denominator is zero: no number of seeds gives a finite SE"
         elif need.size == 0:
             note = "seed spread unknown (fewer than two seeds)"
-        med = float(max(min_seeds, np.median(need))) if need.size else float("nan")
-        worst = float(max(min_seeds, need.max())) if need.size else float("nan")
+        med = int(max(min_seeds, np.ceil(np.median(need)))) if need.size else None
+        worst = int(max(min_seeds, need.max())) if need.size else None
         rows.append({"target": str(target), "seeds_now": seeds_now if seeds_now is not None else int(row["n_single"]),
                      "wanted_cell_se": target_se, "seeds_median_cell": med, "seeds_worst_cell": worst,
                      "flagged": bool(row.get("flagged", False)), "note": note})
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    for col in ("seeds_median_cell", "seeds_worst_cell"):
+        out[col] = out[col].astype("Int64")  # whole seeds; <NA> where no number of seeds will do
+    return out
 
 
 def learning_curve_table(runs: pd.DataFrame, flag_z: float = 2.0) -> pd.DataFrame:
@@ -355,3 +358,56 @@ def recommend_n(curve: pd.DataFrame) -> dict:
                for s, v in ok.items() if not v}
     return {"every_target_clears": clearing, "recommended_n": max(clearing) if clearing else None,
             "targets_failing": failing}
+
+
+# ------------------------------------------------------------------ what the workflow asks (analysis.smk)
+
+ANALYSIS_TABLES = ["languages.tsv", "family_means.csv", "typology.csv", "distances.csv", "top_pairs.csv",
+                   "seed_plan.csv"]
+ANALYSIS_FIGURES = ["typology", "language_map"]
+
+
+def task_info(config: dict, task: str) -> list[dict]:
+    """Code, name, family and genus of a task's languages (config `analysis.languages_info` wins)."""
+    from cltm.config import task_languages
+    from cltm.families import language_table
+
+    table = language_table(task_languages(config, task), analysis_settings(config)["languages_info"])
+    return table.reset_index().to_dict(orient="records")
+
+
+def task_families(config: dict, task: str) -> dict:
+    return {r["code"]: r["family"] for r in task_info(config, task)}
+
+
+def task_labels(config: dict, task: str) -> dict:
+    """Axis labels "Name (code)" when `analysis.language_names` is true, else none (the codes are shown)."""
+    if not analysis_settings(config)["language_names"]:
+        return {}
+    return {r["code"]: f"{r['name']} ({r['code']})" for r in task_info(config, task)}
+
+
+def analysis_targets(config: dict) -> list[str]:
+    tasks = list(config["tasks"])
+    return ([f"results/{t}/analysis/{name}" for t in tasks for name in ANALYSIS_TABLES]
+            + [f"results/{t}/analysis/{fig}.{ext}" for t in tasks for fig in ANALYSIS_FIGURES
+               for ext in ("png", "svg")])
+
+
+def learning_curve_runs(config: dict, task: str) -> dict:
+    """{run JSON: rung size} for every target x rung x single/dual x learning-curve seed. The rung n = N
+    is the ordinary grid's single and dual: its runs are reused for the seeds the grid has."""
+    from cltm.config import task_languages
+
+    n, seeds = task_size(config, task), list(config["seeds"])
+    out = {}
+    for target in task_languages(config, task):
+        for size in ladder_sizes(config, task):
+            for condition in ("single", "dual"):
+                for seed in analysis_settings(config)["learning_curve"]["seeds"]:
+                    if size == n and seed in seeds:
+                        path = f"results/{task}/runs/{target}/{condition}/seed{seed}.json"
+                    else:
+                        path = f"results/{task}/learning_curve/runs/{target}/n{size}/{condition}/seed{seed}.json"
+                    out[path] = size
+    return out

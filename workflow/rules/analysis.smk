@@ -2,50 +2,18 @@
 # strongest pairs, seed planning; and, on request (`snakemake --cores N learning_curves`), the learning
 # curve that chooses N. Family and distance tables ship with the package (cltm/data), nothing is fetched.
 
-from cltm.analysis import analysis_settings, ladder_sizes, task_size  # noqa: E402
-from cltm.families import language_table  # noqa: E402
+from cltm.analysis import (  # noqa: E402
+    analysis_settings,
+    analysis_targets,
+    learning_curve_runs,
+    task_families,
+    task_info,
+    task_labels,
+    task_size,
+)
 
 ANALYSIS = analysis_settings(config)
-LC_SEEDS = list(ANALYSIS["learning_curve"]["seeds"])
-
-
-def task_info(task):
-    """Name, family and genus of a task's languages: {code: {...}} (config `analysis.languages_info` wins)."""
-    table = language_table(task_languages(config, task), ANALYSIS["languages_info"])
-    return table.reset_index().to_dict(orient="records")
-
-
-def task_families(task):
-    return {r["code"]: r["family"] for r in task_info(task)}
-
-
-def task_labels(task):
-    """Axis labels: "Name (code)" when `analysis.language_names` is true, else none (the codes)."""
-    if not ANALYSIS["language_names"]:
-        return {}
-    return {r["code"]: f"{r['name']} ({r['code']})" for r in task_info(task)}
-
-
-ANALYSIS_TABLES = [
-    "languages.tsv",
-    "family_means.csv",
-    "typology.csv",
-    "distances.csv",
-    "top_pairs.csv",
-    "seed_plan.csv",
-]
-ANALYSIS_FIGURES = ["typology", "language_map"]
-
-
-def analysis_targets():
-    return [
-        f"results/{t}/analysis/{name}" for t in TASKS for name in ANALYSIS_TABLES
-    ] + [
-        f"results/{t}/analysis/{fig}.{ext}"
-        for t in TASKS
-        for fig in ANALYSIS_FIGURES
-        for ext in ("png", "svg")
-    ]
+ANALYSIS_TARGETS = analysis_targets(config)  # in final_targets() (common.smk)
 
 
 rule analyse:
@@ -91,7 +59,7 @@ rule analyse:
     conda:
         "../../envs/cltm.yaml"
     params:
-        info=lambda w: task_info(w.task),
+        info=lambda w: task_info(config, w.task),
         settings=ANALYSIS,
         seeds=len(SEEDS),
     script:
@@ -124,8 +92,8 @@ rule analysis_plots:
     conda:
         "../../envs/cltm.yaml"
     params:
-        families=lambda w: task_families(w.task),
-        labels=lambda w: task_labels(w.task),
+        families=lambda w: task_families(config, w.task),
+        labels=lambda w: task_labels(config, w.task),
         method=ANALYSIS["cluster_method"],
         note=DEMO_NOTE,
     script:
@@ -185,27 +153,9 @@ rule learning_curve_finetune:
         " > {log} 2>&1"
 
 
-def learning_curve_runs(task):
-    """{run JSON: rung size}: every target x rung x single/dual x learning-curve seed."""
-    n = task_size(config, task)
-    out = {}
-    for target in task_languages(config, task):
-        for size in ladder_sizes(config, task):
-            for condition in ("single", "dual"):
-                for seed in LC_SEEDS:
-                    if size == n and seed in SEEDS:
-                        path = (
-                            f"results/{task}/runs/{target}/{condition}/seed{seed}.json"
-                        )
-                    else:
-                        path = f"results/{task}/learning_curve/runs/{target}/n{size}/{condition}/seed{seed}.json"
-                    out[path] = size
-    return out
-
-
 rule learning_curve:
     input:
-        lambda w: list(learning_curve_runs(w.task)),
+        lambda w: list(learning_curve_runs(config, w.task)),
     output:
         table=report(
             "results/{task}/learning_curve.csv",
@@ -226,7 +176,7 @@ rule learning_curve:
     conda:
         "../../envs/cltm.yaml"
     params:
-        sizes=lambda w: learning_curve_runs(w.task),
+        sizes=lambda w: learning_curve_runs(config, w.task),
         n=lambda w: task_size(config, w.task),
         flag_z=config["matrix"]["flag_z"],
         note=DEMO_NOTE,

@@ -157,5 +157,5 @@ def final_targets():
             for fig in FIGURES
             for ext in ("png", "svg")
         ]
-        + analysis_targets()  # workflow/rules/analysis.smk
+        + ANALYSIS_TARGETS  # workflow/rules/analysis.smk
     )
