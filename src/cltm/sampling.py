@@ -433,3 +433,36 @@ def checks_columns(selections: dict[str, dict]) -> dict:
             "excluded_clips": checks.get("excluded_clips", 0),
             "mixed_gender_speakers": len(checks.get("mixed_gender_speakers", ())),
             "mixed_gender_clips": checks.get("mixed_gender_clips", 0)}
+
+
+def nested_subset(selection: dict, index: pd.DataFrame, task: str, size: int, seed: int) -> dict:
+    """A learning-curve rung: `single` and `extra` cut to `size` (per class for gender, utterances for
+    speaker), nested in the ordinary subsets, so single and extra stay speaker-disjoint and every rung
+    is a prefix of the next. Clips are taken speaker by speaker in a keyed order (all of a speaker's
+    clips before the next speaker's), as the ordinary selection fills its blocks.
+    `index` (the prepared audio's TSV) gives each clip's speaker and gender."""
+    lang = selection["language"]
+    meta = index.set_index("utt_id") if "utt_id" in index.columns else index
+    out = dict(selection)
+    for part in ("single", "extra"):
+        clips = pd.DataFrame({"utt_id": selection[part]})
+        clips["speaker"] = meta.loc[clips["utt_id"], "speaker"].astype(str).to_numpy()
+        clips["gender"] = meta.loc[clips["utt_id"], "gender"].astype(str).to_numpy()
+        groups = [clips[clips["gender"] == g] for g in GENDERS] if task == "gender" else [clips]
+        chosen = []
+        for g in groups:
+            if len(g) < size:
+                raise SelectionError(
+                    f"language '{lang}', task {task}: a learning-curve rung of {size} needs {size} clips"
+                    f"{' per class' if task == 'gender' else ''} in '{part}', which has {len(g)}; the rungs "
+                    "must not exceed N (analysis.learning_curve.factors at most 1)")
+            by_speaker = g.groupby("speaker")["utt_id"].apply(list).to_dict()
+            taken = []
+            for spk in keyed_order(by_speaker, seed, lang, task, "learning-curve", part):
+                taken += keyed_order(by_speaker[spk], seed, lang, task, "learning-curve", part, "clips")
+                if len(taken) >= size:
+                    break
+            chosen += taken[:size]
+        out[part] = sorted(chosen)
+    out["learning_curve_size"] = int(size)
+    return out

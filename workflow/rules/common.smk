@@ -279,4 +279,5 @@ def final_targets():
         # files made from it exist, so without them a deleted run JSON would leave the matrix
         # holding a run that no longer exists ("Nothing to be done")
         + [f for t in TASKS for suffix in (".json", ".scores.tsv") for f in run_files(t, suffix)]
+        + ANALYSIS_TARGETS  # workflow/rules/analysis.smk
     )

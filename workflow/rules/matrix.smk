@@ -35,6 +35,7 @@ rule assemble:
         languages=lambda w: task_languages(config, w.task),
         flag_z=config["matrix"]["flag_z"],
         synthetic=SYNTHETIC,
+        families=lambda w: task_families(config, w.task),  # workflow/rules/analysis.smk
     script:
         "../scripts/assemble.py"
 
@@ -70,5 +71,7 @@ rule plot:
         "../../envs/cltm.yaml"
     params:
         note=DEMO_NOTE,
+        families=lambda w: task_families(config, w.task),  # workflow/rules/analysis.smk
+        labels=lambda w: task_labels(config, w.task),
     script:
         "../scripts/plot.py"

@@ -20,9 +20,11 @@ def main():
     baselines = pd.read_csv(inp.baselines, index_col="target")
     flagged = baselines.index[baselines["flagged"].astype(bool)].tolist()
     read = lambda path: pd.read_csv(path, index_col=0)  # noqa: E731
+    # rows and columns grouped by language family (cltm.families), optionally with full names
+    by_family = {"families": pd.Series(snakemake.params.families, dtype=str), "labels": snakemake.params.labels}
     plot_matrix(read(inp.cltm), read(inp.cltm_se), flagged, title=f"CLTM, {head}{suffix}",
-                path_png=out.cltm_png, path_svg=out.cltm_svg, value_label="CLTM")
-    plot_matrix(read(inp.relative_change), read(inp.relative_change_se), flagged,
+                path_png=out.cltm_png, path_svg=out.cltm_svg, value_label="CLTM", **by_family)
+    plot_matrix(read(inp.relative_change), read(inp.relative_change_se), flagged, **by_family,
                 title=f"Relative change (Perf(i+j) − Perf(i)) / Perf(i), {head}{suffix}",
                 path_png=out.relative_change_png, path_svg=out.relative_change_svg,
                 value_label="relative change", mark=0.0)
