@@ -70,5 +70,6 @@ rule plot:
         "../../envs/cltm.yaml"
     params:
         note=DEMO_NOTE,
+        display_name=lambda w: task_of(w.task).display_name,
     script:
         "../scripts/plot.py"
