@@ -41,8 +41,8 @@ GENDER_LABEL = {"male": 0, "female": 1}
 CV_AGES = ("teens", "twenties", "thirties", "forties", "fifties", "sixties", "seventies", "eighties", "nineties")
 
 # the documented default binning of Common Voice's age column (config/demo_age.yaml, README "Tasks")
-AGE_GROUPS = {"teens": "under_30", "twenties": "under_30", "thirties": "30_59", "forties": "30_59",
-              "fifties": "30_59", "sixties": "60_plus", "seventies": "60_plus", "eighties": "60_plus",
+AGE_GROUPS = {"teens": "under_30", "twenties": "under_30", "thirties": "30_to_59", "forties": "30_to_59",
+              "fifties": "30_to_59", "sixties": "60_plus", "seventies": "60_plus", "eighties": "60_plus",
               "nineties": "60_plus"}
 
 DISPLAY_NAMES = {"gender": "Gender identification", "speaker": "Speaker verification", "age": "Age group"}
