@@ -183,10 +183,11 @@ class ClassificationTask(_Task):
 
     def class_of(self, values: pd.Series) -> pd.Series:
         """Each raw label value's class, "" where it has none (empty, unmapped, or mapped to null)."""
-        raw = _raw(values)
+        raw = _raw(values).str.lower()
         if self.label_map is not None:
-            return raw.str.lower().map(lambda v: self.label_map.get(v) or "")
-        return raw.where(raw.isin(self.classes), "")
+            return raw.map(lambda v: self.label_map.get(v) or "")
+        lookup = {c.lower(): c for c in self.classes}  # matched case-insensitively, like a map's keys
+        return raw.map(lambda v: lookup.get(v, ""))
 
     def labelled(self, manifest: pd.DataFrame) -> pd.Series:
         if self.label_column not in manifest.columns:
