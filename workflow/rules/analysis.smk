@@ -119,6 +119,7 @@ rule learning_curve_subsets:
         "../../envs/cltm.yaml"
     params:
         seed=config["data"]["seed"],
+        task=lambda w: config["tasks"][w.task],
     script:
         "../scripts/learning_curve_subsets.py"
 
@@ -144,6 +145,7 @@ rule learning_curve_finetune:
     threads: 1
     resources:
         gpu=1,
+        runtime=lambda wildcards, attempt: task_of(wildcards.task).runtime_minutes * attempt,
     shell:
         "python -m cltm.worker finetune --settings {input.settings} --task {wildcards.task}"
         " --target {wildcards.target} --condition {wildcards.condition} --seed {wildcards.seed}"

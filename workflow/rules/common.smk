@@ -43,6 +43,7 @@ from cltm.config import (  # noqa: E402
 )
 from cltm.results import FIGURES  # noqa: E402
 from cltm.sampling import selection_config  # noqa: E402
+from cltm.tasks import label_columns, task_kind  # noqa: E402
 
 # a relative encoder.source is taken from the working directory, else from the workflow's folder (so that
 # the default config's shipped model is found with `-s path/to/Snakefile` from elsewhere)
@@ -176,6 +177,18 @@ def encoder_files(wildcards):
     return sorted(
         str(f) for f in folder.iterdir() if f.suffix in (".json", ".safetensors", ".bin")
     )
+
+
+def manifest_corpus():
+    """The corpus section the manifest rule reads, plus the label columns the tasks need (age, emotion):
+    left as it is when they need none, so existing manifests are not redone."""
+    columns = label_columns(config)
+    return {**config["corpus"], "columns": columns} if columns else config["corpus"]
+
+
+def task_of(name):
+    """The task object of `tasks.<name>` (cltm.tasks): kind, display name, metric, runtime."""
+    return task_kind(name, config["tasks"][name])
 
 
 def tasks_of(lang):

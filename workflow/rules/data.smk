@@ -26,7 +26,7 @@ rule manifest:
     conda:
         "../../envs/cltm.yaml"
     params:
-        corpus=config["corpus"],
+        corpus=manifest_corpus(),
     script:
         "../scripts/manifest.py"
 

@@ -73,5 +73,6 @@ rule plot:
         note=DEMO_NOTE,
         families=lambda w: task_families(config, w.task),  # workflow/rules/analysis.smk
         labels=lambda w: task_labels(config, w.task),
+        display_name=lambda w: task_of(w.task).display_name,
     script:
         "../scripts/plot.py"

@@ -6,7 +6,6 @@ from cltm.io import read_json, run_script, script_logger
 from cltm.plots import plot_baselines, plot_matrix
 
 log = script_logger(snakemake.log[0])
-TASK_NAMES = {"gender": "Gender identification", "speaker": "Speaker verification"}
 
 
 def main():
@@ -15,7 +14,7 @@ def main():
     summary = read_json(inp.summary)
     metric = summary["metric"]
     note = snakemake.params.note
-    head = f"{TASK_NAMES.get(task, task)} ({metric}, {len(summary['seeds'])} seeds)"
+    head = f"{snakemake.params.display_name} ({metric}, {len(summary['seeds'])} seeds)"  # the task's own name
     suffix = f"\n{note}" if note else ""
     baselines = pd.read_csv(inp.baselines, index_col="target")
     flagged = baselines.index[baselines["flagged"].astype(bool)].tolist()
