@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from transformers import HubertConfig, HubertModel
 
 from cltm.encoder import build_encoder
-from cltm.pretrain import TINY_CONFIG, assign_clusters, kmeans, mfcc_features, pretrain, span_mask
+from cltm.demo.pretrain import TINY_CONFIG, assign_clusters, kmeans, mfcc_features, pretrain, span_mask
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "models" / "tiny-hubert-synth"

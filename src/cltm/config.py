@@ -90,7 +90,7 @@ def _semantic_problems(config: dict) -> list[str]:
     if kind == "manifest" and not section.get("path"):
         problems.append("config key 'corpus.manifest.path' must name a CSV/TSV manifest")
     if kind == "demo":
-        from cltm.synth import SUPPORTED_LANGUAGES
+        from cltm.demo.synth import SUPPORTED_LANGUAGES
 
         for lang in all_languages(config):
             if lang not in SUPPORTED_LANGUAGES:

@@ -248,7 +248,7 @@ class _Espeak:
         self._lib = lib
         self._state = _carried_state(lib, path)
         if not self._state:
-            warnings.warn(f"cltm.synth: cannot locate eSpeak's wavegen state in {path}; synthesis is "
+            warnings.warn(f"cltm.demo.synth: cannot locate eSpeak's wavegen state in {path}; synthesis is "
                           "deterministic only for a fixed sequence of calls from process start", stacklevel=3)
         self._chunks: list[np.ndarray] = []
         self._callback = _SynthCallback(self._collect)  # kept referenced: the library holds a raw pointer
@@ -288,7 +288,7 @@ _ENGINE_LOCK = threading.Lock()
 
 
 def _engine() -> _Espeak:
-    """Initialise libespeak-ng on first use only, so importing cltm.synth stays cheap."""
+    """Initialise libespeak-ng on first use only, so importing cltm.demo.synth stays cheap."""
     global _ENGINE
     if _ENGINE is None:
         _ENGINE = _Espeak()
@@ -522,7 +522,7 @@ def load_sentences(lang: str) -> list[str]:
     """The sentence bank of a language: one sentence a line, no tabs or double quotes (TSVs stay unquoted)."""
     if lang not in SUPPORTED_LANGUAGES:
         raise ValueError(_unknown_language(lang))
-    text = resources.files("cltm").joinpath("data", "sentences", f"{lang}.txt").read_text(encoding="utf-8")
+    text = resources.files("cltm.demo").joinpath("sentences", f"{lang}.txt").read_text(encoding="utf-8")
     sentences = [line.strip() for line in text.splitlines() if line.strip()]
     bad = [s for s in sentences if "\t" in s or '"' in s]
     if bad:
