@@ -49,7 +49,7 @@ def family_results(checkout) -> dict:
     for family in FAMILIES:
         source = save_family(checkout / "pretrained" / family, family, seed=3)
         cfg = write_config(checkout, f"{family}.yaml", family_config(source))
-        snakemake(checkout, "--cores", "2", "--configfile", cfg, *RUNS, env={"CLTM_NEW_CONFIG": "1"})
+        snakemake(checkout, *RUNS, "--cores", "2", "--configfile", cfg, env={"CLTM_NEW_CONFIG": "1"})  # targets first: --configfile takes several
         results[family] = {
             "summary": json.loads((checkout / "results/encoder/summary.json").read_text()),
             "log": (checkout / "results/logs/encoder.log").read_text(),
