@@ -237,8 +237,9 @@ def _per_clip(model: Classifier, waves: list[np.ndarray], device: torch.device, 
 
 @torch.inference_mode()
 def embed_clips(model: Classifier, waves: list[np.ndarray], device: torch.device) -> torch.Tensor:
-    """Whole clips (no crop), exact and independent of batch composition: one at a time, or padded in
-    batches where the encoder's output does not change with padding (the mask keeps the padding out)."""
+    """Whole clips (no crop), independent of batch composition: one at a time, or padded in batches where
+    padding does not change the encoder's output (the mask keeps it out; equal to the clip alone up to
+    float rounding, 1e-5 in the tests)."""
     return _per_clip(model, waves, device, model.embed)
 
 
