@@ -100,7 +100,8 @@ def _semantic_problems(config: dict) -> list[str]:
                 )
     enc = config["encoder"]
     if enc["source"] == "random" and not enc.get("config"):
-        problems.append("config key 'encoder.config' must give HubertConfig sizes when encoder.source is 'random'")
+        problems.append("config key 'encoder.config' must give the model's sizes (HubertConfig keys, or another family's with "
+                        "model_type) when encoder.source is 'random'")
     for task in enabled_tasks(config):
         for lang in task_languages(config, task):
             if lang not in config["languages"]:

@@ -236,6 +236,7 @@ def finetune_inputs(wildcards):
     return {
         "settings": f"results/{wildcards.task}/settings.json",
         "encoder": "results/encoder/model.safetensors",
+        "preprocessor": "results/encoder/preprocessor_config.json",  # read beside the weights
         # every language prepared and checked (no speaker leakage) before any GPU hour; `ancient`: it
         # orders the jobs only, so a new language (which redoes the report) leaves existing runs alone
         "data_report": ancient("results/data_report.tsv"),

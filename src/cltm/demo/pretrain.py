@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from transformers import HubertConfig, HubertModel
+from transformers import HubertConfig, HubertModel, Wav2Vec2FeatureExtractor
 
 SAMPLE_RATE = 16000
 WINDOW, HOP = 400, 320  # HuBERT's feature encoder: receptive field 400 samples, stride 320 (20 ms)
@@ -222,6 +222,8 @@ def pretrain(out_dir: str | Path, *, log=print, **overrides) -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
+    # pre-trained on the waveform as it is: the encoder job must not normalise it either
+    Wav2Vec2FeatureExtractor(do_normalize=False, return_attention_mask=False).save_pretrained(out)
     summary = {
         "recipe": recipe,
         "clips": len(waves), "hours": round(hours, 3), "frames": int(len(pool)),
