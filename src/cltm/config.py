@@ -11,10 +11,12 @@ from pathlib import Path
 import yaml
 from jsonschema import Draft202012Validator
 
+from cltm.errors import CltmError
+
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schemas" / "config.schema.yaml"
 
 
-class ConfigError(ValueError):
+class ConfigError(CltmError):
     """A configuration value the workflow cannot run with; the message names the key."""
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from cltm.config import min_speakers, task_languages
+from cltm.errors import CltmError
 
 GENDERS = ("male", "female")
 
@@ -52,7 +53,7 @@ class SpeakerRules:
                    no_test=mixed | (shared - set(sel["test_speakers"])))
 
 
-class SelectionError(ValueError):
+class SelectionError(CltmError):
     """A language cannot supply what the config asks; the message names language, need and counts."""
 
 
