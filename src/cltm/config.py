@@ -12,6 +12,7 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from cltm.errors import CltmError
+from cltm.runs import conditions_of, donor_of  # noqa: F401 - donor_of: for the callers that import it from here
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schemas" / "config.schema.yaml"
 
@@ -182,12 +183,8 @@ def task_languages(config: dict, task: str) -> list[str]:
 
 
 def conditions(config: dict, task: str, target: str) -> list[str]:
-    """single, dual and one `donor-<lang>` per other language of the task."""
-    return ["single", "dual"] + [f"donor-{d}" for d in task_languages(config, task) if d != target]
-
-
-def donor_of(condition: str) -> str | None:
-    return condition[len("donor-"):] if condition.startswith("donor-") else None
+    """single, dual and one `donor-<lang>` per other language of the task (names: `cltm.runs`)."""
+    return conditions_of(target, task_languages(config, task))
 
 
 def min_speakers(n: int, fraction: float) -> int:
