@@ -59,7 +59,8 @@ class _Shared:
         """A fresh copy of the encoder for one run; the loaded one itself goes to its last run."""
         directory = str(Path(model_file).parent)
         if directory not in self.encoders:
-            self.encoders[directory] = load_encoder(directory)
+            with torch.random.fork_rng(devices=[]):  # from_pretrained's weight init draws; leave the caller's
+                self.encoders[directory] = load_encoder(directory)
         self.encoder_uses[directory] -= 1
         if self.encoder_uses[directory] <= 0:
             return self.encoders.pop(directory)
