@@ -70,5 +70,6 @@ rule plot:
         "../../envs/cltm.yaml"
     params:
         note=DEMO_NOTE,
+        flag_z=config["matrix"]["flag_z"],  # the footnote names the z the rows were flagged with
     script:
         "../scripts/plot.py"

@@ -14,20 +14,20 @@ def main():
     task = snakemake.wildcards.task
     summary = read_json(inp.summary)
     metric = summary["metric"]
-    note = snakemake.params.note
+    note, flag_z = snakemake.params.note, snakemake.params.flag_z
     head = f"{TASK_NAMES.get(task, task)} ({metric}, {len(summary['seeds'])} seeds)"
     suffix = f"\n{note}" if note else ""
     baselines = pd.read_csv(inp.baselines, index_col="target")
     flagged = baselines.index[baselines["flagged"].astype(bool)].tolist()
     read = lambda path: pd.read_csv(path, index_col=0)  # noqa: E731
     plot_matrix(read(inp.cltm), read(inp.cltm_se), flagged, title=f"CLTM, {head}{suffix}",
-                path_png=out.cltm_png, path_svg=out.cltm_svg, value_label="CLTM")
+                path_png=out.cltm_png, path_svg=out.cltm_svg, value_label="CLTM", flag_z=flag_z)
     plot_matrix(read(inp.relative_change), read(inp.relative_change_se), flagged,
                 title=f"Relative change (Perf(i+j) − Perf(i)) / Perf(i), {head}{suffix}",
                 path_png=out.relative_change_png, path_svg=out.relative_change_svg,
-                value_label="relative change", mark=0.0)
+                value_label="relative change", mark=0.0, flag_z=flag_z)
     plot_baselines(baselines, metric=metric, title=f"Perf(i) and Perf(i+i), {head}{suffix}",
-                   path_png=out.baselines_png, path_svg=out.baselines_svg)
+                   path_png=out.baselines_png, path_svg=out.baselines_svg, flag_z=flag_z)
     log(f"{task}: figures written; flagged rows: {flagged or 'none'}")
 
 
