@@ -224,3 +224,28 @@ def test_a_failed_run_of_a_list_leaves_the_others_done(experiment):
     assert Path(good.run).exists() and not Path(bad.run).exists()
     with pytest.raises(ValueError, match="several runs of the list write"):
         execute_runs([good, good], log=lambda m: None)
+
+
+def test_a_dry_run_plans_the_runs_at_the_paths_of_the_scheme(tmp_path):
+    """Snakemake plans one bilingual run with the inputs and outputs RunSpec.standard names (a dry run)."""
+    import shutil
+
+    import yaml
+
+    shutil.copy(ROOT / "Snakefile", tmp_path)
+    for folder in ("workflow", "config", "envs", "models"):
+        shutil.copytree(ROOT / folder, tmp_path / folder)
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump({"languages": ["en", "tr"], "seeds": [1],
+                                                        "corpus": {"type": "demo"}}))
+    spec = RunSpec.standard("gender", "en", "donor-tr", 1)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-m", "snakemake", spec.run, "-n", "-p", "--cores", "1",
+                           "--configfile", "exp.yaml"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=600)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    command = next(line for line in out.splitlines() if "cltm.worker finetune" in line)
+    for part in (f"--condition {spec.condition}", f"--settings {spec.settings}", f"--encoder {spec.encoder}",
+                 f"--subsets {' '.join(spec.subsets)}", f"--audio {' '.join(spec.audio)}", f"--run {spec.run}",
+                 f"--scores {spec.scores}", f"--checkpoint {spec.checkpoint}"):
+        assert part in command, (part, command)
