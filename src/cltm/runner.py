@@ -105,7 +105,7 @@ def execute_runs(specs: list[RunSpec], *, log=print, keep_going: bool = False) -
     the others still run, and RunFailures is raised at the end; without it the first failure is raised.
     """
     specs = list(specs)
-    outputs = Counter(p for s in specs for p in (s.run, s.scores))
+    outputs = Counter(p for s in specs for p in (s.run, s.scores, s.checkpoint) if p)
     clash = sorted(p for p, n in outputs.items() if n > 1)
     if clash:
         raise ValueError(f"several runs of the list write {', '.join(clash[:3])}")
