@@ -53,6 +53,13 @@ def test_conditions_and_paths_have_one_definition():
         RunSpec.from_dict({**spec.to_dict(), "sede": 3})
 
 
+def test_run_specs_are_light():
+    """What Snakemake imports while planning (and the job's command line) needs no torch."""
+    code = "import sys, cltm.runs, cltm.config, cltm.cli; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
 def test_the_workflow_writes_runs_where_the_package_says():
     """The finetune rule takes its outputs from cltm.runs; its shell command (the rule's code for the rerun
     triggers, so not rebuilt from the module) spells out the checkpoint path of the same scheme."""
