@@ -16,8 +16,8 @@ import torch
 from cltm import __version__
 from cltm.audio import AudioStore, trim_silence
 from cltm.metrics import classification_metrics, verification_metrics
-from cltm.runs import donor_of
 from cltm.rng import RunGenerators
+from cltm.runs import donor_of
 from cltm.training import Classifier, embed_clips, fine_tune, predict_proba
 
 GENDER_LABEL = {"male": 0, "female": 1}
