@@ -5,8 +5,9 @@ torch and transformers (tens of seconds on a small CPU machine).
 connects to a per-user, per-checkout worker over a UNIX socket, starting it if needed. The worker
 imports the heavy modules once and forks a fresh child for every job (a fork keeps CUDA out of the
 worker; a run's result does not depend on its process, its generators being its own: `cltm.rng`).
-The child sends the job's output back to the client and dies if the client goes away (Ctrl-C, SLURM kill). The worker exits after `CLTM_WORKER_IDLE`
-seconds without jobs (default 120). Set `CLTM_WORKER=0` to run every job in its own process instead.
+The child sends the job's output back to the client and dies if the client goes away (Ctrl-C, SLURM
+kill). The worker exits after `CLTM_WORKER_IDLE` seconds without jobs (default 120). Set
+`CLTM_WORKER=0` to run every job in its own process instead.
 """
 
 from __future__ import annotations
