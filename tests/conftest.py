@@ -56,7 +56,7 @@ def make_manifest(lang: str, speakers_per_gender: int, clips_per_speaker: int, u
 @pytest.fixture(scope="session")
 def demo_release(tmp_path_factory) -> Path:
     """A small synthetic Common Voice-shaped release (real speech from eSpeak NG) for two languages."""
-    from cltm.synth import synthesize_language
+    from cltm.demo.synth import synthesize_language
 
     root = tmp_path_factory.mktemp("demo_release")
     for lang in ("en", "tr"):

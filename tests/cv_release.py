@@ -18,7 +18,7 @@ import pandas as pd
 import soundfile as sf
 import soxr
 
-from cltm.synth import SAMPLE_RATE, load_sentences, make_speakers, synthesize
+from cltm.demo.synth import SAMPLE_RATE, load_sentences, make_speakers, synthesize
 
 RECENT_HEADER = ["client_id", "path", "sentence_id", "sentence", "sentence_domain", "up_votes", "down_votes", "age",
                  "gender", "accents", "variant", "locale", "segment"]

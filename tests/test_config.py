@@ -127,7 +127,7 @@ def test_paths_are_checked_with_the_key_named(default_config, tmp_path):
 def test_speaker_ids_key(config):
     from cltm.config import ConfigError, validate_config
 
-    assert "speaker_ids" not in config["data"]  # absent = corpus: adding the key left every run's settings alone
+    assert config["data"]["speaker_ids"] == "corpus"  # written out in the shipped config, as the default
     for value in ("corpus", "per_language"):
         validate_config({**config, "data": {**config["data"], "speaker_ids": value}})
     with pytest.raises(ConfigError, match="data.speaker_ids"):

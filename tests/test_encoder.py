@@ -16,6 +16,8 @@ def test_random_encoder_is_seeded_and_round_trips(tmp_path):
     summary = materialise_encoder(settings, tmp_path / "enc")
     assert summary["hidden_size"] == 32 and summary["parameters"] > 10_000
     assert (tmp_path / "enc" / "model.safetensors").is_file()
+    assert (tmp_path / "enc" / "preprocessor_config.json").is_file()  # the defaults, written out
+    assert summary["inputs"]["do_normalize"] is False and summary["inputs"]["read_from"] is None
     loaded = load_encoder(tmp_path / "enc")
     assert _same(loaded, build_encoder("random", config=TINY_ENCODER, overrides={"layerdrop": 0.0}, init_seed=4))
     assert not _same(loaded, build_encoder("random", config=TINY_ENCODER, init_seed=5))
@@ -57,11 +59,17 @@ import json, sys
 from cltm.encoder import EncoderError, build_encoder
 out = {}
 out["local"] = build_encoder(sys.argv[1], overrides={"mask_time_prob": 0.0}).config.hidden_size
-out["hub_cache"] = build_encoder("test-org/tiny-hubert").config.num_hidden_layers
+cached = build_encoder("test-org/tiny-hubert")
+out["hub_cache"] = cached.config.num_hidden_layers
+out["normalise"] = cached.speech_inputs.do_normalize
 try:
     build_encoder("utter-project/mHuBERT-147")
 except EncoderError as err:
     out["not_cached"] = str(err)
+try:
+    build_encoder("test-org/no-preprocessor")
+except EncoderError as err:
+    out["no_preprocessor"] = str(err)
 print(json.dumps(out))
 """
 
@@ -78,23 +86,29 @@ def test_offline_from_a_local_directory_and_from_a_prefetched_hub_cache(tmp_path
     local = tmp_path / "mHuBERT-147"
     build_encoder("random", config=TINY_ENCODER, init_seed=2).save_pretrained(local)
     assert (local / "model.safetensors").is_file() and not (local / "pytorch_model.bin").exists()
+    from transformers import Wav2Vec2FeatureExtractor
+
+    Wav2Vec2FeatureExtractor(do_normalize=True).save_pretrained(local)  # mHuBERT-147's own says do_normalize: true
     hf_home = tmp_path / "hf_home"
-    repo = hf_home / "hub" / "models--test-org--tiny-hubert"
     commit = "0123456789abcdef0123456789abcdef01234567"
-    snapshot = repo / "snapshots" / commit
-    snapshot.mkdir(parents=True)
-    for name in ("config.json", "model.safetensors"):
-        (snapshot / name).write_bytes((local / name).read_bytes())
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(commit)
+    for name, files in (("tiny-hubert", ("config.json", "model.safetensors", "preprocessor_config.json")),
+                        ("no-preprocessor", ("config.json", "model.safetensors"))):
+        repo = hf_home / "hub" / f"models--test-org--{name}"
+        snapshot = repo / "snapshots" / commit
+        snapshot.mkdir(parents=True)
+        for file in files:
+            (snapshot / file).write_bytes((local / file).read_bytes())
+        (repo / "refs").mkdir()
+        (repo / "refs" / "main").write_text(commit)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(hf_home), "PYTHONPATH": os.pathsep.join(sys.path)}
     env.pop("HF_HUB_CACHE", None)
     proc = subprocess.run([sys.executable, "-c", OFFLINE_SCRIPT, str(local)], env=env, capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert out["local"] == 32 and out["hub_cache"] == 4
+    assert out["local"] == 32 and out["hub_cache"] == 4 and out["normalise"] is True
     assert "HF_HUB_OFFLINE is set" in out["not_cached"] and "hf download utter-project/mHuBERT-147" in out["not_cached"]
+    assert "preprocessor_config.json is not in the local hub cache" in out["no_preprocessor"]
 
 
 def test_source_kinds_and_bad_directories(tmp_path):
@@ -107,29 +121,27 @@ def test_source_kinds_and_bad_directories(tmp_path):
     with pytest.raises(EncoderError, match="no such directory"):
         build_encoder(str(tmp_path / "nowhere"))
     (tmp_path / "config.json").write_text("{}")
-    with pytest.raises(EncoderError, match="cannot load a HuBERT model from this directory"):
+    with pytest.raises(EncoderError, match="cannot load a speech encoder from this directory.*names no model_type"):
         build_encoder(str(tmp_path))
 
 
 
 
-@pytest.mark.parametrize("family", ["wav2vec2", "wavlm", "data2vec-audio"])
-def test_another_model_family_is_refused_by_the_encoder_job(tmp_path, family):
-    """transformers loads these into HubertModel with only a warning (WavLM's relative-position weights
-    dropped, data2vec-audio's positional convolution left uninitialised): the encoder job must stop."""
-    import transformers
+def test_an_unsupported_model_family_is_refused_by_the_encoder_job(tmp_path):
+    """A model_type outside the supported families (here UniSpeech-SAT) stops before any weight is read,
+    naming the file and the families that are supported."""
+    from transformers import UniSpeechSatConfig
 
     from cltm.encoder import EncoderError
 
-    model_cls, config_cls = {"wav2vec2": ("Wav2Vec2Model", "Wav2Vec2Config"), "wavlm": ("WavLMModel", "WavLMConfig"),
-                             "data2vec-audio": ("Data2VecAudioModel", "Data2VecAudioConfig")}[family]
-    torch.manual_seed(0)
-    getattr(transformers, model_cls)(getattr(transformers, config_cls)(**TINY_ENCODER)).save_pretrained(tmp_path / "m")
+    UniSpeechSatConfig(**TINY_ENCODER).save_pretrained(tmp_path / "m")
     with pytest.raises(EncoderError) as err:
         materialise_encoder({"source": str(tmp_path / "m"), "overrides": None}, tmp_path / "enc")
     message = str(err.value)
-    assert str(tmp_path / "m" / "config.json") in message and f"model_type '{family}'" in message
-    assert "'hubert'" in message and "planned" in message and "Set encoder.source to a HuBERT checkpoint" in message
+    assert str(tmp_path / "m" / "config.json") in message and "model_type 'unispeech-sat'" in message
+    for family in ("'hubert' (HubertModel)", "'wav2vec2' (Wav2Vec2Model)", "'wavlm' (WavLMModel)",
+                   "'data2vec-audio' (Data2VecAudioModel)"):
+        assert family in message
     assert not (tmp_path / "enc" / "model.safetensors").exists()
 
 
@@ -188,14 +200,14 @@ def test_a_task_head_checkpoint_loads_its_encoder_and_drops_the_head(tmp_path):
 def test_the_encoder_script_reports_a_refused_family_as_an_error_line(tmp_path, capsys):
     """What workflow/scripts/encoder.py does: materialise_encoder under run_script, which prints
     'ERROR: <message>' and exits 1 (no traceback, no NaN training later)."""
-    from transformers import WavLMConfig, WavLMModel
+    from transformers import UniSpeechSatConfig
 
     from cltm.io import run_script
 
-    WavLMModel(WavLMConfig(**TINY_ENCODER)).save_pretrained(tmp_path / "wavlm")
+    UniSpeechSatConfig(**TINY_ENCODER).save_pretrained(tmp_path / "other")
     lines = []
     with pytest.raises(SystemExit) as exit_:
-        run_script(lambda: materialise_encoder({"source": str(tmp_path / "wavlm"), "overrides": None},
+        run_script(lambda: materialise_encoder({"source": str(tmp_path / "other"), "overrides": None},
                                                tmp_path / "enc"), lines.append)
     assert exit_.value.code == 1
-    assert len(lines) == 1 and lines[0].startswith("ERROR: encoder.source ") and "model_type 'wavlm'" in lines[0]
+    assert len(lines) == 1 and lines[0].startswith("ERROR: encoder.source ") and "model_type 'unispeech-sat'" in lines[0]

@@ -300,8 +300,12 @@ def test_matrix_summary_by_hand():
     assert s["share_above_one"] == pytest.approx(1 / 6)
     assert s["reciprocity"] == pytest.approx(1 / 3)  # only {a, b}
     assert s["reciprocity_mass"] == pytest.approx((0.5 + 0 + 0) / (1.5 + 0.4 + 0.3))
-    assert s["donor_strength"] == pytest.approx({"a": 0.95, "b": 0.2, "c": 0.05})
-    assert s["recipient_strength"] == pytest.approx({"a": 0.15, "b": 0.9, "c": 0.15})
+    assert s["donor_strength_mean"] == pytest.approx({"a": 0.95, "b": 0.2, "c": 0.05})
+    assert s["recipient_strength_mean"] == pytest.approx({"a": 0.15, "b": 0.9, "c": 0.15})
+    # the reference's strengths: sums of the positive part off the diagonal
+    assert s["donor_strength_positive_sum"] == pytest.approx({"a": 1.9, "b": 0.5, "c": 0.3})
+    assert s["recipient_strength_positive_sum"] == pytest.approx({"a": 0.5, "b": 1.8, "c": 0.4})
+    assert "reference" in s["strength_definitions"]["donor_strength_positive_sum"]
     assert s["n_flagged_rows"] == 1
     # unflagged rows a and c: 0.5, -0.2, 0.4, -0.1
     assert s["share_positive_unflagged"] == pytest.approx(0.5)
@@ -322,4 +326,4 @@ def test_matrix_summary_on_computed_result_is_json_ready():
 
     s = matrix_summary(transfer_matrices(make_runs(), "macro_f1", LANGS))
     json.dumps(s)  # plain floats/ints/dicts only
-    assert set(s["donor_strength"]) == set(LANGS)
+    assert set(s["donor_strength_mean"]) == set(LANGS)

@@ -27,5 +27,5 @@ def test_conda_env_matches_pyproject():
 
 def test_sentence_banks_ship_with_the_package():
     patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["cltm"]
-    banks = list((ROOT / "src" / "cltm" / "data" / "sentences").glob("*.txt"))
+    banks = list((ROOT / "src" / "cltm" / "demo" / "sentences").glob("*.txt"))
     assert banks and any(p.endswith("sentences/*.txt") for p in patterns)

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from transformers import HubertConfig, HubertModel
 
 from cltm.encoder import build_encoder
-from cltm.pretrain import TINY_CONFIG, assign_clusters, kmeans, mfcc_features, pretrain, span_mask
+from cltm.demo.pretrain import TINY_CONFIG, assign_clusters, kmeans, mfcc_features, pretrain, span_mask
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "models" / "tiny-hubert-synth"
@@ -55,11 +55,12 @@ def test_pretraining_learns_saves_a_loadable_encoder_and_is_deterministic(tmp_pa
     first = pretrain(tmp_path / "a", log=lambda m: None, **SMALL)
     assert first["clips"] == 2 * 2 * 2 * 4 and first["recipe"]["steps"] == 60
     assert first["final_loss"] < first["first_loss"] < first["chance_loss"] + 0.3
-    for name in ("config.json", "model.safetensors", "pretraining.json", "README.md"):
+    for name in ("config.json", "model.safetensors", "preprocessor_config.json", "pretraining.json", "README.md"):
         assert (tmp_path / "a" / name).is_file()
     assert "SYNTHETIC" in (tmp_path / "a" / "README.md").read_text()
     encoder = build_encoder(str(tmp_path / "a"), overrides={"layerdrop": 0.0})  # the local-directory path
     assert encoder.config.hidden_size == TINY_CONFIG["hidden_size"]
+    assert not encoder.speech_inputs.do_normalize  # pre-trained on the waveform as it is
     assert encoder(torch.zeros(1, 16000)).last_hidden_state.shape == (1, 49, TINY_CONFIG["hidden_size"])
     pretrain(tmp_path / "b", log=lambda m: None, **SMALL)
     a, b = load_file(tmp_path / "a" / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")
@@ -85,3 +86,4 @@ def test_shipped_demo_encoder_is_the_documented_pretrained_model():
     for key, value in config["encoder"]["config"].items():  # the sizes the config documents
         assert getattr(encoder.config, key) == value, key
     assert sum(p.numel() for p in encoder.parameters()) == summary["parameters"]
+    assert not encoder.speech_inputs.do_normalize and encoder.speech_inputs.read_from.endswith("preprocessor_config.json")

@@ -245,6 +245,6 @@ def test_data_report_lists_affected_speakers_and_refuses_a_cross_language_leak(c
     assert report.loc["es", "excluded_clips"] == sel["es"]["gender"]["speaker_checks"]["excluded_clips"]
     # a final selection that trains es on en's test voice (what a careless re-selection could make) stops here
     voice = sel["en"]["gender"]["test_speakers"][0]
-    records[1]["shared_training_speakers"] = [voice]
+    records[1]["training_speakers"] = [voice]
     with pytest.raises(SelectionError, match="test speaker.*of 'en' are in the training subsets of 'es'"):
         check_no_leaks(records)

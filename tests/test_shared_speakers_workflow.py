@@ -19,7 +19,7 @@ from test_workflow import REDUCED, ROOT, snakemake, write_config
 def corpus(tmp_path_factory) -> Path:
     """A manifest of real synthetic speech in which every `tr` speaker id is also an `en` one (as a
     Common Voice contributor's client_id is in every locale they record)."""
-    from cltm.synth import synthesize_language
+    from cltm.demo.synth import synthesize_language
 
     root = tmp_path_factory.mktemp("shared")
     frames = []

@@ -1,4 +1,4 @@
-"""Tests of the synthetic Common Voice-shaped corpus (cltm.synth): real eSpeak audio, no mocks."""
+"""Tests of the synthetic Common Voice-shaped corpus (cltm.demo.synth): real eSpeak audio, no mocks."""
 
 import re
 
@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from cltm import synth
-from cltm.synth import SUPPORTED_LANGUAGES, Voice, synthesize, synthesize_language
+from cltm.demo import synth
+from cltm.demo.synth import SUPPORTED_LANGUAGES, Voice, synthesize, synthesize_language
 
 SR = synth.SAMPLE_RATE
 HEADER = ("client_id\tpath\tsentence_id\tsentence\tsentence_domain\tup_votes\tdown_votes\t"

@@ -88,10 +88,10 @@ def test_schedule_and_crops():
     assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0) and f(55) == pytest.approx(0.5) and f(100) == 0
     assert lr_lambda("constant", 10, 0.0)(7) == 1.0
     g = torch.Generator().manual_seed(0)
-    batch = make_batch([np.ones(30000, np.float32), np.ones(20000, np.float32)], crop=16000, generator=g)
-    assert batch.shape == (2, 16000)
-    batch = make_batch([np.ones(30000, np.float32), np.ones(12000, np.float32)], crop=16000, generator=g)
-    assert batch.shape == (2, 12000)  # never padded: cropped to the shortest clip
+    batch, mask = make_batch([np.ones(30000, np.float32), np.ones(20000, np.float32)], crop=16000, generator=g)
+    assert batch.shape == (2, 16000) and mask is None
+    batch, mask = make_batch([np.ones(30000, np.float32), np.ones(12000, np.float32)], crop=16000, generator=g)
+    assert batch.shape == (2, 12000) and mask is None  # never padded: cropped to the shortest clip
 
 
 def test_frozen_feature_encoder_keeps_its_weights(prepared):
@@ -184,8 +184,8 @@ def test_training_with_layerdrop_never_loses_the_pooled_layers():
     counts, all_skipped = [], []
     original = model.layer_states
 
-    def counting(waves):
-        last, states = original(waves)
+    def counting(waves, attention_mask=None):
+        last, states = original(waves, attention_mask)
         counts.append(len(states))
         all_skipped.append(all(torch.equal(s, states[0]) for s in states))
         return last, states

@@ -208,17 +208,17 @@ def test_killed_client_takes_its_run_with_it(workflow, tmp_path):
 
 
 def planned(workdir: Path, *args: str) -> dict[str, int]:
-    """Jobs per rule that a dry run plans (Snakemake prints the job-stats table twice: read the first)."""
+    """Jobs per rule that a dry run plans, from its first job-stats table (a dry run prints it twice)."""
     out = snakemake(workdir, "-n", *args).stdout
     if "Nothing to be done" in out:
         return {}
     counts = {}
-    for line in out.splitlines():
+    for line in out.split("Job stats:")[1].splitlines()[3:]:
         parts = line.split()
         if len(parts) == 2 and parts[1].isdigit():
-            if parts[0] in counts:
-                break
             counts[parts[0]] = int(parts[1])
+        if parts and parts[0] == "total":
+            break
     return counts
 
 
@@ -301,3 +301,41 @@ def test_no_run_trains_on_its_targets_test_voices(workflow):
     assert assert_no_leakage(workflow) == 2 * 2 * 3 * 2  # tasks x targets x conditions x seeds
     checks = pd.read_csv(workflow / "results/speaker_checks.tsv", sep="\t")
     assert checks.empty  # the demo's speakers are distinct per language and labelled consistently
+
+
+def test_reading_the_matrix_outputs(workflow):
+    for task in ("gender", "speaker"):
+        summary = json.loads((workflow / f"results/{task}/summary.json").read_text())
+        assert {"family_positive_mass", "family_means", "donor_strength_positive_sum",
+                "donor_strength_mean", "strength_definitions"} <= set(summary)
+        assert summary["families"] == {"en": "Indo-European", "tr": "Turkic"}
+        analysis = workflow / f"results/{task}/analysis"
+        typology = pd.read_csv(analysis / "typology.csv")
+        assert set(typology["distance"]) == {"genetic", "geographic", "syntactic", "phonological", "inventory",
+                                             "featural"}
+        assert pd.read_csv(analysis / "languages.tsv", sep="\t")["code"].tolist() == ["en", "tr"]
+        assert len(pd.read_csv(analysis / "seed_plan.csv")) == 2
+        for fig in ("typology", "language_map"):
+            assert "SYNTHETIC DEMO DATA" in (analysis / f"{fig}.svg").read_text()
+        assert "Indo-European" in (workflow / f"results/{task}/cltm.svg").read_text()  # the family legend
+
+
+def test_learning_curves_on_request(workflow):
+    cfg = json.loads(json.dumps(REDUCED))
+    cfg["analysis"] = {"learning_curve": {"factors": [0.5, 1.0], "seeds": [1, 2]}}
+    path = write_config(workflow, "lc.yaml", cfg)
+    # target first: --configfile takes many; another config file in the same results/, on purpose
+    snakemake(workflow, "learning_curves", "--cores", "2", "--configfile", path, env={"CLTM_NEW_CONFIG": "1"})
+    for task, sizes in (("gender", [2, 3]), ("speaker", [3, 6])):
+        curve = pd.read_csv(workflow / f"results/{task}/learning_curve.csv")
+        assert sorted(curve["size"].unique()) == sizes and set(curve["target"]) == {"en", "tr"}
+        assert (curve["n_single"] == 2).all() and (curve["n_dual"] == 2).all()
+        rec = json.loads((workflow / f"results/{task}/learning_curve.json").read_text())
+        assert rec["n_current"] == sizes[-1] and "every_target_clears" in rec
+        sub = json.loads((workflow / f"results/{task}/learning_curve/subsets/n{sizes[0]}/en.json").read_text())
+        full = json.loads((workflow / f"results/subsets/{task}/en.json").read_text())
+        assert set(sub["single"]) < set(full["single"]) and set(sub["extra"]) < set(full["extra"])
+    run = json.loads((workflow / "results/gender/learning_curve/runs/en/n2/dual/seed1.json").read_text())
+    assert run["sizes"]["target_clips"] == 2 * 2 * 2  # 2 per class, doubled
+    # the rung n = N is the grid's own runs (earlier tests of this module may have had them rebuilt)
+    assert not (workflow / "results/gender/learning_curve/runs/en/n3").exists()

@@ -94,15 +94,20 @@ def to_pcm(wave: np.ndarray) -> np.ndarray:
 
 def write_store(pcm: dict[str, np.ndarray], meta: pd.DataFrame, out_npy: str | Path, out_index: str | Path) -> pd.DataFrame:
     """One int16 array of the clips `pcm` (in utt_id order) and its index; `meta` is indexed by utt_id."""
+    from cltm.tasks import STANDARD_COLUMNS
+
+    # the label columns tasks read beyond gender (age, emotion): in the manifest only when a task needs them
+    extra = [c for c in meta.columns if c not in STANDARD_COLUMNS]
     index, offset = [], 0
     for utt in sorted(pcm):
         index.append({"utt_id": utt, "offset": offset, "n_samples": pcm[utt].size,
-                      "speaker": meta.at[utt, "speaker"], "gender": meta.at[utt, "gender"]})
+                      "speaker": meta.at[utt, "speaker"], "gender": meta.at[utt, "gender"],
+                      **{c: meta.at[utt, c] for c in extra}})
         offset += pcm[utt].size
     with atomic_path(out_npy) as tmp:
         with open(tmp, "wb") as fh:
             np.save(fh, np.concatenate([pcm[u] for u in sorted(pcm)]) if pcm else np.zeros(0, np.int16))
-    index = pd.DataFrame(index, columns=["utt_id", "offset", "n_samples", "speaker", "gender"])
+    index = pd.DataFrame(index, columns=["utt_id", "offset", "n_samples", "speaker", "gender", *extra])
     write_table(out_index, index, index=False)
     return index
 
@@ -164,7 +169,7 @@ def prepare_selection(config: dict, manifest: pd.DataFrame, lang: str, planned: 
     checks = {**DEFAULT_CHECKS, **(config["data"].get("clip_checks") or {})}
     meta = manifest.set_index("utt_id")
     pcm, dropped, selections = {}, [], planned
-    rules = SpeakerRules.from_selection(next(iter(planned.values()))) if planned else None
+    rules = SpeakerRules.from_selection(next(iter(planned.values())), planned) if planned else None
     bad: set[str] = set()
     while True:
         needed = sorted(selected_clips(selections) - pcm.keys())
@@ -214,7 +219,8 @@ class AudioStore:
 
     def __init__(self, npy: str | Path, index: str | Path):
         self.samples = np.load(npy, mmap_mode="r")
-        self.index = pd.read_csv(index, sep="\t", dtype={"utt_id": str, "speaker": str, "gender": str},
+        header = pd.read_csv(index, sep="\t", nrows=0).columns
+        self.index = pd.read_csv(index, sep="\t", dtype={c: str for c in header if c not in ("offset", "n_samples")},
                                  keep_default_na=False).set_index("utt_id")
 
     def __getitem__(self, utt_id: str) -> np.ndarray:

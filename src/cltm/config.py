@@ -32,14 +32,7 @@ def _key(path) -> str:
 def validate_config(config: dict, schema: dict | None = None) -> dict:
     """Check `config` against the JSON schema and the cross-key rules; raise ConfigError listing every problem."""
     schema = schema or load_schema()
-    problems = []
-    for err in sorted(Draft202012Validator(schema).iter_errors(config), key=lambda e: list(e.absolute_path)):
-        where = _key(err.absolute_path)
-        if err.validator == "additionalProperties":
-            allowed = sorted(err.schema.get("properties", {}))
-            problems.append(f"config key '{where}': {err.message}; allowed keys here: {', '.join(allowed)}")
-        else:
-            problems.append(f"config key '{where}': {err.message}")
+    problems = _schema_problems(Draft202012Validator(schema), config) + _task_problems(config, schema)
     if not problems and not enabled_tasks(config):
         problems.append("config key 'tasks': every task is disabled (null); keep at least one, e.g. gender")
     if not problems:
@@ -47,6 +40,43 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
     if problems:
         raise ConfigError("Invalid configuration:\n  - " + "\n  - ".join(problems))
     return config
+
+
+def _schema_problems(validator, obj, prefix=()) -> list[str]:
+    problems = []
+    for err in sorted(validator.iter_errors(obj), key=lambda e: [str(p) for p in e.absolute_path]):
+        where = _key([*prefix, *err.absolute_path])
+        if err.validator == "additionalProperties":
+            allowed = sorted(err.schema.get("properties", {}))
+            problems.append(f"config key '{where}': {err.message}; allowed keys here: {', '.join(allowed)}")
+        else:
+            problems.append(f"config key '{where}': {err.message}")
+    return problems
+
+
+def _task_problems(config: dict, schema: dict) -> list[str]:
+    """Each task against the schema of its kind (`$defs/<kind>_task`), then its own checks (classes, map)."""
+    from cltm.tasks import TaskError, kind_of, task_kind
+
+    problems = []
+    tasks = config.get("tasks") if isinstance(config, dict) else None
+    for name, cfg in (tasks if isinstance(tasks, dict) else {}).items():
+        if not isinstance(cfg, dict):
+            continue
+        try:
+            kind = kind_of(name, cfg)
+        except TaskError as err:
+            problems.append(str(err))
+            continue
+        sub = {**schema["$defs"][f"{kind}_task"], "$defs": schema["$defs"]}
+        found = _schema_problems(Draft202012Validator(sub), cfg, ("tasks", name))
+        if not found:
+            try:
+                task_kind(name, cfg)
+            except TaskError as err:
+                found.append(str(err))
+        problems += found
+    return problems
 
 
 def _semantic_problems(config: dict) -> list[str]:
@@ -63,7 +93,7 @@ def _semantic_problems(config: dict) -> list[str]:
     if kind == "manifest" and not section.get("path"):
         problems.append("config key 'corpus.manifest.path' must name a CSV/TSV manifest")
     if kind == "demo":
-        from cltm.synth import SUPPORTED_LANGUAGES
+        from cltm.demo.synth import SUPPORTED_LANGUAGES
 
         for lang in all_languages(config):
             if lang not in SUPPORTED_LANGUAGES:
@@ -73,7 +103,8 @@ def _semantic_problems(config: dict) -> list[str]:
                 )
     enc = config["encoder"]
     if enc["source"] == "random" and not enc.get("config"):
-        problems.append("config key 'encoder.config' must give HubertConfig sizes when encoder.source is 'random'")
+        problems.append("config key 'encoder.config' must give the model's sizes (HubertConfig keys, or another family's with "
+                        "model_type) when encoder.source is 'random'")
     for task in enabled_tasks(config):
         for lang in task_languages(config, task):
             if lang not in config["languages"]:

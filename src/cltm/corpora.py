@@ -52,8 +52,23 @@ def _read_tsv(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=3, on_bad_lines="error")
 
 
-def read_common_voice(root: str | Path, lang: str, tsv: str = "validated.tsv") -> pd.DataFrame:
-    """Read `<root>/<lang>/<tsv>` of a Common Voice release; columns are found by header name."""
+def _label_columns(df: pd.DataFrame, columns: dict | None, source, found=None) -> dict:
+    """The extra label columns tasks read ({column: [task, ...]}), as raw strings; a missing one is an
+    error naming the task, the column and the file."""
+    out = {}
+    for col, tasks in (columns or {}).items():
+        if col not in df.columns:
+            names = ", ".join(f"'{t}'" for t in tasks)
+            raise CorpusError(
+                f"task {names} needs the label column '{col}' (config key 'tasks.{tasks[0]}.label_column'), but "
+                f"{source} has no such column; found {', '.join(found if found is not None else df.columns)}")
+        out[col] = df[col].fillna("").astype(str).str.strip().to_numpy()
+    return out
+
+
+def read_common_voice(root: str | Path, lang: str, tsv: str = "validated.tsv", columns: dict | None = None) -> pd.DataFrame:
+    """Read `<root>/<lang>/<tsv>` of a Common Voice release; columns are found by header name.
+    `columns`: extra label columns the tasks read ({column: [task, ...]}, e.g. {"age": ["age"]})."""
     folder = Path(root) / lang
     table = folder / tsv
     if not folder.is_dir():
@@ -78,8 +93,11 @@ def read_common_voice(root: str | Path, lang: str, tsv: str = "validated.tsv") -
             "language": lang,
         }
     )
+    extra = _label_columns(df, columns, table)
     out["duration"] = _cv_durations(folder, df["path"])
     out["split"] = _cv_splits(folder, df["path"])
+    for col, values in extra.items():
+        out[col] = values
     return _finish(out, str(table))
 
 
@@ -106,10 +124,11 @@ def _cv_splits(folder: Path, clips: pd.Series) -> pd.Series:
     return clips.map(lambda c: split_of.get(c, ""))
 
 
-def read_manifest(path: str | Path, lang: str, gender_map: dict | None = None) -> pd.DataFrame:
+def read_manifest(path: str | Path, lang: str, gender_map: dict | None = None, columns: dict | None = None) -> pd.DataFrame:
     """Read a generic manifest (CSV, or TSV by extension) and keep the rows of `lang`.
 
-    Required columns: path, speaker, gender, language; optional: utt_id, duration (seconds), split.
+    Required columns: path, speaker, gender, language; optional: utt_id, duration (seconds), split, and
+    any label column a task names (`columns`: {column: [task, ...]}, e.g. {"emotion": ["emotion"]}).
     Relative audio paths are taken relative to the manifest's folder.
     """
     path = Path(path)
@@ -140,6 +159,8 @@ def read_manifest(path: str | Path, lang: str, gender_map: dict | None = None) -
             "split": _manifest_splits(rows["split"], path) if "split" in rows else "",
         }
     )
+    for col, values in _label_columns(rows, columns, path, found=df.columns).items():
+        out[col] = values
     return _finish(out, str(path))
 
 
@@ -168,20 +189,21 @@ def _finish(df: pd.DataFrame, source: str) -> pd.DataFrame:
 def load_corpus_language(corpus: dict, lang: str, demo_root: str | Path | None = None) -> pd.DataFrame:
     """Read one language's manifest from the configured corpus section."""
     kind = corpus["type"]
+    columns = corpus.get("columns")  # the label columns the tasks read, added by the workflow's manifest rule
     if kind == "demo":
-        return read_common_voice(demo_root, lang, "validated.tsv")
+        return read_common_voice(demo_root, lang, "validated.tsv", columns)
     if kind == "common_voice":
         section = corpus["common_voice"]
-        return read_common_voice(section["root"], lang, section.get("tsv", "validated.tsv"))
+        return read_common_voice(section["root"], lang, section.get("tsv", "validated.tsv"), columns)
     if kind == "manifest":
-        return read_manifest(corpus["manifest"]["path"], lang, corpus["manifest"].get("gender_map"))
+        return read_manifest(corpus["manifest"]["path"], lang, corpus["manifest"].get("gender_map"), columns)
     raise CorpusError(f"config key 'corpus.type': unknown corpus type '{kind}'")
 
 
 def read_manifest_table(path: str | Path) -> pd.DataFrame:
     """Read back a per-language manifest written by the workflow (results/manifests/<lang>.tsv)."""
-    return pd.read_csv(path, sep="\t", dtype={"utt_id": str, "path": str, "speaker": str, "gender": str,
-                                              "gender_raw": str, "split": str},
+    header = pd.read_csv(path, sep="\t", nrows=0).columns
+    return pd.read_csv(path, sep="\t", dtype={c: str for c in header if c != "duration"},
                        keep_default_na=False, na_values={"duration": [""]})
 
 
@@ -194,7 +216,7 @@ def read_speaker_index(path, own: dict[str, pd.DataFrame]) -> dict[str, pd.DataF
     """`results/selection/speakers.tsv` as {language: table}, with the languages in `own` (read from
     their own files, which are current) in place of their rows in the index."""
     index = _read_str_table(path)
-    labels = {lang: df[["speaker", "genders"]] for lang, df in index.groupby("language") if lang not in own}
+    labels = {lang: df.drop(columns="language") for lang, df in index.groupby("language") if lang not in own}
     return {**labels, **own}
 
 

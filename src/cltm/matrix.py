@@ -304,8 +304,13 @@ def matrix_summary(result: TransferResult) -> dict:
                          M[i, j] > 0 and M[j, i] > 0
     reciprocity_mass     sum min(M+_ij, M+_ji) / sum max(...) over pairs,
                          M+ = positive part (the reference code's measure)
-    donor_strength       {donor: mean of its off-diagonal column}
-    recipient_strength   {target: mean of its off-diagonal row}
+    donor_strength_mean, recipient_strength_mean
+                         {donor: mean of its off-diagonal column} / {target: mean of its
+                         off-diagonal row}, raw values (negative cells pull it down)
+    donor_strength_positive_sum, recipient_strength_positive_sum
+                         column / row sums of the positive part max(M, 0) off the diagonal:
+                         the reference code's donor / recipient strength
+    strength_definitions a sentence per name, so the two are not mistaken for each other
     n_flagged_rows
     share_positive_unflagged, share_negative_unflagged, share_above_one_unflagged
                          the three shares over unflagged rows (NaN if none)
@@ -353,8 +358,19 @@ def matrix_summary(result: TransferResult) -> dict:
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN column -> NaN, intended
         col_means = np.nanmean(masked, axis=0)
         row_means = np.nanmean(masked, axis=1)
-    summary["donor_strength"] = {lang: float(v) for lang, v in zip(langs, col_means)}
-    summary["recipient_strength"] = {lang: float(v) for lang, v in zip(langs, row_means)}
+    summary["donor_strength_mean"] = {lang: float(v) for lang, v in zip(langs, col_means)}
+    summary["recipient_strength_mean"] = {lang: float(v) for lang, v in zip(langs, row_means)}
+    pos_off = np.where(valid, np.clip(m, 0.0, None), 0.0)
+    summary["donor_strength_positive_sum"] = {lang: float(v) for lang, v in zip(langs, pos_off.sum(axis=0))}
+    summary["recipient_strength_positive_sum"] = {lang: float(v) for lang, v in zip(langs, pos_off.sum(axis=1))}
+    summary["strength_definitions"] = {
+        "donor_strength_mean": "mean of the donor's off-diagonal column, raw values (NaN cells left out)",
+        "donor_strength_positive_sum": "sum of max(M, 0) over the donor's off-diagonal column: "
+                                       "the reference code's donor strength",
+        "recipient_strength_mean": "mean of the target's off-diagonal row, raw values",
+        "recipient_strength_positive_sum": "sum of max(M, 0) over the target's off-diagonal row: "
+                                           "the reference code's recipient strength",
+    }
 
     summary["n_flagged_rows"] = int(flagged.sum())
     valid_unflagged = valid & unflagged_rows

@@ -88,21 +88,39 @@ def _verification_inputs(scores, labels) -> tuple[np.ndarray, np.ndarray]:
 # --------------------------------------------------------------------------
 
 
-def classification_metrics(y_true, y_pred) -> dict:
-    """Macro-F1 and accuracy for binary 0/1 labels.
+def classification_metrics(y_true, y_pred, n_classes: int | None = None) -> dict:
+    """Macro-F1 and accuracy for integer class labels 0 .. n_classes - 1 (default 2: binary 0/1).
 
-    Macro-F1 averages the F1 of *both* classes, even when a class never
+    Macro-F1 averages the F1 of *every* class, even when a class never
     occurs in ``y_true`` or is never predicted; such a class has F1 = 0
-    (scikit-learn's ``f1_score(average="macro", labels=[0, 1],
+    (scikit-learn's ``f1_score(average="macro", labels=range(n_classes),
     zero_division=0)``).
 
     Returns ``{"macro_f1": float, "accuracy": float}``.
     """
-    t = _as_binary(y_true, "y_true")
-    p = _as_binary(y_pred, "y_pred")
+    if n_classes is None or n_classes == 2:
+        t = _as_binary(y_true, "y_true")
+        p = _as_binary(y_pred, "y_pred")
+        n_classes = 2
+    else:
+        t, p = (_as_classes(v, name, n_classes) for v, name in ((y_true, "y_true"), (y_pred, "y_pred")))
     _check_lengths(t, p, "y_true", "y_pred")
-    macro_f1 = f1_score(t, p, average="macro", labels=[0, 1], zero_division=0)
+    labels = list(range(n_classes))  # every class averaged, present or not (F1 0 when absent)
+    macro_f1 = f1_score(t, p, average="macro", labels=labels, zero_division=0)
     return {"macro_f1": float(macro_f1), "accuracy": float(accuracy_score(t, p))}
+
+
+def _as_classes(values, name: str, n_classes: int) -> np.ndarray:
+    """``values`` as a 1-D int array of labels in 0 .. n_classes - 1, or a clear ValueError."""
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"{name} must be integer class labels, got dtype {arr.dtype}")
+    bad = (arr < 0) | (arr >= n_classes)
+    if bad.any():
+        raise ValueError(f"{name} must lie in 0..{n_classes - 1}; also found {np.unique(arr[bad])[:5].tolist()}")
+    return arr.astype(np.int64)
 
 
 # --------------------------------------------------------------------------

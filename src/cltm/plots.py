@@ -21,7 +21,8 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-__all__ = ["plot_matrix", "plot_baselines", "flag_footnote", "FLAG_FOOTNOTE"]
+__all__ = ["plot_matrix", "plot_baselines", "flag_footnote", "FLAG_FOOTNOTE", "plot_typology", "plot_language_map",
+           "plot_learning_curve", "family_colours"]
 
 FLAG_MARK = "†"
 
@@ -133,8 +134,15 @@ def plot_matrix(
     center: float = 0.0,
     mark: float = 1.0,
     flag_z: float = 2.0,
+    families: pd.Series | None = None,
+    labels: dict | None = None,
 ) -> None:
     """Heatmap of a transfer matrix with per-cell standard errors.
+
+    With ``families`` (language code -> family), rows and columns are grouped by family (families in
+    order of first appearance, the given order within a family), family boundaries are drawn and a
+    colour strip above and left of the map names each language's family. ``labels`` (code -> text,
+    e.g. "Turkish (tr)") replaces the codes on the axes.
 
     Rows are targets i (tested), columns donors j (added).  Each cell shows
     ``value`` over ``±se``.  ``flagged_rows`` (labels, or a boolean Series
@@ -145,6 +153,11 @@ def plot_matrix(
     the flags were computed with, ``TransferResult.flag_z``).
     """
     matrix = matrix.astype(float)
+    if families is not None:
+        fam = families.reindex([str(x) for x in matrix.index]).fillna("unknown")
+        rank = {f: i for i, f in enumerate(dict.fromkeys(fam))}
+        order = sorted(matrix.index, key=lambda x: (rank[fam[str(x)]], list(matrix.index).index(x)))
+        matrix = matrix.loc[order, [c for c in order if c in matrix.columns]]
     se = se.reindex(index=matrix.index, columns=matrix.columns).astype(float)
     values, errors = matrix.to_numpy(), se.to_numpy()
     n_rows, n_cols = values.shape
@@ -209,15 +222,21 @@ def plot_matrix(
 
     short = n_cols <= 6 and max(len(str(c)) for c in matrix.columns) <= 6
     ax.set_xticks(np.arange(n_cols) + 0.5)
-    ax.set_xticklabels([str(c) for c in matrix.columns], rotation=0 if short else 90)
     ax.set_yticks(np.arange(n_rows) + 0.5)
-    ax.set_yticklabels([f"{t} {FLAG_MARK}" if str(t) in flagged else str(t)
+    name = (lambda x: str(labels.get(str(x), x))) if labels else str
+    ax.set_xticklabels([name(c) for c in matrix.columns], rotation=0 if short and not labels else 90)
+    ax.set_yticklabels([f"{name(t)} {FLAG_MARK}" if str(t) in flagged else name(t)
                         for t in matrix.index], rotation=0)
+    title_pad, anchor = 10, ax
+    if families is not None:
+        title_pad, anchor = _family_strips(fig, ax, [fam[str(x)] for x in matrix.index],
+                                   [families.get(str(c), "unknown") for c in matrix.columns],
+                                   (left, bottom, map_w, map_h, width, height))
     # headings grow a little with the matrix so they stay readable next to it
     heading = float(np.clip(10 + 0.15 * max(n_rows, n_cols), 11, 18))
     ax.set_xlabel("donor j (added)", fontsize=heading - 1)
     ax.set_ylabel("target i (tested)", fontsize=heading - 1)
-    ax.set_title(_wrap_title(title, width), fontsize=heading, pad=10)
+    ax.set_title(_wrap_title(title, width), fontsize=heading, pad=title_pad)
 
     # mark the reference value on the colour bar: a line plus a labelled tick
     if norm.vmin <= mark <= norm.vmax:
@@ -228,8 +247,60 @@ def plot_matrix(
         cbar.set_ticks(ticks, labels=[f"{t:g}" + (" \u25c0" if t == mark else "") for t in ticks])
 
     if flagged:
-        _add_footnote(fig, ax, flag_footnote(flag_z), fontsize=heading - 2)
+        _add_footnote(fig, anchor, flag_footnote(flag_z), fontsize=heading - 2)
     _save(fig, path_png, path_svg)
+
+
+FAMILY_PALETTE = "tab20"
+
+
+def family_colours(families) -> dict:
+    """A colour per family, by sorted name ("unknown" grey)."""
+    cmap = matplotlib.colormaps[FAMILY_PALETTE]
+    names = sorted({f for f in families if f != "unknown"})  # the same colours in every figure
+    out = {f: cmap(i % cmap.N) for i, f in enumerate(names)}
+    out["unknown"] = (0.7, 0.7, 0.7, 1.0)
+    return out
+
+
+def _family_strips(fig: Figure, ax, row_fams, col_fams, box):
+    """Colour strips (top: donors' families, left: targets'), family boundaries on the map, and a
+    family legend under the figure; returns the title pad (points) that clears the top strip and
+    the legend (the footnote goes under it)."""
+    left, bottom, map_w, map_h, width, height = box
+    colours = family_colours(list(row_fams) + list(col_fams))
+    strip = 0.16
+    top = fig.add_axes([left / width, (bottom + map_h + 0.04) / height, map_w / width, strip / height])
+    side = fig.add_axes([(left - 0.04 - strip) / width, bottom / height, strip / width, map_h / height])
+    for c, f in enumerate(col_fams):
+        top.add_patch(Rectangle((c, 0), 1, 1, color=colours[f]))
+    for r, f in enumerate(row_fams):
+        side.add_patch(Rectangle((0, r), 1, 1, color=colours[f]))
+    top.set_xlim(0, len(col_fams))
+    top.set_ylim(0, 1)
+    side.set_xlim(0, 1)
+    side.set_ylim(len(row_fams), 0)
+    top.axis("off")
+    # the row labels move to the left of the strip
+    side.set_xticks([])
+    side.set_yticks(ax.get_yticks(), [t.get_text() for t in ax.get_yticklabels()])
+    for spine in side.spines.values():
+        spine.set_visible(False)
+    side.tick_params(length=0)
+    ax.set_yticks([])
+    ax.set_ylabel("")
+    side.set_ylabel("target i (tested)", fontsize=ax.xaxis.label.get_fontsize())
+    for k in range(1, len(row_fams)):
+        if row_fams[k] != row_fams[k - 1]:
+            ax.axhline(k, color="black", linewidth=2)
+    for k in range(1, len(col_fams)):
+        if col_fams[k] != col_fams[k - 1]:
+            ax.axvline(k, color="black", linewidth=2)
+    handles = [Rectangle((0, 0), 1, 1, color=colours[f]) for f in dict.fromkeys(list(row_fams) + list(col_fams))]
+    names = list(dict.fromkeys(list(row_fams) + list(col_fams)))
+    legend = fig.legend(handles, names, loc="upper left", bbox_to_anchor=_below(fig, ax), ncol=min(4, len(names)),
+                        frameon=False, fontsize=8, title="family", title_fontsize=8)
+    return 10 + 72 * (strip + 0.06), legend
 
 
 def plot_baselines(
@@ -278,4 +349,141 @@ def plot_baselines(
 
     if flagged:
         _add_footnote(fig, legend, flag_footnote(flag_z))
+    _save(fig, path_png, path_svg)
+
+
+# --------------------------------------------------------------------------
+# reading the matrix: typology, language map, learning curve
+# --------------------------------------------------------------------------
+
+
+def plot_typology(distances: pd.DataFrame, typology: pd.DataFrame, *, title: str, path_png, path_svg) -> None:
+    """One panel per URIEL+ distance type: CLTM[i, j] (ordered pairs) against the distance of i and j,
+    flagged targets as open markers; each panel names Spearman's rho and the Mantel p-value of the raw
+    and the symmetric matrix. `distances` is the long table (distance, target, donor, value, cltm,
+    target_flagged), `typology` the Mantel table."""
+    kinds = list(dict.fromkeys(distances["distance"]))
+    ncol = min(3, max(1, len(kinds)))
+    nrow = int(np.ceil(len(kinds) / ncol))
+    fig = _new_figure(3.4 * ncol, 3.0 * nrow + 0.6)
+    stats = typology.set_index(["distance", "matrix"])
+    for k, kind in enumerate(kinds):
+        ax = fig.add_subplot(nrow, ncol, k + 1)
+        d = distances[distances["distance"] == kind]
+        ok = np.isfinite(d["value"].astype(float)) & np.isfinite(d["cltm"].astype(float))
+        flagged = d["target_flagged"].astype(str).str.lower().isin(["true", "1"])
+        ax.scatter(d.loc[ok & ~flagged, "value"], d.loc[ok & ~flagged, "cltm"], s=22, color="tab:blue",
+                   label="cell")
+        ax.scatter(d.loc[ok & flagged, "value"], d.loc[ok & flagged, "cltm"], s=22, facecolors="none",
+                   edgecolors="tab:red", label=f"flagged target {FLAG_MARK}")
+        ax.axhline(0, color="0.6", linewidth=0.8)
+        ax.axhline(1, color="0.6", linewidth=0.8, linestyle="--")
+        lines = []
+        for part in ("raw", "symmetric"):
+            if (kind, part) in stats.index:
+                r = stats.loc[(kind, part)]
+                exact = " exact" if str(r["exact"]).lower() in ("true", "1") else ""
+                lines.append(f"{part}: \u03c1={_fmt(float(r['rho']))}, p={float(r['p_value']):.3g}{exact}")
+        missing = int((~ok).sum())
+        if missing:
+            lines.append(f"{missing} pair(s) without this distance skipped")
+        ax.set_title(kind + "\n" + "\n".join(lines), fontsize=8)
+        ax.set_xlabel(f"URIEL+ {kind} distance", fontsize=8)
+        ax.set_ylabel("CLTM[i, j]", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(color="0.92")
+        ax.set_axisbelow(True)
+    fig.suptitle(_wrap_title(title, 3.4 * ncol), fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    handles, labels = fig.axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper left", bbox_to_anchor=(0.01, 0.0),
+               ncol=2, frameon=False, fontsize=8)
+    _save(fig, path_png, path_svg)
+
+
+def plot_language_map(matrix: pd.DataFrame, flagged_rows=(), *, families: pd.Series | None = None,
+                      labels: dict | None = None, method: str = "average", title: str, path_png,
+                      path_svg) -> None:
+    """Dendrogram of the languages clustered by their transfer profiles (row as target, column as
+    donor), above the CLTM with rows and columns in leaf order; the family colour strip on the left."""
+    from scipy.cluster.hierarchy import dendrogram
+
+    from cltm.analysis import linkage_matrix
+
+    langs = [str(x) for x in matrix.index]
+    n = len(langs)
+    name = (lambda x: str(labels.get(x, x))) if labels else str
+    cell = float(np.clip(5.0 / max(n, 1), 0.45, 0.9))
+    left, map_w, dendro_h, map_h = 1.6, cell * n, 1.3, cell * n
+    width, height = left + map_w + 1.4, 0.6 + map_h + 0.2 + dendro_h + 0.9
+    fig = _new_figure(width, height)
+    dax = fig.add_axes([left / width, (0.6 + map_h + 0.2) / height, map_w / width, dendro_h / height])
+    if n >= 2:
+        link = linkage_matrix(matrix, method)
+        tree = dendrogram(link, ax=dax, labels=langs, no_labels=True, color_threshold=0,
+                          above_threshold_color="0.2")
+        order = [langs[i] for i in tree["leaves"]]
+    else:
+        order = langs
+    dax.axis("off")
+    ax = fig.add_axes([left / width, 0.6 / height, map_w / width, map_h / height])
+    m = matrix.loc[order, order].astype(float)
+    flagged = _flagged_set(flagged_rows, matrix.index)
+    reliable = np.array([x not in flagged for x in order])
+    values = m.to_numpy()
+    bound = _colour_bound(values[reliable] if reliable.any() else values, 0.0, 1.0)
+    norm = Normalize(vmin=-bound, vmax=bound)
+    img = ax.imshow(np.clip(values, -bound, bound), cmap=CMAP, norm=norm, aspect="auto")
+    ax.set_xticks(range(n), [name(x) for x in order], rotation=90, fontsize=8)
+    ax.set_yticks(range(n), [f"{name(x)} {FLAG_MARK}" if x in flagged else name(x) for x in order], fontsize=8)
+    ax.set_xlabel("donor j")
+    ax.set_ylabel("target i")
+    if families is not None:
+        colours = family_colours([families.get(x, "unknown") for x in order])
+        for r, x in enumerate(order):
+            ax.add_patch(Rectangle((-0.5 - 0.35, r - 0.5), 0.3, 1, color=colours[families.get(x, "unknown")],
+                                   clip_on=False))
+        handles = [Rectangle((0, 0), 1, 1, color=c) for f, c in colours.items() if f in set(families.reindex(order))]
+        names = [f for f in colours if f in set(families.reindex(order))]
+        fig.legend(handles, names, loc="upper left", bbox_to_anchor=_below(fig, ax), ncol=min(4, len(names)),
+                   frameon=False, fontsize=8, title="family (strip left of the map)", title_fontsize=8)
+    cax = fig.add_axes([(left + map_w + 0.2) / width, 0.6 / height, 0.18 / width, map_h / height])
+    fig.colorbar(img, cax=cax, label="CLTM")
+    fig.suptitle(_wrap_title(title, width), fontsize=10, y=1 - 0.15 / height, va="top")
+    _save(fig, path_png, path_svg)
+
+
+def plot_learning_curve(curve: pd.DataFrame, *, n_current: int, flag_z: float, metric: str, title: str,
+                        path_png, path_svg) -> None:
+    """Per target: the denominator Perf(2n) - Perf(n) against the rung n with ±SE bars, the band
+    flag_z x SE shown as a hollow marker where it does not clear; the current N marked."""
+    fig = _new_figure(6.4, 4.2)
+    ax = fig.add_subplot(1, 1, 1)
+    targets = list(dict.fromkeys(curve["target"].astype(str)))
+    jitter = np.linspace(-0.04, 0.04, len(targets)) if len(targets) > 1 else [0.0]
+    for k, t in enumerate(targets):
+        c = curve[curve["target"].astype(str) == t].sort_values("size")
+        x = c["size"].to_numpy(float) * (1 + jitter[k])
+        line = ax.errorbar(x, c["denominator"], yerr=c["denominator_se"].fillna(0), fmt="-", capsize=3,
+                           label=t, linewidth=1.2)
+        colour = line.lines[0].get_color()
+        clears = c["clears"].astype(bool).to_numpy()
+        ax.scatter(x[clears], c["denominator"].to_numpy()[clears], color=colour, zorder=3, s=28)
+        ax.scatter(x[~clears], c["denominator"].to_numpy()[~clears], facecolors="white", edgecolors=colour,
+                   zorder=3, s=28)
+    ax.axhline(0, color="0.5", linewidth=0.8)
+    ax.axvline(n_current, color="0.3", linestyle=":", linewidth=1)
+    ax.set_xscale("log", base=2)
+    sizes = sorted(curve["size"].unique())
+    ax.set_xticks(sizes, [f"{s}" + (" (N)" if s == n_current else "") for s in sizes])
+    ax.set_xlabel("n: training clips of the target in `single` (per class for gender); `dual` has 2n")
+    ax.set_ylabel(f"Perf(2n) \u2212 Perf(n), {metric} (\u00b1 SE)")
+    ax.set_title(_wrap_title(title, 6.4), fontsize=10, pad=10)
+    ax.grid(color="0.92")
+    ax.set_axisbelow(True)
+    handles, labels = ax.get_legend_handles_labels()
+    legend = fig.legend(handles, labels, loc="upper left", bbox_to_anchor=_below(fig, ax),
+                        ncol=min(6, len(labels)), frameon=False, fontsize=8, title="target")
+    _add_footnote(fig, legend, f"filled: clears {flag_z:g} SE (denominator > {flag_z:g} \u00d7 SE); "
+                  "hollow: does not clear", fontsize=8)
     _save(fig, path_png, path_svg)

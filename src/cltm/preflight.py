@@ -16,6 +16,7 @@ from cltm.config import conditions, task_languages
 from cltm.runs import DUAL, run_path
 from cltm.sampling import (GENDERS, SelectionError, SpeakerRules, checks_columns, language_test_speakers,
                            select_language, speaker_checks, speaker_rules, split_pools)
+from cltm.tasks import TaskError, task_kind
 
 MEASURE_COMMAND = "snakemake --cores 1 {run} && grep wall_s {run}"
 
@@ -51,26 +52,20 @@ def language_capacity(config: dict, manifest: pd.DataFrame, lang: str, rules: Sp
         try:
             select_language({**config, "tasks": {task: cfg}}, manifest, lang, rules)
             problem = ""
-        except SelectionError as err:
+        except (SelectionError, TaskError) as err:
             problem = str(err)
-        train = train_pool[~train_pool["speaker"].isin(set(test_speakers) | rules.no_training)]
-        if task == "gender":
-            train = train[~train["speaker"].isin(rules.no_gender)]
+        task_obj = task_kind(task, cfg)
+        train = train_pool[~train_pool["speaker"].isin(set(test_speakers) | rules.no_training | task_obj.excluded(rules))]
         row = {"language": lang, "task": task, "ready": not problem,
                "corpus_clips": len(manifest), "corpus_speakers": manifest["speaker"].nunique(),
                "test_speakers_needed_per_gender": test_cfg["speakers_per_gender"],
                "test_speakers_eligible_male": eligible["male"], "test_speakers_eligible_female": eligible["female"]}
-        if task == "gender":
-            need = 2 * cfg["n_per_class"]
-            usable = {g: _usable(train[train["gender"] == g], cfg["max_clips_per_speaker"]) for g in GENDERS}
-            row.update(train_clips_needed=f"{need} per class",
-                       train_clips_usable=f"{usable['male']} male, {usable['female']} female",
-                       spare_clips=min(usable.values()) - need)
-        else:
-            need = 2 * cfg["n_utterances"]
-            usable = _usable(train, cfg["max_utterances_per_speaker"])
-            row.update(train_clips_needed=str(need), train_clips_usable=f"{usable} from {train['speaker'].nunique()} speakers",
-                       spare_clips=usable - need)
+        try:  # the task's own capacity rule: what it needs, what the pool gives
+            row.update(task_obj.capacity(train))
+        except TaskError as err:
+            row.update(train_clips_needed="", train_clips_usable="", spare_clips=0)
+            problem = problem or str(err)
+            row["ready"] = False
         # what the corpus-wide speaker rules removed (shared, excluded_clips, mixed_gender_*), as selection counts it
         row.update(checks_columns({task: {"speaker_checks": speaker_checks(manifest, train_pool, test_speakers, rules)}}))
         row["problem"] = problem

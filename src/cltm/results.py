@@ -18,7 +18,7 @@ class DamagedRunError(CltmError):
     """A run JSON that cannot be read as a run (empty, truncated, or missing fields); the message names it."""
 
 
-# the plot rule's figures of a task, results/<task>/<name>.{png,svg} (as FIGURES in workflow/rules/common.smk)
+# the plot rule's figures of a task, results/<task>/<name>.{png,svg} (final targets: workflow/rules/common.smk)
 FIGURES = ("cltm", "relative_change", "baselines")
 
 RUN_KEYS = ("task", "target", "condition", "donor", "seed", "metric", "value", "metrics", "sizes", "loss",

@@ -10,13 +10,14 @@ from __future__ import annotations
 import hashlib
 import itertools
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from cltm.config import min_speakers, task_languages
 from cltm.errors import CltmError
+from cltm.tasks import STANDARD_COLUMNS, task_kind, tasks_of
 
 GENDERS = ("male", "female")
 
@@ -41,16 +42,22 @@ class SpeakerRules:
     no_gender: frozenset = frozenset()
     shared: frozenset = frozenset()
     no_test: frozenset = frozenset()
+    # per classification task on another per-speaker label column (age): its mixed-label speakers, the
+    # `no_gender` of that column; they are kept out of that task's sets only
+    no_label: dict = field(default_factory=dict)
 
     @classmethod
-    def from_selection(cls, sel: dict) -> "SpeakerRules":
+    def from_selection(cls, sel: dict, selections: dict | None = None) -> "SpeakerRules":
         """The rules a planned selection was made under, for re-selecting it after bad clips are dropped:
-        its test speakers may change, but never to a speaker that another language might train on."""
+        its test speakers may change, but never to a speaker that another language might train on.
+        `selections` (all tasks' selections of the language) give each task's mixed-label speakers."""
         checks = sel.get("speaker_checks") or {}
         mixed = frozenset(checks.get("mixed_gender_speakers", ()))
         shared = frozenset(checks.get("shared_speakers", ()))
+        no_label = {task: frozenset(s["mixed_label_speakers"]) for task, s in (selections or {}).items()
+                    if "mixed_label_speakers" in s}
         return cls(no_training=frozenset(checks.get("excluded_speakers", ())), no_gender=mixed, shared=shared,
-                   no_test=mixed | (shared - set(sel["test_speakers"])))
+                   no_test=mixed | (shared - set(sel["test_speakers"])), no_label=no_label)
 
 
 class SelectionError(CltmError):
@@ -131,10 +138,11 @@ def test_clips(manifest: pd.DataFrame, speakers: list[str], *, max_per_speaker: 
 
 
 def _blocks(pool: pd.DataFrame, *, n: int, per_speaker: int, n_blocks: int, seed: int,
-            keys: tuple[str, ...]) -> tuple[list[list[str]], list[set]]:
+            keys: tuple[str, ...], avoid: list[set] | None = None) -> tuple[list[list[str]], list[set]]:
     """Fill `n_blocks` blocks of n clips by walking speakers in keyed order, at most `per_speaker` clips each.
 
-    A speaker belongs to one block only, so `single` and its `extra` never share a voice.
+    A speaker belongs to one block only, so `single` and its `extra` never share a voice; `avoid[b]`:
+    speakers block b may not take (those another class already put in another block).
     """
     blocks, speakers = [[] for _ in range(n_blocks)], [set() for _ in range(n_blocks)]
     clips_of = pool.groupby("speaker")["utt_id"].apply(list).to_dict()
@@ -142,6 +150,8 @@ def _blocks(pool: pd.DataFrame, *, n: int, per_speaker: int, n_blocks: int, seed
     for spk in keyed_order(clips_of, seed, *keys, "speakers"):
         if b == n_blocks:
             break
+        if avoid is not None and spk in avoid[b]:
+            continue
         take = min(per_speaker, n - len(blocks[b]))
         blocks[b] += keyed_order(clips_of[spk], seed, *keys, "clips")[:take]
         speakers[b].add(spk)
@@ -155,27 +165,48 @@ def select_gender(manifest, test_speakers, *, n_per_class: int, max_clips_per_sp
     """single = N clips per gender; extra = N more per gender from other speakers (dual = single + extra).
     Speakers in `exclude` (test speakers of other languages, conflicting gender labels) are never used."""
     lang = manifest["language"].iloc[0]
-    train = manifest[~manifest["speaker"].isin(set(test_speakers) | set(exclude))]
+    labels = manifest["gender"].where(manifest["gender"].isin(GENDERS), "")
+    return select_classes(manifest, test_speakers, labels, GENDERS, task="gender", n_per_class=n_per_class,
+                          max_clips_per_speaker=max_clips_per_speaker, seed=seed, exclude=exclude,
+                          keys=(lang, "gender"), hint=lambda: unrecognised_genders(manifest))
+
+
+def select_classes(manifest, test_speakers, labels: pd.Series, classes, *, task: str, n_per_class: int,
+                   max_clips_per_speaker: int, seed: int, exclude=frozenset(), per_speaker: bool = True,
+                   keys: tuple[str, ...] = (), hint=lambda: "") -> dict:
+    """single = N clips per class; extra = N more per class from other speakers (dual = single + extra).
+
+    `labels`: each manifest row's class ("" = none). Speakers in `exclude` (test speakers of other languages,
+    mixed-label speakers) are never used. With per-utterance labels (`per_speaker` false) a speaker has clips
+    of several classes: one that a class put in `single` is never taken into `extra` by another, and back.
+    """
+    lang = manifest["language"].iloc[0]
+    keep = ~manifest["speaker"].isin(set(test_speakers) | set(exclude))
+    train, labels = manifest[keep], labels[keep]
     single, extra = [], []
-    for gender in GENDERS:
-        pool = train[train["gender"] == gender]
-        (s, e), _ = _blocks(pool, n=n_per_class, per_speaker=max_clips_per_speaker, n_blocks=2, seed=seed,
-                            keys=(lang, "gender", gender))
+    used = None if per_speaker else [set(), set()]
+    for cls in classes:
+        pool = train[labels == cls]
+        (s, e), spk = _blocks(pool, n=n_per_class, per_speaker=max_clips_per_speaker, n_blocks=2, seed=seed,
+                              keys=(*keys, cls), avoid=None if used is None else [used[1], used[0]])
         if len(e) < n_per_class:
             usable = int(pool.groupby("speaker").size().clip(upper=max_clips_per_speaker).sum())
             raise SelectionError(
-                f"language '{lang}', task gender: single + dual need 2 x {n_per_class} {gender} training clips "
+                f"language '{lang}', task {task}: single + dual need 2 x {n_per_class} {cls} training clips "
                 f"(at most {max_clips_per_speaker} per speaker, speakers not in any test set), but only {usable} are "
-                f"usable from {pool['speaker'].nunique()} {gender} speakers ({len(pool)} clips); lower "
-                "tasks.gender.n_per_class or raise tasks.gender.max_clips_per_speaker" + unrecognised_genders(manifest)
+                f"usable from {pool['speaker'].nunique()} {cls} speakers ({len(pool)} clips); lower "
+                f"tasks.{task}.n_per_class or raise tasks.{task}.max_clips_per_speaker" + hint()
             )
+        if used is not None:
+            used[0] |= spk[0]
+            used[1] |= spk[1]
         single += s
         extra += e
     return {"single": sorted(single), "extra": sorted(extra)}
 
 
 def select_speaker(manifest, test_speakers, *, n_utterances: int, max_utterances_per_speaker: int,
-                   min_speaker_fraction: float, seed: int, exclude=frozenset()) -> dict:
+                   min_speaker_fraction: float, seed: int, exclude=frozenset(), task: str = "speaker") -> dict:
     """single = N utterances from >= ceil(fraction * N) speakers; extra = N more from other speakers.
     Speakers in `exclude` (test speakers of other languages) are never used."""
     lang = manifest["language"].iloc[0]
@@ -186,10 +217,10 @@ def select_speaker(manifest, test_speakers, *, n_utterances: int, max_utterances
     if len(e) < n_utterances or len(s_spk) < need_spk or len(e_spk) < need_spk:
         usable = int(pool.groupby("speaker").size().clip(upper=max_utterances_per_speaker).sum())
         raise SelectionError(
-            f"language '{lang}', task speaker: single + dual need 2 x {n_utterances} training utterances, each "
+            f"language '{lang}', task {task}: single + dual need 2 x {n_utterances} training utterances, each "
             f"subset from at least {need_spk} speakers (at most {max_utterances_per_speaker} per speaker), but only "
             f"{usable} are usable from {pool['speaker'].nunique()} speakers outside every test set; lower "
-            "tasks.speaker.n_utterances or raise tasks.speaker.max_utterances_per_speaker"
+            f"tasks.{task}.n_utterances or raise tasks.{task}.max_utterances_per_speaker"
         )
     return {"single": sorted(s), "extra": sorted(e)}
 
@@ -290,22 +321,9 @@ def select_language(config: dict, manifest: pd.DataFrame, lang: str, rules: Spea
     for task, cfg in config["tasks"].items():
         if lang not in task_languages(config, task):
             continue
-        if task == "gender":
-            subsets = select_gender(train_pool, test_spk, n_per_class=cfg["n_per_class"],
-                                    max_clips_per_speaker=cfg["max_clips_per_speaker"], seed=seed,
-                                    exclude=rules.no_training | rules.no_gender)
-        elif task == "speaker":
-            subsets = select_speaker(train_pool, test_spk, n_utterances=cfg["n_utterances"],
-                                     max_utterances_per_speaker=cfg["max_utterances_per_speaker"],
-                                     min_speaker_fraction=cfg["min_speaker_fraction"], seed=seed,
-                                     exclude=rules.no_training)
-        else:  # pragma: no cover - the schema admits only known tasks
-            raise SelectionError(f"unknown task '{task}'")
-        sel = {"task": task, "language": lang, "data_seed": seed, "test_speakers": test_spk, "test": test, **subsets}
-        if task == "speaker":
-            rows = manifest[manifest["utt_id"].isin(test)]
-            trials = make_trials(rows, max_positives_per_speaker=cfg["max_positives_per_speaker"], seed=seed)
-            sel["trials"] = trials.values.tolist()
+        task_test, subsets = task_kind(task, cfg).select(manifest, train_pool, test_spk, test, rules, seed)
+        sel = {"task": task, "language": lang, "data_seed": seed, "test_speakers": test_spk, "test": task_test,
+               **subsets}
         if checks:
             sel["speaker_checks"] = checks
         out[task] = sel
@@ -319,12 +337,35 @@ def speaker_labels(manifest: pd.DataFrame) -> pd.DataFrame:
     genders = labelled.groupby("speaker")["gender"].agg(lambda g: ",".join(sorted(set(g))))
     out = pd.DataFrame({"speaker": sorted(set(manifest["speaker"]))})
     out["genders"] = out["speaker"].map(genders).fillna("")
+    # the extra label columns a task reads (age, ...): `labels_<column>`, the raw values, |-joined
+    for col in [c for c in manifest.columns if c not in STANDARD_COLUMNS]:
+        raw = manifest[col].fillna("").astype(str).str.strip()
+        values = raw[raw != ""].groupby(manifest.loc[raw != "", "speaker"]).agg(lambda v: "|".join(sorted(set(v))))
+        out[f"labels_{col}"] = out["speaker"].map(values).fillna("")
     return out
 
 
 def _mixed(labels: pd.DataFrame) -> set:
     per = labels[labels["genders"] != ""].groupby("speaker")["genders"].agg(lambda g: set(",".join(g).split(",")))
     return set(per.index[per.map(len) > 1])
+
+
+def _mixed_labels(labels: pd.DataFrame, task) -> set:
+    """Speakers whose raw values of the task's label column give more than one of its classes."""
+    col = f"labels_{task.label_column}"
+    if col not in labels.columns:
+        return set()
+    rows = labels[labels[col].fillna("") != ""]
+    raw = rows[col].str.split("|").explode()
+    classes = task.class_of(raw)
+    per = classes[classes != ""].groupby(rows.loc[classes[classes != ""].index, "speaker"]).agg(lambda c: len(set(c)))
+    return set(per.index[per > 1])
+
+
+def _label_tasks(config: dict) -> list:
+    """The per-speaker classification tasks on a label column other than gender (their `no_label`)."""
+    return [t for t in tasks_of(config).values()
+            if t.kind == "classification" and t.per_speaker and not t.is_gender]
 
 
 def _speaker_ids(config: dict) -> str:
@@ -347,15 +388,18 @@ def language_rules(config: dict, lang: str, labels: dict[str, pd.DataFrame],
     """
     own = labels[lang]
     if _speaker_ids(config) == "per_language":
-        return SpeakerRules(no_gender=frozenset(_mixed(own)))
+        return SpeakerRules(no_gender=frozenset(_mixed(own)),
+                            no_label={t.name: frozenset(_mixed_labels(own, t)) for t in _label_tasks(config)})
     mine = set(own["speaker"])
     others = [df for other, df in labels.items() if other != lang]
     elsewhere = set().union(*(set(df["speaker"]) for df in others)) if others else set()
     shared = mine & elsewhere
-    mixed = _mixed(pd.concat([own] + [df[df["speaker"].isin(shared)] for df in others])) & mine
+    seen = pd.concat([own] + [df[df["speaker"].isin(shared)] for df in others])
+    mixed = _mixed(seen) & mine
+    no_label = {t.name: frozenset(_mixed_labels(seen, t) & mine) for t in _label_tasks(config)}
     tested_elsewhere = set().union(*(set(t) for other, t in (tests or {}).items() if other != lang))
     return SpeakerRules(no_training=frozenset(tested_elsewhere & shared), no_gender=frozenset(mixed),
-                        shared=frozenset(shared))
+                        shared=frozenset(shared), no_label=no_label)
 
 
 def speaker_rules(config: dict, manifests: dict[str, pd.DataFrame]) -> dict[str, SpeakerRules]:
@@ -434,3 +478,41 @@ def checks_columns(selections: dict[str, dict]) -> dict:
             "excluded_clips": checks.get("excluded_clips", 0),
             "mixed_gender_speakers": len(checks.get("mixed_gender_speakers", ())),
             "mixed_gender_clips": checks.get("mixed_gender_clips", 0)}
+
+
+def nested_subset(selection: dict, index: pd.DataFrame, task, size: int, seed: int) -> dict:
+    """A learning-curve rung: `single` and `extra` cut to `size` (per class for a classification task,
+    utterances for speaker verification), nested in the ordinary subsets, so single and extra stay
+    speaker-disjoint and every rung is a prefix of the next. Clips are taken speaker by speaker in a
+    keyed order (all of a speaker's clips before the next speaker's), as the ordinary selection fills
+    its blocks. `task` is a task object (or a task name with default settings); `index` (the prepared
+    audio's TSV) gives each clip's speaker and label columns."""
+    if isinstance(task, str):
+        task = task_kind(task, {})
+    per_class = task.kind == "classification"
+    lang = selection["language"]
+    meta = index.set_index("utt_id") if "utt_id" in index.columns else index
+    out = dict(selection)
+    for part in ("single", "extra"):
+        clips = pd.DataFrame({"utt_id": selection[part]})
+        clips["speaker"] = meta.loc[clips["utt_id"], "speaker"].astype(str).to_numpy()
+        if per_class:
+            clips["label"] = task.labelled(meta.loc[clips["utt_id"]]).to_numpy()
+        groups = [clips[clips["label"] == c] for c in task.classes] if per_class else [clips]
+        chosen = []
+        for g in groups:
+            if len(g) < size:
+                raise SelectionError(
+                    f"language '{lang}', task {task.name}: a learning-curve rung of {size} needs {size} clips"
+                    f"{' per class' if per_class else ''} in '{part}', which has {len(g)}; the rungs "
+                    "must not exceed N (analysis.learning_curve.factors at most 1)")
+            by_speaker = g.groupby("speaker")["utt_id"].apply(list).to_dict()
+            taken = []
+            for spk in keyed_order(by_speaker, seed, lang, task.name, "learning-curve", part):
+                taken += keyed_order(by_speaker[spk], seed, lang, task.name, "learning-curve", part, "clips")
+                if len(taken) >= size:
+                    break
+            chosen += taken[:size]
+        out[part] = sorted(chosen)
+    out["learning_curve_size"] = int(size)
+    return out

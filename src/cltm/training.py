@@ -10,13 +10,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cltm.encoder import SpeechInputs, freeze_feature_encoder, speech_inputs
+
 
 class Classifier(nn.Module):
     """Encoder, mean pooling over time, linear head.
 
     pooling 'last' uses the last layer; 'last4' the average of the last four hidden layers (the
     speaker embedding of the reference method), so the classifier trains the representation
-    that verification later scores.
+    that verification later scores. With an attention mask (clips padded in one batch) the mean runs
+    over each clip's own frames only (the model's own mapping of samples to frames).
+
+    `inputs` (`cltm.encoder.SpeechInputs`, loaded with the encoder) say how waveforms are fed: per-segment
+    normalisation, and whether clips of different lengths may be padded into one batch.
 
     LayerDrop (the encoder's `layerdrop`, kept as configured) skips whole transformer layers at random
     during training. transformers 5 then leaves a skipped layer out of `hidden_states` (they are
@@ -33,9 +39,11 @@ class Classifier(nn.Module):
         if pooling not in ("last", "last4"):
             raise ValueError(f"unknown pooling '{pooling}' (use 'last' or 'last4')")
         self.encoder, self.pooling = encoder, pooling
+        self.inputs = speech_inputs(encoder)
         self.head = nn.Linear(encoder.config.hidden_size, n_classes)
 
-    def layer_states(self, waves: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def layer_states(self, waves: torch.Tensor, attention_mask: torch.Tensor | None = None
+                     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """(last_hidden_state, states): states[0] is the input of the first transformer layer, states[i]
         the output of layer i (its input when LayerDrop skipped it), num_hidden_layers + 1 of them, the
         same indexing as transformers' `hidden_states` without LayerDrop; the last one is last_hidden_state."""
@@ -45,15 +53,16 @@ class Classifier(nn.Module):
 
         def record(i):
             def hook(module, args, output):
-                outputs[i] = output[0] if isinstance(output, tuple) else output
+                outputs[i] = output[0] if isinstance(output, tuple) else output  # WavLM: (states, position bias)
             return hook
 
-        # stack.dropout is applied to the positional-embedded features just before the first layer, in
-        # HubertEncoder and HubertEncoderStableLayerNorm alike: its output is states[0]
+        # stack.dropout is applied to the positional-embedded features just before the first layer, in the
+        # encoders of every supported family (HuBERT, wav2vec2, WavLM, data2vec-audio) and their
+        # stable-layer-norm variants alike: its output is states[0]
         handles = [stack.dropout.register_forward_hook(record(0))]
         handles += [layer.register_forward_hook(record(i + 1)) for i, layer in enumerate(stack.layers)]
         try:
-            last = self.encoder(waves).last_hidden_state
+            last = self.encoder(waves, attention_mask=attention_mask).last_hidden_state
         finally:
             for h in handles:
                 h.remove()
@@ -65,15 +74,19 @@ class Classifier(nn.Module):
         outputs[-1] = last  # the stable-layer-norm variant normalises after the last layer
         return last, outputs
 
-    def embed(self, waves: torch.Tensor) -> torch.Tensor:
+    def embed(self, waves: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         if self.pooling == "last":
-            frames = self.encoder(waves).last_hidden_state
+            frames = self.encoder(waves, attention_mask=attention_mask).last_hidden_state
         else:
-            frames = torch.stack(self.layer_states(waves)[1][-4:]).mean(dim=0)
-        return frames.mean(dim=1)
+            frames = torch.stack(self.layer_states(waves, attention_mask)[1][-4:]).mean(dim=0)
+        if attention_mask is None:
+            return frames.mean(dim=1)
+        keep = self.encoder._get_feature_vector_attention_mask(frames.shape[1], attention_mask)
+        keep = keep.unsqueeze(-1).to(frames.dtype)
+        return (frames * keep).sum(dim=1) / keep.sum(dim=1)
 
-    def forward(self, waves: torch.Tensor) -> torch.Tensor:
-        return self.head(self.embed(waves))
+    def forward(self, waves: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.embed(waves, attention_mask))
 
 
 def lr_lambda(schedule: str, total_steps: int, warmup_ratio: float):
@@ -89,20 +102,26 @@ def lr_lambda(schedule: str, total_steps: int, warmup_ratio: float):
     return factor
 
 
-def make_batch(waves: list[np.ndarray], crop: int | None, generator: torch.Generator) -> torch.Tensor:
-    """Random crops of one common length: min(crop, shortest clip in the batch).
+def make_batch(waves: list[np.ndarray], crop: int | None, generator: torch.Generator,
+               inputs: SpeechInputs = SpeechInputs()) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A training batch (values, attention_mask): random crops, each normalised as the encoder expects.
 
-    HuBERT's group-normalised feature encoder takes no attention mask, so zero padding would change
-    its output; equal-length crops avoid padding altogether (batch size 1 + no crop = whole utterances).
+    Where padding changes the encoder's output (a group-normalised feature encoder such as HuBERT base's,
+    which takes no attention mask), all crops have one common length, min(crop, shortest clip in the
+    batch): no padding at all (batch size 1 + no crop = whole utterances), and the mask is None. Where
+    `inputs.padded_batches`, each clip keeps min(crop, its own length) and the batch is padded to the
+    longest with an attention mask.
     """
-    length = min(w.size for w in waves)
+    lengths = [w.size for w in waves]
+    if not inputs.padded_batches:
+        lengths = [min(lengths)] * len(waves)
     if crop:
-        length = min(length, crop)
+        lengths = [min(n, crop) for n in lengths]
     out = []
-    for w in waves:
+    for w, length in zip(waves, lengths):
         start = int(torch.randint(0, w.size - length + 1, (1,), generator=generator))
-        out.append(torch.from_numpy(np.ascontiguousarray(w[start:start + length])))
-    return torch.stack(out)
+        out.append(w[start:start + length])
+    return inputs.pad(out)
 
 
 def fine_tune(model: Classifier, waves: list[np.ndarray], labels: np.ndarray, cfg: dict, *, seed: int,
@@ -120,7 +139,7 @@ def fine_tune(model: Classifier, waves: list[np.ndarray], labels: np.ndarray, cf
     crop = int(cfg["crop_seconds"] * sample_rate) if cfg.get("crop_seconds") else None
     if cfg.get("freeze_feature_encoder"):
         # the CNN waveform encoder keeps its (pretrained) weights; autograd then skips it entirely
-        model.encoder.feature_extractor._freeze_parameters()
+        freeze_feature_encoder(model.encoder)
     params = [p for p in model.parameters() if p.requires_grad]
     optimiser = torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, lr_lambda(cfg["schedule"], total, cfg["warmup_ratio"]))
@@ -152,8 +171,8 @@ def fine_tune(model: Classifier, waves: list[np.ndarray], labels: np.ndarray, cf
             order, epoch_losses = torch.randperm(n, generator=generator).tolist(), []
         for b in range(start_batch if epoch == start_epoch else 0, steps_per_epoch):
             idx = order[b * bs:(b + 1) * bs]
-            x = make_batch([waves[i] for i in idx], crop, generator).to(device)
-            loss = F.cross_entropy(model(x), targets[idx].to(device))
+            x, mask = make_batch([waves[i] for i in idx], crop, generator, model.inputs)
+            loss = F.cross_entropy(model(x.to(device), _to(mask, device)), targets[idx].to(device))
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.get("grad_clip"):
@@ -181,16 +200,44 @@ def fine_tune(model: Classifier, waves: list[np.ndarray], labels: np.ndarray, cf
     return {"steps": total, "first": losses[0], "last": losses[-1], "epoch_means": epoch_means}
 
 
+def _to(mask: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
+    return None if mask is None else mask.to(device)
+
+
+EVAL_BATCH = 8  # clips per evaluation batch where the encoder pads exactly
+
+
+def _eval_batches(waves: list[np.ndarray], inputs: SpeechInputs):
+    """(indices, values, mask) over whole clips: one clip at a time, or, where padding leaves a clip's
+    output unchanged, up to EVAL_BATCH clips of similar length padded together (sorted by length)."""
+    if not inputs.padded_batches:
+        for i, w in enumerate(waves):
+            yield [i], *inputs.pad([w])
+        return
+    order = sorted(range(len(waves)), key=lambda i: waves[i].size, reverse=True)
+    for b in range(0, len(order), EVAL_BATCH):
+        idx = order[b:b + EVAL_BATCH]
+        yield idx, *inputs.pad([waves[i] for i in idx])
+
+
+def _per_clip(model: Classifier, waves: list[np.ndarray], device: torch.device, fn) -> torch.Tensor:
+    model.to(device).eval()
+    rows: list[torch.Tensor | None] = [None] * len(waves)
+    for idx, x, mask in _eval_batches(waves, model.inputs):
+        for i, row in zip(idx, fn(x.to(device), _to(mask, device)).cpu()):
+            rows[i] = row
+    return torch.stack(rows)
+
+
 @torch.inference_mode()
 def embed_clips(model: Classifier, waves: list[np.ndarray], device: torch.device) -> torch.Tensor:
-    """One clip at a time, whole (no padding, no crop): exact and independent of batch composition."""
-    model.to(device).eval()
-    return torch.cat([model.embed(torch.from_numpy(w).to(device)[None]) for w in waves]).cpu()
+    """Whole clips (no crop), independent of batch composition: one at a time, or padded in batches where
+    padding does not change the encoder's output (the mask keeps it out; equal to the clip alone up to
+    float rounding, 1e-5 in the tests)."""
+    return _per_clip(model, waves, device, model.embed)
 
 
 @torch.inference_mode()
 def predict_proba(model: Classifier, waves: list[np.ndarray], device: torch.device) -> np.ndarray:
-    """Class probabilities per clip, one whole clip at a time."""
-    model.to(device).eval()
-    logits = torch.cat([model(torch.from_numpy(w).to(device)[None]) for w in waves]).cpu()
-    return torch.softmax(logits, dim=-1).numpy()
+    """Class probabilities per whole clip, batched as embed_clips."""
+    return torch.softmax(_per_clip(model, waves, device, model), dim=-1).numpy()

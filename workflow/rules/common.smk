@@ -40,6 +40,7 @@ from cltm.config import (  # noqa: E402
     task_languages,
     validate_config,
 )
+from cltm.results import FIGURES  # noqa: E402
 from cltm.runs import (  # noqa: E402 - the conditions' names and the run path scheme, one definition
     AUDIO,
     AUDIO_INDEX,
@@ -54,6 +55,7 @@ from cltm.runs import (  # noqa: E402 - the conditions' names and the run path s
     run_path,
 )
 from cltm.sampling import selection_config  # noqa: E402
+from cltm.tasks import label_columns, task_kind  # noqa: E402
 
 # a relative encoder.source is taken from the working directory, else from the workflow's folder (so that
 # the default config's shipped model is found with `-s path/to/Snakefile` from elsewhere)
@@ -189,6 +191,18 @@ def encoder_files(wildcards):
     )
 
 
+def manifest_corpus():
+    """The corpus section the manifest rule reads, plus the label columns the tasks need (age, emotion):
+    left as it is when they need none, so existing manifests are not redone."""
+    columns = label_columns(config)
+    return {**config["corpus"], "columns": columns} if columns else config["corpus"]
+
+
+def task_of(name):
+    """The task object of `tasks.<name>` (cltm.tasks): kind, display name, metric, runtime."""
+    return task_kind(name, config["tasks"][name])
+
+
 def tasks_of(lang):
     return [t for t in TASKS if lang in task_languages(config, t)]
 
@@ -234,6 +248,7 @@ def finetune_inputs(wildcards):
     return {
         "settings": SETTINGS.format(task=wildcards.task),
         "encoder": "results/encoder/model.safetensors",
+        "preprocessor": "results/encoder/preprocessor_config.json",  # read beside the weights
         # every language prepared and checked (no speaker leakage) before any GPU hour; `ancient`: it
         # orders the jobs only, so a new language (which redoes the report) leaves existing runs alone
         "data_report": ancient("results/data_report.tsv"),
@@ -270,7 +285,6 @@ MATRIX_TABLES = [
     "cells.csv",
     "summary.json",
 ]
-FIGURES = ["cltm", "relative_change", "baselines"]
 
 
 def final_targets():
@@ -291,4 +305,5 @@ def final_targets():
         # files made from it exist, so without them a deleted run JSON would leave the matrix
         # holding a run that no longer exists ("Nothing to be done")
         + [f for t in TASKS for suffix in (".json", ".scores.tsv") for f in run_files(t, suffix)]
+        + ANALYSIS_TARGETS  # workflow/rules/analysis.smk
     )

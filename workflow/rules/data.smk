@@ -26,7 +26,7 @@ rule manifest:
     conda:
         "../../envs/cltm.yaml"
     params:
-        corpus=config["corpus"],
+        corpus=manifest_corpus(),
     script:
         "../scripts/manifest.py"
 
@@ -229,6 +229,7 @@ rule encoder:
     output:
         config="results/encoder/config.json",
         weights="results/encoder/model.safetensors",
+        preprocessor="results/encoder/preprocessor_config.json",
         summary="results/encoder/summary.json",
     log:
         "results/logs/encoder.log",
@@ -236,5 +237,6 @@ rule encoder:
         "../../envs/cltm.yaml"
     params:
         encoder=encoder_settings(config),
+        sample_rate=config["data"]["sample_rate"],
     script:
         "../scripts/encoder.py"

@@ -35,6 +35,7 @@ rule assemble:
         languages=lambda w: task_languages(config, w.task),
         flag_z=config["matrix"]["flag_z"],
         synthetic=SYNTHETIC,
+        families=lambda w: task_families(config, w.task),  # workflow/rules/analysis.smk
     script:
         "../scripts/assemble.py"
 
@@ -71,5 +72,8 @@ rule plot:
     params:
         note=DEMO_NOTE,
         flag_z=config["matrix"]["flag_z"],  # the footnote names the z the rows were flagged with
+        families=lambda w: task_families(config, w.task),  # workflow/rules/analysis.smk
+        labels=lambda w: task_labels(config, w.task),
+        display_name=lambda w: task_of(w.task).display_name,
     script:
         "../scripts/plot.py"

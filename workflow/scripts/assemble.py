@@ -2,6 +2,9 @@
 
 from pathlib import Path
 
+import pandas as pd
+
+from cltm.analysis import family_summary
 from cltm.io import run_script, script_logger, write_json, write_table
 from cltm.matrix import matrix_summary, transfer_matrices
 from cltm.results import FIGURES, load_runs
@@ -33,7 +36,8 @@ def main():
     summary = {"task": task, "metric": metric, "languages": snakemake.params.languages,
                "runs": len(runs), "seeds": sorted(runs["seed"].unique().tolist()),
                "config_digest": runs["config_digest"].iloc[0], "synthetic_demo": bool(snakemake.params.synthetic),
-               **matrix_summary(result)}
+               **matrix_summary(result),
+               **family_summary(result.cltm, pd.Series(snakemake.params.families, dtype=str))}
     write_json(out.summary, summary)
     log(f"{task}: {len(runs)} runs; CLTM ({metric}):\n{result.cltm.round(3).to_string()}")
     flagged = result.baselines.loc[result.baselines["flagged"]].index.tolist()

@@ -6,7 +6,6 @@ from cltm.io import read_json, run_script, script_logger
 from cltm.plots import plot_baselines, plot_matrix
 
 log = script_logger(snakemake.log[0])
-TASK_NAMES = {"gender": "Gender identification", "speaker": "Speaker verification"}
 
 
 def main():
@@ -15,14 +14,16 @@ def main():
     summary = read_json(inp.summary)
     metric = summary["metric"]
     note, flag_z = snakemake.params.note, snakemake.params.flag_z
-    head = f"{TASK_NAMES.get(task, task)} ({metric}, {len(summary['seeds'])} seeds)"
+    head = f"{snakemake.params.display_name} ({metric}, {len(summary['seeds'])} seeds)"  # the task's own name
     suffix = f"\n{note}" if note else ""
     baselines = pd.read_csv(inp.baselines, index_col="target")
     flagged = baselines.index[baselines["flagged"].astype(bool)].tolist()
     read = lambda path: pd.read_csv(path, index_col=0)  # noqa: E731
+    # rows and columns grouped by language family (cltm.families), optionally with full names
+    by_family = {"families": pd.Series(snakemake.params.families, dtype=str), "labels": snakemake.params.labels}
     plot_matrix(read(inp.cltm), read(inp.cltm_se), flagged, title=f"CLTM, {head}{suffix}",
-                path_png=out.cltm_png, path_svg=out.cltm_svg, value_label="CLTM", flag_z=flag_z)
-    plot_matrix(read(inp.relative_change), read(inp.relative_change_se), flagged,
+                path_png=out.cltm_png, path_svg=out.cltm_svg, value_label="CLTM", flag_z=flag_z, **by_family)
+    plot_matrix(read(inp.relative_change), read(inp.relative_change_se), flagged, **by_family,
                 title=f"Relative change (Perf(i+j) − Perf(i)) / Perf(i), {head}{suffix}",
                 path_png=out.relative_change_png, path_svg=out.relative_change_svg,
                 value_label="relative change", mark=0.0, flag_z=flag_z)

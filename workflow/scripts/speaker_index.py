@@ -1,4 +1,4 @@
-"""Every language's speakers and gender labels in one table (language, speaker, genders)."""
+"""Every language's speakers and their labels in one table (language, speaker, genders[, labels_<column>])."""
 
 import pandas as pd
 
@@ -10,7 +10,8 @@ log = script_logger(snakemake.log[0])
 
 def main():
     labels = read_speaker_labels(snakemake.input)
-    index = pd.concat([df.assign(language=lang)[["language", "speaker", "genders"]] for lang, df in labels.items()])
+    # language, speaker, genders, and the labels_<column> of any extra label column a task reads
+    index = pd.concat([df.assign(language=lang)[["language", *df.columns]] for lang, df in labels.items()])
     write_table(snakemake.output[0], index, index=False)
     log(f"{len(index)} speakers in {len(labels)} languages, {index['speaker'].duplicated().sum()} ids in several")
 

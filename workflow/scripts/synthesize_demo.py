@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from cltm.io import run_script, script_logger
-from cltm.synth import synthesize_language
+from cltm.demo.synth import synthesize_language
 
 log = script_logger(snakemake.log[0])
 

@@ -3,11 +3,11 @@
 The method measures what fine-tuning a *pretrained* multilingual encoder does with more target data
 or with donor data. A randomly initialised encoder has nothing to transfer, and fine-tuning it from
 scratch on a few dozen clips barely learns, so the demo ships this small pretrained encoder instead
-(`models/tiny-hubert-synth/`, written by `python -m cltm.pretrain`).
+(`models/tiny-hubert-synth/`, written by `python -m cltm.demo.pretrain`).
 
 It is HuBERT's first iteration at toy scale (Hsu et al., 2021):
 1. speech in languages *outside* the demo's matrix (German, Russian, Basque by default), synthesised
-   with eSpeak NG by `cltm.synth` from speakers of their own;
+   with eSpeak NG by `cltm.demo.synth` from speakers of their own;
 2. 39-dimensional MFCC frames (13 cepstra + deltas + delta-deltas, per-utterance mean and variance
    normalised) on HuBERT's frame grid (25 ms windows, 20 ms hop), clustered by k-means;
 3. the encoder, with spans of its frames replaced by the learned mask embedding, predicts the cluster
@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from transformers import HubertConfig, HubertModel
+from transformers import HubertConfig, HubertModel, Wav2Vec2FeatureExtractor
 
 SAMPLE_RATE = 16000
 WINDOW, HOP = 400, 320  # HuBERT's feature encoder: receptive field 400 samples, stride 320 (20 ms)
@@ -146,7 +146,7 @@ def span_mask(n_frames: int, prob: float, length: int, generator: torch.Generato
 
 def synthetic_corpus(languages, speakers_per_gender: int, utterances_per_speaker: int, seed: int, log=print):
     """Waveforms (float32, 16 kHz) of the pretraining corpus, synthesised in memory."""
-    from cltm import synth
+    from cltm.demo import synth
 
     waves = []
     for lang in languages:
@@ -222,6 +222,8 @@ def pretrain(out_dir: str | Path, *, log=print, **overrides) -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
+    # pre-trained on the waveform as it is: the encoder job must not normalise it either
+    Wav2Vec2FeatureExtractor(do_normalize=False, return_attention_mask=False).save_pretrained(out)
     summary = {
         "recipe": recipe,
         "clips": len(waves), "hours": round(hours, 3), "frames": int(len(pool)),
@@ -241,7 +243,7 @@ def _model_card(s: dict, out: Path) -> str:
     sizes = f"hidden size {TINY_CONFIG['hidden_size']}, {TINY_CONFIG['num_hidden_layers']} layers"
     return f"""# tiny-hubert-synth: a toy pretrained HuBERT for the cltm demo (SYNTHETIC)
 
-Written by `python -m cltm.pretrain --out {out}` (src/cltm/pretrain.py); the exact recipe
+Written by `python -m cltm.demo.pretrain --out {out}` (src/cltm/demo/pretrain.py); the exact recipe
 and figures are in `pretraining.json`. It is a stand-in for mHuBERT-147 so that the demo runs on a
 CPU in minutes, not a speech model: it has only heard synthetic eSpeak NG speech.
 
@@ -258,7 +260,7 @@ CPU in minutes, not a speech model: it has only heard synthetic eSpeak NG speech
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m cltm.pretrain", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m cltm.demo.pretrain", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="directory to write (config.json, model.safetensors, ...)")
     parser.add_argument("--threads", type=int, default=2)
     for key, value in DEFAULTS.items():

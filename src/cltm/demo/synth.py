@@ -59,8 +59,13 @@ CV_COLUMNS = [
 CV_GENDER = {"male": "male_masculine", "female": "female_feminine"}
 """Common Voice's gender labels since release 17.0."""
 
-AGES = ("twenties", "thirties", "forties", "fifties")
-"""Age buckets drawn for speakers: adult voices only, as the voice parameters are adult ones."""
+AGES = ("teens", "twenties", "thirties", "forties", "fifties", "sixties", "seventies", "eighties")
+"""Common Voice age values the demo's speakers get (see `_assign_ages`)."""
+
+_AGE_BINS = ((1 / 6, "teens"), (1 / 3, "twenties"), (4 / 9, "thirties"), (5 / 9, "forties"), (2 / 3, "fifties"),
+             (7 / 9, "sixties"), (8 / 9, "seventies"), (1.0, "eighties"))
+"""Rank quantile of a speaker's age score within its language and gender -> age value: a third each
+under 30, 30-59 and 60+ (the default map of the age task, config/demo_age.yaml)."""
 
 
 @dataclass(frozen=True)
@@ -243,7 +248,7 @@ class _Espeak:
         self._lib = lib
         self._state = _carried_state(lib, path)
         if not self._state:
-            warnings.warn(f"cltm.synth: cannot locate eSpeak's wavegen state in {path}; synthesis is "
+            warnings.warn(f"cltm.demo.synth: cannot locate eSpeak's wavegen state in {path}; synthesis is "
                           "deterministic only for a fixed sequence of calls from process start", stacklevel=3)
         self._chunks: list[np.ndarray] = []
         self._callback = _SynthCallback(self._collect)  # kept referenced: the library holds a raw pointer
@@ -283,7 +288,7 @@ _ENGINE_LOCK = threading.Lock()
 
 
 def _engine() -> _Espeak:
-    """Initialise libespeak-ng on first use only, so importing cltm.synth stays cheap."""
+    """Initialise libespeak-ng on first use only, so importing cltm.demo.synth stays cheap."""
     global _ENGINE
     if _ENGINE is None:
         _ENGINE = _Espeak()
@@ -485,16 +490,39 @@ def make_speakers(lang: str, n_speakers_per_gender: int, seed: int) -> list[Spea
             snr_db=rng.uniform(*_SNR_DB),
             level_dbfs=rng.uniform(*_LEVEL_DBFS),
         )
-        age = str(rng.choice(AGES))
-        speakers.append(Speaker(index, _client_id(seed, lang, index), age, voice))
-    return speakers
+        speakers.append(Speaker(index, _client_id(seed, lang, index), "", voice))
+    return _assign_ages(speakers)
+
+
+def age_score(voice: Voice) -> float:
+    """How old a voice sounds, 0 (young) to 1 (old), from three audible cues of its drawn parameters:
+    a slower speaking rate, a narrower intonation range, and F0 moving with age as it does in people
+    (male voices rise, female voices fall, within the gender's range). Each cue counts one third."""
+    slow = (_RATE_WPM[1] - voice.rate) / (_RATE_WPM[1] - _RATE_WPM[0])
+    flat = (_PITCH_RANGE[1] - voice.pitch_range) / (_PITCH_RANGE[1] - _PITCH_RANGE[0])
+    lo, hi = _F0_HZ[voice.gender]
+    high = (math.log(voice.f0_hz) - math.log(lo)) / (math.log(hi) - math.log(lo))
+    return float(np.clip((slow + flat + (high if voice.gender == "male" else 1 - high)) / 3, 0, 1))
+
+
+def _assign_ages(speakers: list[Speaker]) -> list[Speaker]:
+    """Each speaker's Common Voice age value from its rank by `age_score` within its gender: the voices
+    (and so the audio) are the ones drawn without ages, and the ages follow what is audible in them;
+    every language gets the same spread of ages per gender (_AGE_BINS)."""
+    ages = {}
+    for gender in ("male", "female"):
+        group = sorted((s for s in speakers if s.gender == gender), key=lambda s: (age_score(s.voice), s.index))
+        for rank, spk in enumerate(group):
+            q = (rank + 0.5) / len(group)
+            ages[spk.index] = next(age for bound, age in _AGE_BINS if q <= bound)
+    return [dataclasses.replace(s, age=ages[s.index]) for s in speakers]
 
 
 def load_sentences(lang: str) -> list[str]:
     """The sentence bank of a language: one sentence a line, no tabs or double quotes (TSVs stay unquoted)."""
     if lang not in SUPPORTED_LANGUAGES:
         raise ValueError(_unknown_language(lang))
-    text = resources.files("cltm").joinpath("data", "sentences", f"{lang}.txt").read_text(encoding="utf-8")
+    text = resources.files("cltm.demo").joinpath("sentences", f"{lang}.txt").read_text(encoding="utf-8")
     sentences = [line.strip() for line in text.splitlines() if line.strip()]
     bad = [s for s in sentences if "\t" in s or '"' in s]
     if bad:
@@ -647,7 +675,7 @@ def synthesize_language(
                 })
             if log is not None:
                 v = speaker.voice
-                log(f"{lang} speaker {speaker.index + 1}/{2 * n_speakers_per_gender}: {speaker.gender} "
+                log(f"{lang} speaker {speaker.index + 1}/{2 * n_speakers_per_gender}: {speaker.gender} {speaker.age} "
                     f"{v.variant} f0={v.f0_hz:.0f}Hz range={v.pitch_range:.0f} rate={v.rate:.0f}wpm "
                     f"tract={v.tract_factor:.3f} snr={v.snr_db:.1f}dB, {utterances_per_speaker} clips, {seconds:.1f} s")
     finally:
