@@ -9,7 +9,8 @@ import torch
 from conftest import TINY_ENCODER, tone
 from cltm.checkpoints import Checkpoint, run_key
 from cltm.encoder import build_encoder
-from cltm.training import Classifier, fine_tune, seed_everything
+from cltm.rng import RunGenerators
+from cltm.training import Classifier, fine_tune
 
 CFG = {"epochs": 2, "batch_size": 2, "crop_seconds": 0.5, "lr": 2e-3, "schedule": "linear",
        "warmup_ratio": 0.1, "weight_decay": 0.05, "grad_clip": 1.0}
@@ -32,8 +33,6 @@ def data():
 
 def train(data, checkpoint=None, stop_at=None, messages=None):
     encoder, waves, labels = data
-    seed_everything(7)
-    model = Classifier(copy.deepcopy(encoder), 2)
 
     def log(message):
         if messages is not None:
@@ -41,7 +40,9 @@ def train(data, checkpoint=None, stop_at=None, messages=None):
         if stop_at and f"step {stop_at}/" in message:
             raise Stop(message)
 
-    loss = fine_tune(model, waves, labels, CFG, seed=7, device=torch.device("cpu"), log=log, checkpoint=checkpoint)
+    with RunGenerators(7).active():  # as cltm.tasks.run_one: the run's own generators
+        model = Classifier(copy.deepcopy(encoder), 2)
+        loss = fine_tune(model, waves, labels, CFG, seed=7, device=torch.device("cpu"), log=log, checkpoint=checkpoint)
     return loss, {k: v.clone() for k, v in model.state_dict().items()}
 
 
@@ -60,6 +61,22 @@ def test_resumed_run_equals_uninterrupted_run(data, tmp_path):
     assert all(torch.equal(weights[k], reference_weights[k]) for k in reference_weights)
     resumed.remove()
     assert not path.exists() and not list(tmp_path.glob("*.part"))
+
+
+def test_resumed_run_equals_uninterrupted_run_whatever_the_process_drew_meanwhile(data, tmp_path):
+    """Stopped, then resumed in the same process after the global generators were used and reseeded (other
+    runs, other code): the run goes on with its own generators, the saved ones."""
+    reference_loss, reference_weights = train(data)
+    path = tmp_path / "seed7.pt"
+    with pytest.raises(Stop):
+        train(data, Checkpoint(path, run_key(task="gender", seed=7), every_s=1e-9, log=lambda m: None), stop_at=3)
+    torch.manual_seed(123), np.random.seed(456), torch.rand(5), np.random.rand(5)
+    outside = torch.get_rng_state(), np.random.get_state()[1].copy()
+    loss, weights = train(data, Checkpoint(path, run_key(task="gender", seed=7), every_s=0, log=lambda m: None))
+    assert loss == reference_loss
+    assert all(torch.equal(weights[k], reference_weights[k]) for k in reference_weights)
+    # and the process's generators are as the run found them
+    assert torch.equal(torch.get_rng_state(), outside[0]) and np.array_equal(np.random.get_state()[1], outside[1])
 
 
 def test_checkpoint_of_other_settings_is_ignored(data, tmp_path):

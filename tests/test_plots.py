@@ -129,3 +129,58 @@ def test_plots_from_transfer_result(tmp_path):
     for stem in ("r", "b"):
         _, svg = _check_files(tmp_path, stem)
         assert FLAG_FOOTNOTE in svg
+
+
+def _flagged_result():
+    from cltm.matrix import transfer_matrices
+
+    rows = []
+    for target, means in {"en": (0.70, 0.80, 0.75), "de": (0.60, 0.601, 0.58)}.items():
+        donor = "de" if target == "en" else "en"
+        for condition, mean in zip(("single", "dual", f"donor-{donor}"), means):
+            rows += [{"target": target, "condition": condition, "seed": s, "roc_auc": mean + off}
+                     for s, off in enumerate((-0.01, 0.0, 0.01))]
+    return transfer_matrices(pd.DataFrame(rows), "roc_auc", ["en", "de"], flag_z=3.0)
+
+
+def test_footnote_names_the_flagging_z(tmp_path):
+    res = _flagged_result()
+    plot_matrix(res.cltm, res.cltm_se, res.baselines["flagged"], title="t", path_png=tmp_path / "m.png",
+                path_svg=tmp_path / "m.svg", flag_z=3.0)
+    plot_baselines(res.baselines, metric="roc_auc", title="t", path_png=tmp_path / "b.png",
+                   path_svg=tmp_path / "b.svg", flag_z=3.0)
+    for stem in ("m", "b"):
+        svg = (tmp_path / f"{stem}.svg").read_text(encoding="utf-8")
+        assert "\u2264 3 SE" in svg and "\u2264 2 SE" not in svg
+
+
+def test_the_plot_rule_passes_the_configured_flag_z(tmp_path):
+    """matrix.flag_z reaches the figures' footnote through the plot rule (it used to say 2 SE always)."""
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    import yaml
+
+    from conftest import ROOT
+
+    shutil.copy(ROOT / "Snakefile", tmp_path)
+    for folder in ("workflow", "config", "envs", "models"):
+        shutil.copytree(ROOT / folder, tmp_path / folder)
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump({"languages": ["en", "de"], "tasks": {"gender": None},
+                                                        "matrix": {"flag_z": 3.0}}))
+    res, out = _flagged_result(), tmp_path / "results" / "speaker"
+    out.mkdir(parents=True)
+    for name in ("cltm", "cltm_se", "relative_change", "relative_change_se", "baselines"):
+        getattr(res, name).to_csv(out / f"{name}.csv")
+    (out / "summary.json").write_text(json.dumps({"metric": "roc_auc", "seeds": [0, 1, 2]}))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "results/speaker/cltm.svg", "--cores", "1",
+                           "--configfile", "exp.yaml", "--allowed-rules", "plot"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    for fig in ("cltm", "relative_change", "baselines"):
+        svg = (out / f"{fig}.svg").read_text(encoding="utf-8")
+        assert "\u2264 3 SE" in svg and "\u2264 2 SE" not in svg, fig

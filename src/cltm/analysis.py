@@ -419,15 +419,16 @@ def learning_curve_runs(config: dict, task: str) -> dict:
     """{run JSON: rung size} for every target x rung x single/dual x learning-curve seed. The rung n = N
     is the ordinary grid's single and dual: its runs are reused for the seeds the grid has."""
     from cltm.config import task_languages
+    from cltm.runs import DUAL, SINGLE, run_path
 
     n, seeds = task_size(config, task), list(config["seeds"])
     out = {}
     for target in task_languages(config, task):
         for size in ladder_sizes(config, task):
-            for condition in ("single", "dual"):
+            for condition in (SINGLE, DUAL):
                 for seed in analysis_settings(config)["learning_curve"]["seeds"]:
                     if size == n and seed in seeds:
-                        path = f"results/{task}/runs/{target}/{condition}/seed{seed}.json"
+                        path = run_path(task, target, condition, seed)  # the grid's own run
                     else:
                         path = f"results/{task}/learning_curve/runs/{target}/n{size}/{condition}/seed{seed}.json"
                     out[path] = size

@@ -19,11 +19,12 @@ import soundfile as sf
 import soxr
 
 from cltm.corpora import CorpusError
+from cltm.errors import CltmError
 from cltm.io import atomic_path, write_table
 from cltm.sampling import SelectionError, SpeakerRules, select_language, selected_clips
 
 
-class AudioError(ValueError):
+class AudioError(CltmError):
     """A clip that cannot be decoded; the message names the file."""
 
 

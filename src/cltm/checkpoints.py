@@ -30,7 +30,10 @@ def run_key(**identity) -> str:
 
 
 def rng_state() -> dict:
-    """torch (CPU and CUDA), numpy and Python generators, as tensors and plain values (weights_only-safe)."""
+    """torch (CPU and CUDA), numpy and Python generators, as tensors and plain values (weights_only-safe).
+
+    Saved and restored inside a run's `cltm.rng.RunGenerators.active()`, where the global generators hold
+    that run's states: a resumed run goes on with its own draws, not the process's."""
     np_state = np.random.get_state()
     py_state = random.getstate()
     state = {

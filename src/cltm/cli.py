@@ -1,62 +1,52 @@
-"""Command line of the jobs that run through the warm worker: `python -m cltm.worker finetune ...`."""
+"""Command line of the jobs that run through the warm worker: `python -m cltm.worker finetune ...` (one
+run, what a Snakemake job calls) and `python -m cltm.worker finetune-many --runs runs.json` (a list of
+runs in one process, each with its own generators: `cltm.runner.execute_runs`)."""
 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import os
-import time
 from pathlib import Path
 
-import torch
+from cltm.io import script_logger
+from cltm.runs import RunSpec
 
-from cltm.audio import AudioStore
-from cltm.checkpoints import Checkpoint, run_key
-from cltm.encoder import load_encoder, preload_encoder
-from cltm.io import read_json, script_logger, write_json, write_table
-from cltm.tasks import pick_device, run_one
+
+def spec_of(args) -> RunSpec:
+    return RunSpec(task=args.task, target=args.target, condition=args.condition, seed=args.seed,
+                   settings=args.settings, encoder=args.encoder, subsets=tuple(args.subsets), audio=tuple(args.audio),
+                   run=args.run, scores=args.scores, checkpoint=args.checkpoint, threads=args.threads)
 
 
 def finetune(args) -> None:
     """One run: fine-tune on the condition's training set, evaluate on the target's test set, write
     the scores, then the run JSON (last, atomically: a run counts as done only when its JSON exists)."""
-    t0 = time.perf_counter()
-    log = script_logger(None)
-    torch.set_num_threads(args.threads)
-    spec = read_json(args.settings)
-    settings = spec["settings"]
-    if len(args.subsets) != len(args.audio):
-        raise ValueError("--subsets and --audio must list the same languages in the same order")
-    stores, selections = {}, {}
-    for sel_path, npy in zip(args.subsets, args.audio):
-        lang = Path(sel_path).stem
-        selections[lang] = read_json(sel_path)
-        stores[lang] = AudioStore(npy, Path(npy).with_suffix(".tsv"))
-    checkpoint = None
-    if args.checkpoint:
-        key = run_key(digest=spec["digest"], task=args.task, target=args.target, condition=args.condition,
-                      seed=args.seed, subsets=[hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in args.subsets])
-        every = float(os.environ.get("CLTM_CHECKPOINT_SECONDS", "600"))
-        checkpoint = Checkpoint(args.checkpoint, key, every_s=every, log=log)
-    record, scores = run_one(
-        args.task, settings["task"], target=args.target, condition=args.condition, seed=args.seed,
-        encoder=load_encoder(Path(args.encoder).parent), stores=stores, selections=selections,
-        device=pick_device(spec["device"]), sample_rate=settings["data"]["sample_rate"], log=log,
-        checkpoint=checkpoint,
-    )
-    record.update(config_digest=spec["digest"], synthetic_demo=spec["synthetic"],
-                  encoder=settings["encoder"]["source"], wall_s=round(time.perf_counter() - t0, 2))
-    write_table(args.scores, scores, index=False)
-    write_json(args.run, record)
-    if checkpoint:
-        checkpoint.remove()  # the result exists now; a checkpoint must never outlive it
+    from cltm.runner import execute_runs
+
+    execute_runs([spec_of(args)], log=script_logger(None))
+
+
+def finetune_many(args) -> None:
+    from cltm.runner import execute_runs, read_specs
+
+    specs = read_specs(args.runs)
+    if args.threads is not None:
+        specs = [RunSpec.from_dict({**s.to_dict(), "threads": args.threads}) for s in specs]
+    execute_runs(specs, log=script_logger(None), keep_going=args.keep_going)
 
 
 def preload(argv: list[str]) -> None:
     """In the warm worker, before forking a job: load what every run of this experiment shares."""
+    from cltm.encoder import preload_encoder
+
     args = build_parser().parse_args(argv)
     if args.command == "finetune":
         preload_encoder(Path(args.encoder).parent)
+    elif args.command == "finetune-many":
+        from cltm.runner import read_specs
+
+        specs = read_specs(args.runs)
+        if specs:
+            preload_encoder(Path(specs[0].encoder).parent)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--scores", required=True, help="output per-item scores TSV")
     f.add_argument("--checkpoint", help="resumable training state, saved every CLTM_CHECKPOINT_SECONDS "
                    "(default 600; 0 = never) and removed when the run is done")
+    m = sub.add_parser("finetune-many", help="a list of runs in one process, each as if alone")
+    m.add_argument("--runs", required=True, help="JSON list of runs: the fields of cltm.runs.RunSpec (task, "
+                   "target, condition, seed, settings, encoder, subsets, audio, run, scores, checkpoint)")
+    m.add_argument("--threads", type=int, help="torch CPU threads for every run (default: each run's, 1)")
+    m.add_argument("--keep-going", action="store_true", help="go on with the other runs when one fails")
     return parser
 
 
@@ -83,4 +78,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "finetune":
         finetune(args)
+    elif args.command == "finetune-many":
+        finetune_many(args)
     return 0

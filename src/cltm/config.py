@@ -11,10 +11,13 @@ from pathlib import Path
 import yaml
 from jsonschema import Draft202012Validator
 
+from cltm.errors import CltmError
+from cltm.runs import conditions_of, donor_of  # noqa: F401 - donor_of: for the callers that import it from here
+
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schemas" / "config.schema.yaml"
 
 
-class ConfigError(ValueError):
+class ConfigError(CltmError):
     """A configuration value the workflow cannot run with; the message names the key."""
 
 
@@ -211,12 +214,8 @@ def task_languages(config: dict, task: str) -> list[str]:
 
 
 def conditions(config: dict, task: str, target: str) -> list[str]:
-    """single, dual and one `donor-<lang>` per other language of the task."""
-    return ["single", "dual"] + [f"donor-{d}" for d in task_languages(config, task) if d != target]
-
-
-def donor_of(condition: str) -> str | None:
-    return condition[len("donor-"):] if condition.startswith("donor-") else None
+    """single, dual and one `donor-<lang>` per other language of the task (names: `cltm.runs`)."""
+    return conditions_of(target, task_languages(config, task))
 
 
 def min_speakers(n: int, fraction: float) -> int:

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cltm.errors import CltmError
+
 MANIFEST_COLUMNS = ["utt_id", "path", "speaker", "gender", "language", "duration", "split"]
 
 # Common Voice changed its gender vocabulary in v17; both map to the two labels the tasks use.
@@ -34,7 +36,7 @@ CV_SPLITS = ("train", "dev", "test")
 SPLIT_MAP = {"train": "train", "dev": "dev", "validation": "dev", "valid": "dev", "test": "test"}
 
 
-class CorpusError(ValueError):
+class CorpusError(CltmError):
     """A corpus that cannot be read as configured; the message names the file and what to do."""
 
 

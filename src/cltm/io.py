@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from cltm.errors import CltmError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -91,17 +92,12 @@ def script_logger(path: str | Path | None):
 
 
 def run_script(main, log) -> None:
-    """Run a workflow script's main(); a known data or config problem exits with its message, no traceback."""
+    """Run a workflow script's main(); a known data, config or results problem (any `cltm.errors.CltmError`,
+    which every domain error subclasses) exits with its message, no traceback."""
     import sys
-
-    from cltm.audio import AudioError
-    from cltm.config import ConfigError
-    from cltm.corpora import CorpusError
-    from cltm.results import DamagedRunError, StaleRunsError
-    from cltm.sampling import SelectionError
 
     try:
         main()
-    except (AudioError, ConfigError, CorpusError, DamagedRunError, SelectionError, StaleRunsError) as err:
+    except CltmError as err:
         log(f"ERROR: {err}")
         sys.exit(1)

@@ -26,9 +26,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from cltm.runs import DUAL, conditions_of, donor_condition, donor_of
+
 __all__ = ["condition_table", "TransferResult", "transfer_matrices", "matrix_summary"]
 
-DONOR_PREFIX = "donor-"
 
 
 # --------------------------------------------------------------------------
@@ -51,11 +52,6 @@ def _check_columns(runs: pd.DataFrame, metric: str) -> None:
         )
 
 
-def _donor_of(condition: str) -> str | None:
-    """Donor language of a ``donor-<lang>`` condition (codes may contain hyphens)."""
-    return condition[len(DONOR_PREFIX):] if condition.startswith(DONOR_PREFIX) else None
-
-
 def _validated_values(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Checked copy of the columns needed: target, condition, numeric metric."""
     _check_columns(runs, metric)
@@ -76,7 +72,7 @@ def _validated_values(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
 
     # the donor column, when present and filled, must agree with the condition name
     if "donor" in df.columns:
-        implied = df["condition"].map(_donor_of)
+        implied = df["condition"].map(donor_of)
         given = df["donor"].map(lambda d: None if pd.isna(d) or str(d).strip() == "" else str(d))
         clash = implied.notna() & given.notna() & (implied != given)
         if clash.any():
@@ -103,7 +99,7 @@ def condition_table(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
     table["n_seeds"] = table["n_seeds"].astype(int)
     table.loc[table["n_seeds"] < 2, "sd"] = np.nan
     table["se"] = table["sd"] / np.sqrt(table["n_seeds"])
-    table.insert(2, "donor", table["condition"].map(_donor_of))
+    table.insert(2, "donor", table["condition"].map(donor_of))
     return table
 
 
@@ -196,7 +192,7 @@ def transfer_matrices(
     needed = [
         (i, c)
         for i in languages
-        for c in ["single", "dual"] + [f"{DONOR_PREFIX}{j}" for j in languages if j != i]
+        for c in conditions_of(i, languages)
     ]
     missing = [pair for pair in needed if pair not in stats.index]
     if missing:
@@ -232,7 +228,7 @@ def transfer_matrices(
             }
         )
         for j in languages:
-            condition = "dual" if j == i else f"{DONOR_PREFIX}{j}"
+            condition = DUAL if j == i else donor_condition(j)
             b, se_b, n_b = stat(i, condition)
             with np.errstate(divide="ignore", invalid="ignore"):
                 m, se_m = _cltm_and_se(a, se_a, b, se_b, d, se_d)

@@ -13,14 +13,12 @@ import math
 import pandas as pd
 
 from cltm.config import conditions, task_languages
+from cltm.runs import DUAL, run_path
 from cltm.sampling import (GENDERS, SelectionError, SpeakerRules, checks_columns, language_test_speakers,
                            select_language, speaker_checks, speaker_rules, split_pools)
 from cltm.tasks import TaskError, task_kind
 
-MEASURE_COMMAND = (
-    "snakemake --cores 1 results/{task}/runs/{lang}/dual/seed{seed}.json && "
-    "grep wall_s results/{task}/runs/{lang}/dual/seed{seed}.json"
-)
+MEASURE_COMMAND = "snakemake --cores 1 {run} && grep wall_s {run}"
 
 
 def _usable(pool: pd.DataFrame, cap: int) -> int:
@@ -133,7 +131,7 @@ def summary_text(config: dict, capacity: pd.DataFrame, runs: pd.DataFrame) -> st
     if not known:
         task = runs.loc[runs["seconds_per_run"].isna(), "task"].iloc[0]
         lang = task_languages(config, task)[0]
-        cmd = MEASURE_COMMAND.format(task=task, lang=lang, seed=config["seeds"][0])
+        cmd = MEASURE_COMMAND.format(run=run_path(task, lang, DUAL, config["seeds"][0]))
         lines += ["", "Measure the per-run cost once, on the hardware that will run the grid (one dual run: an "
                   "upper bound, single runs train on half the clips):", f"  {cmd}",
                   "then put its wall_s into preflight.seconds_per_run.<task> and rerun the preflight."]

@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from cltm.errors import CltmError
 
 
-class StaleRunsError(ValueError):
+class StaleRunsError(CltmError):
     """Runs made under different settings would be mixed in one matrix."""
 
 
-class DamagedRunError(ValueError):
+class DamagedRunError(CltmError):
     """A run JSON that cannot be read as a run (empty, truncated, or missing fields); the message names it."""
 
 

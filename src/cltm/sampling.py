@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from cltm.config import min_speakers, task_languages
+from cltm.errors import CltmError
 from cltm.tasks import STANDARD_COLUMNS, task_kind, tasks_of
 
 GENDERS = ("male", "female")
@@ -59,7 +60,7 @@ class SpeakerRules:
                    no_test=mixed | (shared - set(sel["test_speakers"])), no_label=no_label)
 
 
-class SelectionError(ValueError):
+class SelectionError(CltmError):
     """A language cannot supply what the config asks; the message names language, need and counts."""
 
 

@@ -24,7 +24,8 @@ import time
 import numpy as np
 import pandas as pd
 
-from cltm.config import ConfigError, donor_of
+from cltm.config import ConfigError
+from cltm.runs import donor_of
 
 KINDS = ("classification", "speaker_verification")
 
@@ -362,7 +363,8 @@ def run_one(task: str, cfg: dict, *, target: str, condition: str, seed: int, enc
     import torch
 
     from cltm import __version__
-    from cltm.training import Classifier, fine_tune, seed_everything
+    from cltm.rng import RunGenerators
+    from cltm.training import Classifier, fine_tune
 
     t0 = time.perf_counter()
     plugin = task_kind(task, cfg)
@@ -372,12 +374,14 @@ def run_one(task: str, cfg: dict, *, target: str, condition: str, seed: int, enc
     waves = [stores[lang][u] for lang, u in items]
     log(f"{task} {target} {condition} seed {seed}: {len(items)} training clips, {n_classes} classes, device {device}")
 
-    seed_everything(seed)
-    model = Classifier(encoder, n_classes, plugin.pooling)
-    loss = fine_tune(model, waves, labels, cfg["training"], seed=seed, device=device, sample_rate=sample_rate, log=log,
-                     checkpoint=checkpoint)
-    t_train = time.perf_counter() - t0
-    metrics, scores = plugin.evaluate(model, stores[target], selections[target], cfg, device)
+    # the run's own generators (cltm.rng): head init, dropout, LayerDrop and time masking draw as if alone
+    generators = RunGenerators(seed, device)
+    with generators.active():
+        model = Classifier(encoder, n_classes, plugin.pooling)
+        loss = fine_tune(model, waves, labels, cfg["training"], seed=seed, device=device, sample_rate=sample_rate,
+                         log=log, checkpoint=checkpoint)
+        t_train = time.perf_counter() - t0
+        metrics, scores = plugin.evaluate(model, stores[target], selections[target], cfg, device)
     log(f"{task} {target} {condition} seed {seed}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
 
     donor = donor_of(condition)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import random
 import time
 
 import numpy as np
@@ -90,13 +89,6 @@ class Classifier(nn.Module):
         return self.head(self.embed(waves, attention_mask))
 
 
-def seed_everything(seed: int) -> None:
-    """torch (weights, dropout), numpy (HuBERT's time masking draws from np.random) and random."""
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
-    random.seed(seed)
-
-
 def lr_lambda(schedule: str, total_steps: int, warmup_ratio: float):
     warmup = math.ceil(warmup_ratio * total_steps) if warmup_ratio > 0 else 0
 
@@ -137,7 +129,9 @@ def fine_tune(model: Classifier, waves: list[np.ndarray], labels: np.ndarray, cf
     """Fine-tune the whole model (feature encoder included) with AdamW; return a loss summary.
 
     With a `cltm.checkpoints.Checkpoint`, the state is saved when due and a saved state is resumed,
-    giving the same result as an uninterrupted run."""
+    giving the same result as an uninterrupted run. Data order and crops come from a generator of
+    `seed`; dropout, LayerDrop and time masking from the global ones, which a run lends its own for the
+    time of the call (`cltm.rng.RunGenerators.active()`, as `cltm.tasks.run_one` does)."""
     n = len(waves)
     bs = cfg["batch_size"]
     steps_per_epoch = math.ceil(n / bs)

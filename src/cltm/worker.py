@@ -3,10 +3,11 @@ torch and transformers (tens of seconds on a small CPU machine).
 
 `python -m cltm.worker finetune ARGS` is a client that imports only the standard library. It
 connects to a per-user, per-checkout worker over a UNIX socket, starting it if needed. The worker
-imports the heavy modules once and forks a fresh child for every job. The child starts with clean
-RNG state, so results are the same as a direct run. It sends the job's output back to the client
-and dies if the client goes away (Ctrl-C, SLURM kill). The worker exits after `CLTM_WORKER_IDLE`
-seconds without jobs (default 120). Set `CLTM_WORKER=0` to run every job in its own process instead.
+imports the heavy modules once and forks a fresh child for every job (a fork keeps CUDA out of the
+worker; a run's result does not depend on its process, its generators being its own: `cltm.rng`).
+The child sends the job's output back to the client and dies if the client goes away (Ctrl-C, SLURM
+kill). The worker exits after `CLTM_WORKER_IDLE` seconds without jobs (default 120). Set
+`CLTM_WORKER=0` to run every job in its own process instead.
 """
 
 from __future__ import annotations
@@ -140,7 +141,8 @@ def _child(conn: socket.socket, request: dict) -> None:
 
 def serve(path: str, idle: float | None = None) -> None:
     idle = float(os.environ.get("CLTM_WORKER_IDLE", "120")) if idle is None else idle
-    import cltm.cli  # noqa: F401 - the point of the worker: torch and transformers imported once
+    import cltm.cli
+    import cltm.runner  # noqa: F401 - the point of the worker: torch and transformers imported once
 
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(path)

@@ -32,7 +32,6 @@ from cltm.config import (  # noqa: E402
     conditions,
     cuda_problem,
     digest,
-    donor_of,
     drop_disabled_tasks,
     encoder_settings,
     encoder_source_kind,
@@ -42,6 +41,19 @@ from cltm.config import (  # noqa: E402
     validate_config,
 )
 from cltm.results import FIGURES  # noqa: E402
+from cltm.runs import (  # noqa: E402 - the conditions' names and the run path scheme, one definition
+    AUDIO,
+    AUDIO_INDEX,
+    CONDITION_PATTERN,
+    LANGUAGE_PATTERN,
+    RUN_JSON,
+    RUN_LOG,
+    RUN_SCORES,
+    SETTINGS,
+    SUBSETS,
+    donor_of,
+    run_path,
+)
 from cltm.sampling import selection_config  # noqa: E402
 from cltm.tasks import label_columns, task_kind  # noqa: E402
 
@@ -90,9 +102,9 @@ DEMO_NOTE = (
 
 wildcard_constraints:
     task="|".join(TASKS),
-    lang="[A-Za-z0-9-]+",
-    target="[A-Za-z0-9-]+",
-    condition="single|dual|donor-[A-Za-z0-9-]+",
+    lang=LANGUAGE_PATTERN,
+    target=LANGUAGE_PATTERN,
+    condition=CONDITION_PATTERN,
     seed=r"\d+",
 
 
@@ -105,7 +117,7 @@ def warn_on_changed_settings():
     from snakemake.logging import logger
 
     for task in TASKS:
-        path = Path(f"results/{task}/settings.json")
+        path = Path(SETTINGS.format(task=task))
         try:
             before = json.loads(path.read_text())["digest"]
         except (OSError, ValueError, KeyError):
@@ -234,21 +246,21 @@ def run_languages(wildcards):
 def finetune_inputs(wildcards):
     langs = run_languages(wildcards)
     return {
-        "settings": f"results/{wildcards.task}/settings.json",
+        "settings": SETTINGS.format(task=wildcards.task),
         "encoder": "results/encoder/model.safetensors",
         "preprocessor": "results/encoder/preprocessor_config.json",  # read beside the weights
         # every language prepared and checked (no speaker leakage) before any GPU hour; `ancient`: it
         # orders the jobs only, so a new language (which redoes the report) leaves existing runs alone
         "data_report": ancient("results/data_report.tsv"),
-        "subsets": [f"results/subsets/{wildcards.task}/{l}.json" for l in langs],
-        "audio": [f"results/audio/{l}.npy" for l in langs],
-        "index": [f"results/audio/{l}.tsv" for l in langs],  # read beside each .npy
+        "subsets": [SUBSETS.format(task=wildcards.task, lang=l) for l in langs],
+        "audio": [AUDIO.format(lang=l) for l in langs],
+        "index": [AUDIO_INDEX.format(lang=l) for l in langs],  # read beside each .npy
     }
 
 
 def run_files(task, suffix=".json"):
     return [
-        f"results/{task}/runs/{target}/{condition}/seed{seed}{suffix}"
+        run_path(task, target, condition, seed, suffix)
         for target in task_languages(config, task)
         for condition in conditions(config, task, target)
         for seed in SEEDS

@@ -148,8 +148,8 @@ rule prepare_audio:
         plan="results/selection/{lang}.json",
         settings="results/selection/{lang}.settings.json",
     output:
-        audio="results/audio/{lang}.npy",
-        index="results/audio/{lang}.tsv",
+        audio=AUDIO,
+        index=AUDIO_INDEX,
         record="results/data/{lang}.json",
     log:
         "results/logs/prepare_audio/{lang}.log",
@@ -163,7 +163,7 @@ rule subsets:
     input:
         "results/data/{lang}.json",
     output:
-        "results/subsets/{task}/{lang}.json",
+        SUBSETS,
     log:
         "results/logs/subsets/{task}/{lang}.log",
     conda:

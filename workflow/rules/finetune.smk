@@ -7,7 +7,7 @@
 
 rule settings:
     output:
-        "results/{task}/settings.json",
+        SETTINGS,
     log:
         "results/logs/settings/{task}.log",
     conda:
@@ -23,14 +23,16 @@ rule settings:
         "../scripts/settings.py"
 
 
+# The shell command is the rule's code for Snakemake's rerun triggers: it spells out the checkpoint path
+# (cltm.runs.RUN_CHECKPOINT, checked by tests/test_runs.py) so that no edit of it reruns existing runs.
 rule finetune:
     input:
         unpack(finetune_inputs),
     output:
-        run="results/{task}/runs/{target}/{condition}/seed{seed}.json",
-        scores="results/{task}/runs/{target}/{condition}/seed{seed}.scores.tsv",
+        run=RUN_JSON,
+        scores=RUN_SCORES,
     log:
-        "results/logs/finetune/{task}/{target}/{condition}/seed{seed}.log",
+        RUN_LOG,
     conda:
         "../../envs/cltm.yaml"
     threads: 1

@@ -71,6 +71,7 @@ rule plot:
         "../../envs/cltm.yaml"
     params:
         note=DEMO_NOTE,
+        flag_z=config["matrix"]["flag_z"],  # the footnote names the z the rows were flagged with
         families=lambda w: task_families(config, w.task),  # workflow/rules/analysis.smk
         labels=lambda w: task_labels(config, w.task),
         display_name=lambda w: task_of(w.task).display_name,

@@ -1,0 +1,258 @@
+"""Runs as data: a list of runs in one process gives each run bit for bit its result alone; the run's own
+generators; the one definition of the conditions and of the run path scheme."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import ROOT, TINY_ENCODER
+from cltm.runs import (RUN_CHECKPOINT, RUN_JSON, RunSpec, conditions_of, donor_condition, donor_of, is_condition,
+                       run_path)
+
+# every global draw a run makes: dropout, LayerDrop (torch), time masking (numpy)
+RANDOM_ENCODER = {"source": "random", "config": TINY_ENCODER, "init_seed": 0,
+                  "overrides": {"layerdrop": 0.25, "mask_time_prob": 0.3, "mask_time_length": 4, "hidden_dropout": 0.1,
+                                "attention_dropout": 0.1, "feat_proj_dropout": 0.1}}
+QUICK = {"epochs": 1, "batch_size": 2, "crop_seconds": 0.5, "lr": 2e-3, "schedule": "linear", "warmup_ratio": 0.1,
+         "weight_decay": 0.0, "grad_clip": 1.0}
+
+
+# ---------------------------------------------------------------- conditions and paths
+
+
+def test_conditions_and_paths_have_one_definition():
+    assert conditions_of("en", ["en", "tr", "zh-CN"]) == ["single", "dual", "donor-tr", "donor-zh-CN"]
+    assert donor_of(donor_condition("zh-CN")) == "zh-CN" and donor_of("dual") is None and donor_of("single") is None
+    assert is_condition("donor-sv-SE") and not is_condition("triple") and not is_condition("donor-")
+    assert run_path("speaker", "en", "donor-tr", 2) == "results/speaker/runs/en/donor-tr/seed2.json"
+    spec = RunSpec.standard("speaker", "en", "donor-tr", 2, root="work")
+    assert spec.languages == ("en", "tr")
+    assert spec.run == "work/" + run_path("speaker", "en", "donor-tr", 2)
+    assert spec.scores == "work/" + run_path("speaker", "en", "donor-tr", 2, ".scores.tsv")
+    assert spec.subsets == ("work/results/subsets/speaker/en.json", "work/results/subsets/speaker/tr.json")
+    assert spec.audio == ("work/results/audio/en.npy", "work/results/audio/tr.npy")
+    assert spec.checkpoint == "work/results/speaker/checkpoints/en/donor-tr/seed2.pt"
+    assert RunSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+    with pytest.raises(ValueError, match="unknown condition"):
+        RunSpec.standard("gender", "en", "triple", 1)
+    with pytest.raises(ValueError, match="reads the languages en, tr"):
+        RunSpec(**{**spec.to_dict(), "subsets": spec.subsets[:1], "audio": spec.audio[:1]})
+    with pytest.raises(ValueError, match="unknown key"):
+        RunSpec.from_dict({**spec.to_dict(), "sede": 3})
+
+
+def test_run_specs_are_light():
+    """What Snakemake imports while planning (and the job's command line) needs no torch."""
+    code = "import sys, cltm.runs, cltm.config, cltm.cli; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_the_workflow_writes_runs_where_the_package_says():
+    """The finetune rule takes its outputs from cltm.runs; its shell command (the rule's code for the rerun
+    triggers, so not rebuilt from the module) spells out the checkpoint path of the same scheme."""
+    rule = (ROOT / "workflow" / "rules" / "finetune.smk").read_text()
+    outputs = re.search(r"rule finetune:.*?output:(.*?)log:(.*?)conda:", rule, re.S)
+    assert re.findall(r"\w+=(\w+)", outputs.group(1)) == ["RUN_JSON", "RUN_SCORES"] and "RUN_LOG" in outputs.group(2)
+    wild = {k: "{wildcards.%s}" % k for k in ("task", "target", "condition", "seed")}
+    assert f"--checkpoint {RUN_CHECKPOINT.format(**wild)}" in rule
+    common = (ROOT / "workflow" / "rules" / "common.smk").read_text()
+    assert "condition=CONDITION_PATTERN" in common and "run_path(task, target, condition, seed, suffix)" in common
+    assert RUN_JSON.format(task="t", target="x", condition="dual", seed=1) == run_path("t", "x", "dual", 1)
+
+
+# ---------------------------------------------------------------- the run's own generators
+
+
+def _draws():
+    return (torch.rand(3).tolist(), np.random.rand(3).tolist(), random.random(),
+            torch.nn.functional.dropout(torch.ones(8), 0.5).tolist())
+
+
+def test_run_generators_start_where_seeding_did_and_interleave_without_mixing():
+    from cltm.rng import RunGenerators
+
+    def alone(seed, blocks):
+        torch.manual_seed(seed), np.random.seed(seed), random.seed(seed)  # what runs did before
+        return [_draws() for _ in range(blocks)]
+
+    a_alone, b_alone = alone(1, 3), alone(2, 3)
+    torch.manual_seed(99), np.random.seed(99), random.seed(99)
+    outside = _draws()
+    torch.manual_seed(99), np.random.seed(99), random.seed(99)
+    a, b = RunGenerators(1), RunGenerators(2)
+    got_a, got_b = [], []
+    for _ in range(3):  # steps of two runs interleaved, as when runs are packed on one device
+        with a.active():
+            got_a.append(_draws())
+        with b.active():
+            with b.active():  # re-entrant
+                got_b.append(_draws())
+    assert got_a == a_alone and got_b == b_alone
+    assert _draws() == outside  # the process's generators went on as if no run had drawn
+
+
+def test_a_run_draws_from_the_global_generators_so_they_must_be_its_own():
+    """Not vacuous: the tiny encoder's masking and dropout do draw from numpy's and torch's globals, so a
+    run's loss changes with them unless the run has its own (RunGenerators)."""
+    from cltm.encoder import build_encoder
+    from cltm.rng import RunGenerators
+    from cltm.training import Classifier, fine_tune
+    from conftest import tone
+
+    encoder = build_encoder("random", config=TINY_ENCODER, overrides=RANDOM_ENCODER["overrides"], init_seed=0)
+    waves = [tone(f, 1.0, 16000) for f in (110, 130, 210, 230)]
+    labels = np.array([0, 0, 1, 1])
+
+    def loss(np_seed, own):
+        torch.manual_seed(5), np.random.seed(np_seed)  # torch's globals the same; numpy's differ
+        with RunGenerators(5).active() if own else contextlib.nullcontext():
+            model = Classifier(copy.deepcopy(encoder), 2)
+            return fine_tune(model, waves, labels, QUICK, seed=5, device=torch.device("cpu"), log=lambda m: None)
+
+    assert loss(1, own=False) != loss(2, own=False)  # time masking follows np.random
+    assert loss(1, own=True) == loss(2, own=True)
+
+
+# ---------------------------------------------------------------- a list of runs in one process
+
+
+@pytest.fixture(scope="module")
+def experiment(demo_release, tmp_path_factory, default_config):
+    """An experiment's inputs as the workflow writes them (settings, encoder, subsets, audio), two languages."""
+    from cltm.audio import prepare_language
+    from cltm.config import digest, run_settings
+    from cltm.corpora import read_common_voice
+    from cltm.encoder import materialise_encoder
+    from cltm.io import write_json
+    from cltm.sampling import select_language
+
+    cfg = copy.deepcopy(default_config)
+    cfg["device"] = "cpu"
+    cfg["encoder"] = copy.deepcopy(RANDOM_ENCODER)
+    cfg["data"]["test"].update(speakers_per_gender=2, min_clips_per_speaker=4, max_clips_per_speaker=4)
+    cfg["tasks"]["gender"].update(n_per_class=3, max_clips_per_speaker=3, training=QUICK)
+    cfg["tasks"]["speaker"].update(n_utterances=6, max_utterances_per_speaker=3, max_positives_per_speaker=4,
+                                   training=QUICK)
+    root = tmp_path_factory.mktemp("experiment")
+    materialise_encoder(cfg["encoder"], root / "results/encoder")
+    for task in ("gender", "speaker"):
+        settings = run_settings(cfg, task)
+        write_json(root / f"results/{task}/settings.json",
+                   {"settings": settings, "digest": digest(settings), "device": "cpu", "synthetic": True})
+    for lang in ("en", "tr"):
+        manifest = read_common_voice(demo_release, lang)
+        plan = select_language(cfg, manifest, lang)
+        wanted = {u for s in plan.values() for u in s["test"] + s["single"] + s["extra"]}
+        prepare_language(manifest, wanted, root / f"results/audio/{lang}.npy", root / f"results/audio/{lang}.tsv",
+                         log=lambda s: None)
+        for task, sel in plan.items():
+            write_json(root / f"results/subsets/{task}/{lang}.json", sel)
+    return root
+
+
+RUNS = [("gender", "en", "single", 1), ("gender", "en", "donor-tr", 2), ("speaker", "tr", "dual", 1),
+        ("speaker", "en", "donor-tr", 3)]
+
+
+def _specs(root: Path, out: str, runs=RUNS) -> list[RunSpec]:
+    specs = []
+    for task, target, condition, seed in runs:
+        spec = RunSpec.standard(task, target, condition, seed, root=root)
+        specs.append(RunSpec.from_dict({**spec.to_dict(), "run": f"{root}/{out}/{task}-{target}-{condition}-{seed}.json",
+                                        "scores": f"{root}/{out}/{task}-{target}-{condition}-{seed}.tsv",
+                                        "checkpoint": f"{root}/{out}/{task}-{target}-{condition}-{seed}.pt"}))
+    return specs
+
+
+def _result(spec: RunSpec) -> tuple[dict, bytes]:
+    record = json.loads(Path(spec.run).read_text())
+    for volatile in ("timing", "wall_s"):
+        record.pop(volatile)
+    return record, Path(spec.scores).read_bytes()
+
+
+def test_a_list_of_runs_in_one_process_equals_each_run_alone(experiment):
+    """Each run alone: the Snakemake job's command (`python -m cltm.worker finetune`) in a fresh process.
+    The same runs as one list, in another order, after another run and with the process's generators
+    used: `finetune-many`, in this process. Run JSONs (all but timing) and scores agree bit for bit."""
+    from cltm.cli import main
+
+    alone = _specs(experiment, "alone")
+    env = {**os.environ, "CLTM_WORKER": "0", "PYTHONPATH": os.pathsep.join([str(ROOT / "src"),
+                                                                           os.environ.get("PYTHONPATH", "")])}
+    for spec in alone:
+        args = ["finetune", "--settings", spec.settings, "--task", spec.task, "--target", spec.target,
+                "--condition", spec.condition, "--seed", str(spec.seed), "--encoder", spec.encoder,
+                "--subsets", *spec.subsets, "--audio", *spec.audio, "--run", spec.run, "--scores", spec.scores,
+                "--checkpoint", spec.checkpoint]
+        proc = subprocess.run([sys.executable, "-m", "cltm.worker", *args], env=env, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    listed = _specs(experiment, "listed")
+    order = [2, 0, 3, 1]
+    other = _specs(experiment, "other", [("gender", "tr", "dual", 5)])
+    runs_file = experiment / "runs.json"
+    runs_file.write_text(json.dumps([s.to_dict() for s in other + [listed[i] for i in order]]))
+    torch.manual_seed(1234), np.random.seed(4321), torch.rand(7), np.random.rand(7)
+    outside = torch.get_rng_state(), np.random.get_state()[1].copy()
+    assert main(["finetune-many", "--runs", str(runs_file)]) == 0
+
+    for a, b in zip(alone, listed):
+        rec_a, scores_a = _result(a)
+        rec_b, scores_b = _result(b)
+        assert rec_a == rec_b, a.name
+        assert scores_a == scores_b, a.name
+        assert not Path(b.checkpoint).exists()  # removed once the result exists
+    assert torch.equal(torch.get_rng_state(), outside[0]) and np.array_equal(np.random.get_state()[1], outside[1])
+    metrics = [_result(a)[0]["loss"]["first"] for a in alone]
+    assert len(set(metrics)) == len(metrics)  # four different runs, not one repeated
+
+
+def test_a_failed_run_of_a_list_leaves_the_others_done(experiment):
+    from cltm.runner import RunFailures, execute_runs
+
+    good, bad = _specs(experiment, "keep", [("gender", "en", "single", 1), ("gender", "tr", "single", 1)])
+    bad = RunSpec.from_dict({**bad.to_dict(), "subsets": [str(experiment / "missing.json")]})
+    with pytest.raises(RunFailures, match="1 run\\(s\\) failed: gender tr single seed 1"):
+        execute_runs([bad, good], log=lambda m: None, keep_going=True)
+    assert Path(good.run).exists() and not Path(bad.run).exists()
+    with pytest.raises(ValueError, match="several runs of the list write"):
+        execute_runs([good, good], log=lambda m: None)
+
+
+def test_a_dry_run_plans_the_runs_at_the_paths_of_the_scheme(tmp_path):
+    """Snakemake plans one bilingual run with the inputs and outputs RunSpec.standard names (a dry run)."""
+    import shutil
+
+    import yaml
+
+    shutil.copy(ROOT / "Snakefile", tmp_path)
+    for folder in ("workflow", "config", "envs", "models"):
+        shutil.copytree(ROOT / folder, tmp_path / folder)
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump({"languages": ["en", "tr"], "seeds": [1],
+                                                        "corpus": {"type": "demo"}}))
+    spec = RunSpec.standard("gender", "en", "donor-tr", 1)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-m", "snakemake", spec.run, "-n", "-p", "--cores", "1",
+                           "--configfile", "exp.yaml"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=600)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    command = next(line for line in out.splitlines() if "cltm.worker finetune" in line)
+    for part in (f"--condition {spec.condition}", f"--settings {spec.settings}", f"--encoder {spec.encoder}",
+                 f"--subsets {' '.join(spec.subsets)}", f"--audio {' '.join(spec.audio)}", f"--run {spec.run}",
+                 f"--scores {spec.scores}", f"--checkpoint {spec.checkpoint}"):
+        assert part in command, (part, command)
