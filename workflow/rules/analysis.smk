@@ -145,7 +145,8 @@ rule learning_curve_finetune:
     threads: 1
     resources:
         gpu=1,
-        runtime=lambda wildcards, attempt: task_of(wildcards.task).runtime_minutes * attempt,
+        runtime=lambda wildcards, attempt: task_of(wildcards.task).runtime_minutes
+        * attempt,
     shell:
         "python -m cltm.worker finetune --settings {input.settings} --task {wildcards.task}"
         " --target {wildcards.target} --condition {wildcards.condition} --seed {wildcards.seed}"

@@ -60,7 +60,11 @@ from cltm.tasks import label_columns, task_kind  # noqa: E402
 # a relative encoder.source is taken from the working directory, else from the workflow's folder (so that
 # the default config's shipped model is found with `-s path/to/Snakefile` from elsewhere)
 _source = Path(str((config.get("encoder") or {}).get("source") or ".")).expanduser()
-if not _source.is_absolute() and not _source.exists() and (Path(workflow.basedir) / _source).exists():
+if (
+    not _source.is_absolute()
+    and not _source.exists()
+    and (Path(workflow.basedir) / _source).exists()
+):
     config["encoder"]["source"] = str(Path(workflow.basedir) / _source)
 
 try:
@@ -79,8 +83,13 @@ config.update(_canonical)
 
 def check_device():
     """`device: cuda` where jobs run locally: stop before any job when this machine has no CUDA. On a
-    cluster executor (SLURM) the jobs run on GPU nodes, so the login node is not checked."""
-    if workflow.local_exec and not workflow.touch and any(j.rule.name == "finetune" for j in workflow.dag.needrun_jobs()):
+    cluster executor (SLURM) the jobs run on GPU nodes, so the login node is not checked.
+    """
+    if (
+        workflow.local_exec
+        and not workflow.touch
+        and any(j.rule.name == "finetune" for j in workflow.dag.needrun_jobs())
+    ):
         problem = cuda_problem(config)
         if problem:
             raise WorkflowError(problem)
@@ -141,7 +150,9 @@ def config_files():
     out = []
     for f in workflow.configfiles:
         path = Path(f).resolve()
-        out.append(str(path.relative_to(here)) if path.is_relative_to(here) else str(path))
+        out.append(
+            str(path.relative_to(here)) if path.is_relative_to(here) else str(path)
+        )
     return out
 
 
@@ -158,7 +169,11 @@ def check_same_config_files():
         return
     now = config_files()
     if before != now and os.environ.get("CLTM_NEW_CONFIG") != "1":
-        given = [f for f in before if Path(f).name != "config.yaml" or Path(f).parent.name != "config"]
+        given = [
+            f
+            for f in before
+            if Path(f).name != "config.yaml" or Path(f).parent.name != "config"
+        ]
         raise WorkflowError(
             f"results/ was made with the config file(s) {', '.join(before)}; this command reads "
             f"{', '.join(now)}. Pass the same files again"
@@ -187,12 +202,14 @@ def encoder_files(wildcards):
         return []
     folder = Path(config["encoder"]["source"]).expanduser()
     return sorted(
-        str(f) for f in folder.iterdir() if f.suffix in (".json", ".safetensors", ".bin")
+        str(f)
+        for f in folder.iterdir()
+        if f.suffix in (".json", ".safetensors", ".bin")
     )
 
 
 def manifest_corpus():
-    """The corpus section the manifest rule reads, plus the label columns the tasks need (age, emotion):
+    """The corpus section that manifest jobs read, plus the label columns the tasks need (age, emotion):
     left as it is when they need none, so existing manifests are not redone."""
     columns = label_columns(config)
     return {**config["corpus"], "columns": columns} if columns else config["corpus"]
@@ -304,6 +321,11 @@ def final_targets():
         # every run's files too: Snakemake does not rebuild a deleted intermediate file while the
         # files made from it exist, so without them a deleted run JSON would leave the matrix
         # holding a run that no longer exists ("Nothing to be done")
-        + [f for t in TASKS for suffix in (".json", ".scores.tsv") for f in run_files(t, suffix)]
+        + [
+            f
+            for t in TASKS
+            for suffix in (".json", ".scores.tsv")
+            for f in run_files(t, suffix)
+        ]
         + ANALYSIS_TARGETS  # workflow/rules/analysis.smk
     )

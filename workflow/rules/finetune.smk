@@ -40,7 +40,8 @@ rule finetune:
         gpu=1,
         # minutes per run on a cluster, by the task's kind (cltm.tasks.RUNTIME_MINUTES); `attempt` grows on
         # retries. A profile or --set-resources finetune:runtime=... overrides it.
-        runtime=lambda wildcards, attempt: task_of(wildcards.task).runtime_minutes * attempt,
+        runtime=lambda wildcards, attempt: task_of(wildcards.task).runtime_minutes
+        * attempt,
     shell:
         "python -m cltm.worker finetune --settings {input.settings} --task {wildcards.task}"
         " --target {wildcards.target} --condition {wildcards.condition} --seed {wildcards.seed}"
