@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/demo_time.py [--cores 2] [--keep DIR]
 
 Copies the checkout's files (tracked and untracked, not ignored: no results/, no .snakemake/) into
-a temporary directory, runs `snakemake --cores N` there with this interpreter's environment, and
+a temporary directory, runs `snakemake all learning_curves --cores N` there (what `make demo` runs) with this interpreter's environment, and
 prints the wall time, the number of jobs and runs, where the time went (before the first
 fine-tuning job, the fine-tuning phase, after it) and per-run figures from the run JSONs, and
 the demo's quality figures (for how many targets dual beats single). Figures, not a pass/fail test.
@@ -46,7 +46,7 @@ def main() -> int:
     copy_checkout(work)
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
     t0 = time.time()
-    proc = subprocess.run(["snakemake", "--cores", str(args.cores)], cwd=work, env=env,
+    proc = subprocess.run(["snakemake", "all", "learning_curves", "--cores", str(args.cores)], cwd=work, env=env,
                           capture_output=True, text=True)
     wall = time.time() - t0
     if proc.returncode:
@@ -59,7 +59,8 @@ def main() -> int:
     ends = [p.stat().st_mtime for p in paths]  # in the order of `runs`
     first_start = min(e - r["wall_s"] for e, r in zip(ends, runs))
     print(f"demo wall time: {wall:.0f} s ({wall / 60:.1f} min) on {os.cpu_count()} CPUs, --cores {args.cores}")
-    print(f"jobs: {jobs}, fine-tuning runs: {len(runs)}")
+    curve_runs = len(list(work.glob("results/*/learning_curve/runs/*/*/*/seed*.json")))
+    print(f"jobs: {jobs}, fine-tuning runs: {len(runs)} of the grid and {curve_runs} of the learning curves")
     print(f"  before the first run: {first_start - t0:.0f} s; runs: {max(ends) - first_start:.0f} s; "
           f"after the last run: {t0 + wall - max(ends):.0f} s")
     frame = pd.DataFrame([{"task": r["task"], "train_s": r["timing"]["train_s"], "eval_s": r["timing"]["eval_s"],
