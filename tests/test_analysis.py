@@ -20,6 +20,7 @@ from cltm.analysis import (
     recommend_n,
     seed_plan,
     top_pairs,
+    transfer_profiles,
     typology_table,
 )
 from cltm.families import DISTANCE_TYPES, family_order, language_distances, language_table
@@ -164,6 +165,17 @@ def test_cluster_order_keeps_blocks_together():
     m = square([[1, 0.9, -0.5, -0.6], [0.8, 1, -0.4, -0.5], [-0.5, -0.6, 1, 0.9], [-0.4, -0.5, 0.8, 1]])
     order = cluster_order(m)
     assert set(order[:2]) in ({"a", "b"}, {"c", "d"})
+
+
+def test_clustering_takes_infinite_and_nan_cells():
+    # a flagged row whose denominator is zero has infinite cells (and NaN where the numerator is zero too):
+    # they are filled like the diagonal, with the mean of the finite off-diagonal cells, never passed on
+    inf = float("inf")
+    m = square([[1, inf, -inf], [0.8, 1, float("nan")], [-0.5, -0.6, 1]], langs=["a", "b", "c"])
+    profiles = transfer_profiles(m)
+    assert np.isfinite(profiles).all()
+    assert profiles[0, 1] == pytest.approx(np.mean([0.8, -0.5, -0.6]))
+    assert len(cluster_order(m)) == 3
 
 
 def test_seed_plan_by_hand():

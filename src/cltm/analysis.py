@@ -268,12 +268,14 @@ def top_pairs(m: pd.DataFrame, se: pd.DataFrame, flagged=(), k: int = 5) -> pd.D
 
 def transfer_profiles(m: pd.DataFrame) -> np.ndarray:
     """Each language's profile: its off-diagonal row (as target) then its column (as donor); the
-    diagonal and NaN cells are filled with the mean of the finite off-diagonal cells."""
+    diagonal and the cells that are not finite (NaN, or infinite where a row's denominator is zero) are
+    filled with the mean of the finite off-diagonal cells."""
     langs, a = _square(m)
     a = a.copy()
     off = ~np.eye(len(langs), dtype=bool)
-    fill = np.nanmean(np.where(off, a, np.nan)) if np.isfinite(a[off]).any() else 0.0
-    a[~off | ~np.isfinite(a)] = fill
+    finite = off & np.isfinite(a)
+    fill = float(a[finite].mean()) if finite.any() else 0.0
+    a[~finite] = fill
     return np.hstack([a, a.T])
 
 
