@@ -151,7 +151,8 @@ def test_demo_runs_through_slurm_in_bundles(on_cluster):
     assert len(bundles) == -(-RUNS // BUNDLE), out[-3000:]  # 24 runs, a few SLURM jobs
     rules = {part[5:] for log in cpu_jobs.values() for part in Path(log).parts if part.startswith("rule_")}
     assert rules == {"synthesize_demo", "manifest", "speakers", "test_speakers", "select", "data_summary",
-                     "prepare_audio", "data_report", "preflight", "encoder", "settings", "assemble", "plot"}
+                     "prepare_audio", "data_report", "preflight", "encoder", "settings", "assemble", "plot", "analyse",
+                     "analysis_plots"}
     for jobid, log in bundles.items():
         info = scontrol(jobid)
         assert "gres:gpu:1" in info and "JobState=COMPLETED" in info, info  # one GPU for the whole bundle
