@@ -24,6 +24,17 @@ TINY_ENCODER = {
 }
 
 
+def copy_checkout(where: Path) -> Path:
+    """A user's checkout of the workflow files (the package is installed) at `where`, for Snakemake runs."""
+    import shutil
+
+    where.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "Snakefile", where)
+    for folder in ("workflow", "config", "envs", "models"):
+        shutil.copytree(ROOT / folder, where / folder)
+    return where
+
+
 @pytest.fixture(scope="session")
 def default_config() -> dict:
     return yaml.safe_load((ROOT / "config" / "config.yaml").read_text())

@@ -4,13 +4,12 @@ copy of the repository (the same helpers as test_workflow)."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import pandas as pd
 import pytest
-import yaml
 
-from test_workflow import ROOT, snakemake, write_config
+from test_workflow import snakemake, write_config
+from conftest import copy_checkout
 
 # merged over config/config.yaml and config/demo_age.yaml: 8 speakers per gender (a third of each gender
 # per age group), 2 test speakers per gender; en and es can supply 2 x 3 clips per age group
@@ -27,10 +26,7 @@ CLASSES = ["under_30", "30_to_59", "60_plus"]
 
 @pytest.fixture(scope="module")
 def age_workflow(tmp_path_factory):
-    work = tmp_path_factory.mktemp("checkout_age")
-    shutil.copy(ROOT / "Snakefile", work)
-    for folder in ("workflow", "config", "envs", "models"):
-        shutil.copytree(ROOT / folder, work / folder)
+    work = copy_checkout(tmp_path_factory.mktemp("checkout_age"))
     cfg = write_config(work, "reduced_age.yaml", REDUCED_AGE)
     snakemake(work, "--cores", "2", "--configfile", str(work / "config" / "demo_age.yaml"), cfg)
     return work

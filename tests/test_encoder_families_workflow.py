@@ -10,14 +10,14 @@ from __future__ import annotations
 import copy
 import json
 import math
-import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from families import FAMILIES, PADDED, save_family
-from test_workflow import REDUCED, ROOT, snakemake, write_config
+from test_workflow import REDUCED, snakemake, write_config
+from conftest import copy_checkout
 
 RUNS = ["results/gender/runs/en/single/seed1.json", "results/speaker/runs/tr/donor-en/seed1.json"]
 CLASSES = {"hubert": "HubertModel", "wav2vec2": "Wav2Vec2Model", "wavlm": "WavLMModel",
@@ -36,11 +36,7 @@ def family_config(source: Path, **training) -> dict:
 
 @pytest.fixture(scope="module")
 def checkout(tmp_path_factory) -> Path:
-    work = tmp_path_factory.mktemp("families_checkout")
-    shutil.copy(ROOT / "Snakefile", work)
-    for folder in ("workflow", "config", "envs", "models"):
-        shutil.copytree(ROOT / folder, work / folder)
-    return work
+    return copy_checkout(tmp_path_factory.mktemp("families_checkout"))
 
 
 @pytest.fixture(scope="module")

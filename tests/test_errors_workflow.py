@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import sysconfig
@@ -14,15 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from test_workflow import REDUCED, ROOT, SNAKEMAKE, snakemake, write_config
-
-
-def copy_checkout(where: Path) -> Path:
-    where.mkdir(parents=True, exist_ok=True)
-    shutil.copy(ROOT / "Snakefile", where)
-    for folder in ("workflow", "config", "envs", "models"):
-        shutil.copytree(ROOT / folder, where / folder)
-    return where
+from test_workflow import REDUCED, ROOT, snakemake, write_config
+from conftest import copy_checkout
 
 
 @pytest.fixture(scope="module")

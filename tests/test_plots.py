@@ -111,15 +111,7 @@ def test_baselines_plot(tmp_path):
 
 
 def test_plots_from_transfer_result(tmp_path):
-    from cltm.matrix import transfer_matrices
-
-    rows = []
-    for target, means in {"en": (0.70, 0.80, 0.75), "de": (0.60, 0.601, 0.58)}.items():
-        donor = "de" if target == "en" else "en"
-        for condition, mean in zip(("single", "dual", f"donor-{donor}"), means):
-            rows += [{"target": target, "condition": condition, "seed": s, "roc_auc": mean + off}
-                     for s, off in enumerate((-0.01, 0.0, 0.01))]
-    res = transfer_matrices(pd.DataFrame(rows), "roc_auc", ["en", "de"])
+    res = _flagged_result(flag_z=2.0)
     assert res.baselines.loc["de", "flagged"]  # dual barely above single
     plot_matrix(res.relative_change, res.relative_change_se, res.baselines["flagged"],
                 title="relative change SYNTHETIC", value_label="relative change",
@@ -131,7 +123,7 @@ def test_plots_from_transfer_result(tmp_path):
         assert FLAG_FOOTNOTE in svg
 
 
-def _flagged_result():
+def _flagged_result(flag_z: float = 3.0):
     from cltm.matrix import transfer_matrices
 
     rows = []
@@ -140,7 +132,7 @@ def _flagged_result():
         for condition, mean in zip(("single", "dual", f"donor-{donor}"), means):
             rows += [{"target": target, "condition": condition, "seed": s, "roc_auc": mean + off}
                      for s, off in enumerate((-0.01, 0.0, 0.01))]
-    return transfer_matrices(pd.DataFrame(rows), "roc_auc", ["en", "de"], flag_z=3.0)
+    return transfer_matrices(pd.DataFrame(rows), "roc_auc", ["en", "de"], flag_z=flag_z)
 
 
 def test_footnote_names_the_flagging_z(tmp_path):
@@ -158,17 +150,14 @@ def test_the_plot_rule_passes_the_configured_flag_z(tmp_path):
     """matrix.flag_z reaches the figures' footnote through the plot rule (it used to say 2 SE always)."""
     import json
     import os
-    import shutil
     import subprocess
     import sys
 
     import yaml
 
-    from conftest import ROOT
+    from conftest import ROOT, copy_checkout
 
-    shutil.copy(ROOT / "Snakefile", tmp_path)
-    for folder in ("workflow", "config", "envs", "models"):
-        shutil.copytree(ROOT / folder, tmp_path / folder)
+    copy_checkout(tmp_path)
     (tmp_path / "exp.yaml").write_text(yaml.safe_dump({"languages": ["en", "de"], "tasks": {"gender": None},
                                                         "matrix": {"flag_z": 3.0}}))
     res, out = _flagged_result(), tmp_path / "results" / "speaker"

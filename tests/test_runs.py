@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from conftest import copy_checkout
 import torch
 
 from conftest import ROOT, TINY_ENCODER
@@ -235,13 +237,10 @@ def test_a_failed_run_of_a_list_leaves_the_others_done(experiment):
 
 def test_a_dry_run_plans_the_runs_at_the_paths_of_the_scheme(tmp_path):
     """Snakemake plans one bilingual run with the inputs and outputs RunSpec.standard names (a dry run)."""
-    import shutil
 
     import yaml
 
-    shutil.copy(ROOT / "Snakefile", tmp_path)
-    for folder in ("workflow", "config", "envs", "models"):
-        shutil.copytree(ROOT / folder, tmp_path / folder)
+    copy_checkout(tmp_path)
     (tmp_path / "exp.yaml").write_text(yaml.safe_dump({"languages": ["en", "tr"], "seeds": [1],
                                                         "corpus": {"type": "demo"}}))
     spec = RunSpec.standard("gender", "en", "donor-tr", 1)

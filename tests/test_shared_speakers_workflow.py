@@ -5,14 +5,14 @@ command the message gives mends it. Selection and audio only (the target results
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from leakage import assert_selections_disjoint
-from test_workflow import REDUCED, ROOT, snakemake, write_config
+from test_workflow import REDUCED, snakemake, write_config
+from conftest import copy_checkout
 
 
 @pytest.fixture(scope="module")
@@ -51,11 +51,7 @@ def _subsets(work: Path, langs) -> dict:
 
 
 def test_a_language_added_later_cannot_leak_its_test_voices(corpus, tmp_path):
-    work = tmp_path / "work"
-    work.mkdir()
-    shutil.copy(ROOT / "Snakefile", work)
-    for folder in ("workflow", "config", "envs", "models"):
-        shutil.copytree(ROOT / folder, work / folder)
+    work = copy_checkout(tmp_path / "work")
     target = "results/data_report.tsv"
     snakemake(work, target, "--cores", "2", "--configfile", write_config(work, "exp.yaml", _config(corpus, ["en", "es"])))
 

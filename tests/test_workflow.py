@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
+from conftest import copy_checkout
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,10 +52,7 @@ def write_config(workdir: Path, name: str, config: dict) -> str:
 @pytest.fixture(scope="module")
 def workflow(tmp_path_factory) -> Path:
     """A user's checkout (workflow files only; the package is installed) after a full reduced run."""
-    work = tmp_path_factory.mktemp("checkout")
-    shutil.copy(ROOT / "Snakefile", work)
-    for folder in ("workflow", "config", "envs", "models"):
-        shutil.copytree(ROOT / folder, work / folder)
+    work = copy_checkout(tmp_path_factory.mktemp("checkout"))
     cfg = write_config(work, "reduced.yaml", REDUCED)
     snakemake(work, "--cores", "2", "--configfile", cfg)
     return work

@@ -28,7 +28,6 @@ How waveforms enter the model (`SpeechInputs`, attached to the loaded model as `
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from dataclasses import asdict, dataclass
