@@ -88,8 +88,9 @@ def test_tf32_on_cpu_is_fp32(gender_data):
 
 
 def test_equal_length_clips_are_evaluated_together_each_as_alone(gender_data):
-    """A group-normalised encoder (no attention mask): clips of exactly equal length share a batch, no
-    padding; each clip's embedding and probabilities are the ones it gets alone."""
+    """A group-normalised encoder (no attention mask): in tf32 / bf16, clips of exactly equal length share a
+    batch, no padding, each clip's embedding and probabilities the ones it gets alone (tf32 on the CPU
+    computes in fp32, so the comparison is exact math); in fp32 every clip still goes alone, as before."""
     model, _ = _train(gender_data, EASY)
     model.eval()
     test = gender_data[5]
@@ -97,14 +98,16 @@ def test_equal_length_clips_are_evaluated_together_each_as_alone(gender_data):
     waves = [w[:16000] for w in test[:5]] + [w[:12000] for w in test[5:8]] + [test[8][:9000]]
     waves = [waves[i] for i in rng.permutation(len(waves))]
     assert not model.inputs.padded_batches
-    batches = [idx for idx, _, mask in _eval_batches(waves, model.inputs)]
+    batches = [idx for idx, _, mask in _eval_batches(waves, model.inputs, equal_lengths=True)]
     assert sorted(len(b) for b in batches) == [1, 3, 5]
+    assert all(len(idx) == 1 for idx, _, _ in _eval_batches(waves, model.inputs))
     with torch.inference_mode():
         alone = torch.cat([model.embed(torch.from_numpy(model.inputs.prepare(w))[None]) for w in waves])
         proba_alone = torch.softmax(torch.cat([model(torch.from_numpy(model.inputs.prepare(w))[None])
                                                for w in waves]), -1).numpy()
-    torch.testing.assert_close(embed_clips(model, waves, CPU), alone, rtol=0, atol=1e-5)
-    np.testing.assert_allclose(predict_proba(model, waves, CPU), proba_alone, rtol=0, atol=1e-5)
+    torch.testing.assert_close(embed_clips(model, waves, CPU, "tf32"), alone, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(predict_proba(model, waves, CPU, "tf32"), proba_alone, rtol=0, atol=1e-5)
+    assert np.array_equal(predict_proba(model, waves, CPU), proba_alone)  # fp32: clip by clip, bit for bit
 
 
 def test_a_run_records_its_precision(gender_data):

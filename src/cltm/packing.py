@@ -69,8 +69,10 @@ def count_parameters(encoder_config: dict, n_classes: int) -> int:
             n += 2 * c_out  # group norm of the first layer, or a layer norm per layer
         c_in = c_out
     n += 2 * dims[-1] + dims[-1] * h + h  # feature projection: layer norm + linear
-    n += h * (h // c["num_conv_pos_embedding_groups"]) * c["num_conv_pos_embeddings"] + h  # positional conv
-    n += 2 * h + h  # encoder layer norm, masked_spec_embed
+    k_pos = c["num_conv_pos_embeddings"]
+    n += h * (h // c["num_conv_pos_embedding_groups"]) * k_pos + k_pos + h  # positional conv (weight-normed)
+    n += 2 * h  # encoder layer norm
+    n += h if c["mask_time_prob"] > 0 or c["mask_feature_prob"] > 0 else 0  # masked_spec_embed
     n += c["num_hidden_layers"] * (4 * h * h + 4 * h + 2 * h * inter + inter + h + 4 * h)
     return n + h * n_classes + n_classes
 
@@ -111,7 +113,7 @@ _HUBERT_DEFAULTS = {  # transformers' HubertConfig defaults (HuBERT base), for k
     "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072,
     "conv_dim": [512] * 7, "conv_kernel": [10, 3, 3, 3, 3, 2, 2], "conv_stride": [5, 2, 2, 2, 2, 2, 2],
     "conv_bias": False, "feat_extract_norm": "group", "num_conv_pos_embeddings": 128,
-    "num_conv_pos_embedding_groups": 16,
+    "num_conv_pos_embedding_groups": 16, "mask_time_prob": 0.05, "mask_feature_prob": 0.0,
 }
 
 
