@@ -10,8 +10,8 @@ adds in backward passes differ between runs anyway, packed or not; kernels are n
 
 Processes, not threads: a run's generators are process-global state while it runs (`cltm.rng`), and each
 process holds its own CUDA context (about 0.5 GB of device memory each, counted in `estimate_run_memory`).
-Children are forked when the parent has not initialised CUDA (CUDA cannot survive a fork; the warm
-worker keeps the parent CUDA-free for the same reason), spawned otherwise. Without NVIDIA MPS the
+Children are forked when that is safe (the parent has not initialised CUDA, which cannot survive a fork,
+and the runs use one CPU thread each), spawned otherwise (each child then imports torch once). Without NVIDIA MPS the
 processes' kernels time-share the GPU rather than run concurrently; packing then fills the idle gaps
 (one run's host work and evaluation overlap another's kernels). With MPS (`nvidia-cuda-mps-control -d`
 on the node) kernels of the k runs also overlap.
@@ -211,10 +211,15 @@ def _portable(err: BaseException) -> BaseException:
         return RuntimeError(f"{type(err).__name__}: {err}")
 
 
-def _context():
+def _context(specs: list[RunSpec]):
+    """fork (fast: imports and memory shared) where it is safe, else spawn. Unsafe: after CUDA was
+    initialised here, and for children that use several CPU threads (GNU OpenMP hangs in a forked child
+    when both the parent and the child use a thread pool; the warm worker keeps its parent at one thread
+    for the same reason)."""
     import torch
 
-    if "fork" in mp.get_all_start_methods() and not torch.cuda.is_initialized():
+    if ("fork" in mp.get_all_start_methods() and not torch.cuda.is_initialized()
+            and max(s.threads for s in specs) == 1):
         return mp.get_context("fork")
     return mp.get_context("spawn")
 
@@ -244,7 +249,7 @@ def execute_packed(specs: list[RunSpec], k: int, *, log=print, keep_going: bool 
     if clash:
         raise ValueError(f"several runs of the list write {', '.join(clash[:3])}")
 
-    ctx = _context()
+    ctx = _context(specs)
     workers = []
     for _ in range(min(k, len(specs))):
         parent, child = ctx.Pipe()
