@@ -103,3 +103,20 @@ def test_a_run_s_estimate_reads_its_longest_clip_and_settings(experiment):  # no
     assert est >= estimate_run_memory(encoder, crop, settings["batch_size"], "fp32", 2)
     with pytest.raises(PackingError, match="runs_per_gpu 2"):
         execute_packed([spec, spec], 2, device_bytes=est)
+
+
+def test_spawned_packed_processes_give_the_same_results(experiment):  # noqa: F811
+    """Children that use several CPU threads are spawned (a forked one could hang in GNU OpenMP), as are
+    the children of a parent that initialised CUDA; spawned children give the results of execute_runs too."""
+    from cltm.packing import _context
+    from cltm.runner import execute_runs
+
+    runs = [("gender", "en", "single", 4), ("gender", "tr", "single", 4)]
+    two_threads = [RunSpec.from_dict({**s.to_dict(), "threads": 2}) for s in _specs(experiment, "x", runs)]
+    assert _context(two_threads).get_start_method() == "spawn"
+    assert _context(_specs(experiment, "x", runs)).get_start_method() == "fork"
+    one_by_one, packed = _specs(experiment, "sequential-spawn", runs), _specs(experiment, "packed-spawn", runs)
+    execute_runs(one_by_one, log=lambda m: None)
+    execute_packed(packed, 2, log=lambda m: None, start_method="spawn")
+    for a, b in zip(one_by_one, packed):
+        assert _result(a) == _result(b), a.name

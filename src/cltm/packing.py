@@ -225,7 +225,7 @@ def _context(specs: list[RunSpec]):
 
 
 def execute_packed(specs: list[RunSpec], k: int, *, log=print, keep_going: bool = False,
-                   device_bytes: int | None = None) -> list[dict | None]:
+                   device_bytes: int | None = None, start_method: str | None = None) -> list[dict | None]:
     """Execute `specs` with up to `k` runs at a time on this node's device; return their records in the
     order of `specs` (None: failed), as `cltm.runner.execute_runs` does, which k = 1 is.
 
@@ -233,7 +233,8 @@ def execute_packed(specs: list[RunSpec], k: int, *, log=print, keep_going: bool 
     alone). Log lines are prefixed with the run's name. Without `keep_going` the first failure is raised
     once the runs in flight have finished (no new run starts); with it every run is tried and
     `cltm.runner.RunFailures` lists the failed ones. With `device_bytes` (e.g. `device_memory_bytes()`),
-    `check_packing` first refuses a k whose runs cannot fit.
+    `check_packing` first refuses a k whose runs cannot fit. `start_method` ('fork', 'spawn') overrides
+    the choice of `_context`.
     """
     from cltm.runner import RunFailures, execute_runs
 
@@ -249,7 +250,7 @@ def execute_packed(specs: list[RunSpec], k: int, *, log=print, keep_going: bool 
     if clash:
         raise ValueError(f"several runs of the list write {', '.join(clash[:3])}")
 
-    ctx = _context(specs)
+    ctx = mp.get_context(start_method) if start_method else _context(specs)
     workers = []
     for _ in range(min(k, len(specs))):
         parent, child = ctx.Pipe()
