@@ -143,3 +143,16 @@ def test_precision_is_a_training_key_without_a_written_default(default_config):
     cfg["tasks"]["gender"]["training"]["precision"] = "bf16"
     validate_config(cfg)
     assert digest(run_settings(cfg, "gender")) != before["gender"]
+
+
+def test_the_runs_table_has_the_precision_of_each_run(tmp_path):
+    """load_runs: a precision column; run JSONs written before the key are fp32."""
+    import json
+
+    from cltm.results import load_runs
+    from test_errors import RUN
+
+    (tmp_path / "old.json").write_text(json.dumps(RUN))
+    (tmp_path / "new.json").write_text(json.dumps({**RUN, "seed": 2, "precision": "bf16"}))
+    runs = load_runs([tmp_path / "old.json", tmp_path / "new.json"])
+    assert runs["precision"].tolist() == ["fp32", "bf16"]
