@@ -156,3 +156,21 @@ def test_the_runs_table_has_the_precision_of_each_run(tmp_path):
     (tmp_path / "new.json").write_text(json.dumps({**RUN, "seed": 2, "precision": "bf16"}))
     runs = load_runs([tmp_path / "old.json", tmp_path / "new.json"])
     assert runs["precision"].tolist() == ["fp32", "bf16"]
+
+
+def test_tf32_on_cuda_covers_the_whole_training_and_is_restored():
+    """The TF32 switches (process-global) are set for the time of a training or evaluation, forward and
+    backward, and put back afterwards; nothing changes for fp32 / bf16 or on the CPU. (Flags only: no GPU.)"""
+    from cltm.training import matmul_precision
+
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        with matmul_precision(torch.device("cuda"), "tf32"):
+            assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+        assert torch.backends.cuda.matmul.allow_tf32 is False
+        for device, precision in (("cuda", "fp32"), ("cuda", "bf16"), ("cpu", "tf32")):
+            with matmul_precision(torch.device(device), precision):
+                assert torch.backends.cuda.matmul.allow_tf32 is False
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before

@@ -106,26 +106,35 @@ def precision_of(cfg: dict) -> str:
 
 @contextlib.contextmanager
 def autocast(device: torch.device, precision: str = "fp32"):
-    """The numeric precision of a forward pass (and the loss); backward follows the forward's dtypes.
+    """The numeric precision of a forward pass and the loss (backward follows the forward's dtypes); used
+    inside `matmul_precision`, which covers the backward pass too.
 
     fp32: PyTorch's defaults (float32 matrix products; on CUDA, cuDNN's convolutions may use TF32, as
-    PyTorch allows by default). tf32: also matrix products in TF32 on CUDA (Ampere or newer); on CPU the
-    same as fp32. bf16: autocast to bfloat16 (weights, gradients and optimiser state stay float32; bf16's
-    exponent range is float32's, so no loss scaling is needed); works on CPU too, but slower there
-    without bf16 matrix units.
+    PyTorch allows by default). tf32: matrix products and convolutions in TF32 on CUDA (Ampere or newer),
+    set by `matmul_precision`; on CPU the same as fp32. bf16: autocast to bfloat16 (weights, gradients and
+    optimiser state stay float32; bf16's exponent range is float32's, so no loss scaling is needed); works
+    on CPU too, but slower there without bf16 matrix units.
     """
     if precision == "bf16":
         with torch.autocast(device.type, dtype=torch.bfloat16):
             yield
-    elif precision == "tf32" and device.type == "cuda":
-        before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-        try:
-            yield
-        finally:
-            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
     else:
         yield
+
+
+@contextlib.contextmanager
+def matmul_precision(device: torch.device, precision: str = "fp32"):
+    """TF32 matrix products and convolutions for the time of a training or an evaluation (forward and
+    backward) when `precision` is tf32 on CUDA; the process's settings are restored afterwards."""
+    if precision != "tf32" or device.type != "cuda":
+        yield
+        return
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
 
 
 def to_device(x: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
@@ -240,40 +249,41 @@ def fine_tune(model: Classifier, waves: list[np.ndarray], labels: np.ndarray, cf
         start_epoch, start_batch, order, epoch_losses = (resumed["epoch"], resumed["batch"], resumed["order"],
                                                          resumed["epoch_losses"])
         log(f"resumed from checkpoint at step {step}/{total}")
-    for epoch in range(start_epoch, cfg["epochs"]):
-        if epoch > start_epoch or order is None:
-            order, epoch_losses = torch.randperm(n, generator=generator).tolist(), []
-        for b in range(start_batch if epoch == start_epoch else 0, steps_per_epoch):
-            idx = order[b * bs:(b + 1) * bs]
-            x, mask = make_batch([waves[i] for i in idx], crop, generator, model.inputs)
-            x, mask, y = to_device(x, device), to_device(mask, device), to_device(targets[idx], device)
-            with autocast(device, precision):
-                loss = F.cross_entropy(model(x, mask), y)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.get("grad_clip"):
-                torch.nn.utils.clip_grad_norm_(params, cfg["grad_clip"])
-            optimiser.step()
-            scheduler.step()
-            pending.append(loss.detach().float())
-            step += 1
-            reporting = step % report_every == 0 or step == total
-            saving = bool(checkpoint) and step < total and checkpoint.due()
-            if reporting or saving or len(pending) >= sync_every:
-                read_back()
-            if reporting:
-                log(f"epoch {epoch + 1}/{cfg['epochs']} step {step}/{total} loss {losses[-1]:.4f} "
-                    f"({time.perf_counter() - t0:.1f} s)")
-            if saving:
-                from cltm.checkpoints import rng_state
+    with matmul_precision(device, precision):
+        for epoch in range(start_epoch, cfg["epochs"]):
+            if epoch > start_epoch or order is None:
+                order, epoch_losses = torch.randperm(n, generator=generator).tolist(), []
+            for b in range(start_batch if epoch == start_epoch else 0, steps_per_epoch):
+                idx = order[b * bs:(b + 1) * bs]
+                x, mask = make_batch([waves[i] for i in idx], crop, generator, model.inputs)
+                x, mask, y = to_device(x, device), to_device(mask, device), to_device(targets[idx], device)
+                with autocast(device, precision):
+                    loss = F.cross_entropy(model(x, mask), y)
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.get("grad_clip"):
+                    torch.nn.utils.clip_grad_norm_(params, cfg["grad_clip"])
+                optimiser.step()
+                scheduler.step()
+                pending.append(loss.detach().float())
+                step += 1
+                reporting = step % report_every == 0 or step == total
+                saving = bool(checkpoint) and step < total and checkpoint.due()
+                if reporting or saving or len(pending) >= sync_every:
+                    read_back()
+                if reporting:
+                    log(f"epoch {epoch + 1}/{cfg['epochs']} step {step}/{total} loss {losses[-1]:.4f} "
+                        f"({time.perf_counter() - t0:.1f} s)")
+                if saving:
+                    from cltm.checkpoints import rng_state
 
-                checkpoint.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(),
-                                 "scheduler": scheduler.state_dict(), "generator": generator.get_state(),
-                                 "rng": rng_state(), "losses": losses, "epoch_means": epoch_means,
-                                 "step": step, "epoch": epoch, "batch": b + 1, "order": order,
-                                 "epoch_losses": epoch_losses})
-        read_back()
-        epoch_means.append(float(np.mean(epoch_losses)))
+                    checkpoint.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(),
+                                     "scheduler": scheduler.state_dict(), "generator": generator.get_state(),
+                                     "rng": rng_state(), "losses": losses, "epoch_means": epoch_means,
+                                     "step": step, "epoch": epoch, "batch": b + 1, "order": order,
+                                     "epoch_losses": epoch_losses})
+            read_back()
+            epoch_means.append(float(np.mean(epoch_losses)))
     return {"steps": total, "first": losses[0], "last": losses[-1], "epoch_means": epoch_means}
 
 
@@ -307,7 +317,7 @@ def _per_clip(model: Classifier, waves: list[np.ndarray], device: torch.device, 
     # fp32, the paper protocol, keeps evaluation bit for bit what it was (a batched linear layer rounds
     # differently from the clip alone, ~1e-8); the faster precisions, already not bit-exact, batch more
     for idx, x, mask in _eval_batches(waves, model.inputs, equal_lengths=precision != "fp32"):
-        with autocast(device, precision):
+        with matmul_precision(device, precision), autocast(device, precision):
             out = fn(to_device(x, device), to_device(mask, device))
         for i, row in zip(idx, out.float().cpu()):
             rows[i] = row
