@@ -83,7 +83,8 @@ def _table(pairs) -> pd.DataFrame:
         row.update({f"n_{k}": v for k, v in rec["sizes"].items()})
         row.update(loss_first=rec["loss"]["first"], loss_last=rec["loss"]["last"],
                    train_s=rec["timing"]["train_s"], eval_s=rec["timing"]["eval_s"], wall_s=rec.get("wall_s"),
-                   device=rec["device"], config_digest=rec["config_digest"], file=str(path))
+                   device=rec["device"], precision=rec.get("precision", "fp32"),  # runs before the key: fp32
+                   config_digest=rec["config_digest"], file=str(path))
         rows.append(row)
     runs = pd.DataFrame(rows)
     digests = runs["config_digest"].unique()

@@ -271,12 +271,12 @@ class ClassificationTask(_Task):
 
     def evaluate(self, model, store, selection: dict, cfg: dict, device) -> tuple[dict, pd.DataFrame]:
         from cltm.metrics import classification_metrics
-        from cltm.training import predict_proba
+        from cltm.training import precision_of, predict_proba
 
         test = selection["test"]
         classes = self.class_of(pd.Series([store.meta(u)[self.label_column] for u in test], dtype=object))
         y_true = np.array([self.index[c] for c in classes])
-        proba = predict_proba(model, [store[u] for u in test], device)
+        proba = predict_proba(model, [store[u] for u in test], device, precision_of(cfg.get("training") or {}))
         y_pred = proba.argmax(axis=1)
         metrics = classification_metrics(y_true, y_pred, n_classes=len(self.classes))
         if self.is_gender and self.classes == GENDER_CLASSES:  # the columns gender runs have always written
@@ -330,11 +330,11 @@ class SpeakerVerificationTask(_Task):
 
         from cltm.audio import trim_silence
         from cltm.metrics import verification_metrics
-        from cltm.training import embed_clips
+        from cltm.training import embed_clips, precision_of
 
         test = selection["test"]
         waves = [trim_silence(store[u], cfg.get("trim_db")) for u in test]
-        emb = torch.nn.functional.normalize(embed_clips(model, waves, device), dim=-1)
+        emb = torch.nn.functional.normalize(embed_clips(model, waves, device, precision_of(cfg.get("training") or {})), dim=-1)
         pos = {u: i for i, u in enumerate(test)}
         trials = pd.DataFrame(selection["trials"], columns=["enroll", "test", "label"])
         a = emb[[pos[u] for u in trials["enroll"]]]
@@ -364,7 +364,7 @@ def run_one(task: str, cfg: dict, *, target: str, condition: str, seed: int, enc
 
     from cltm import __version__
     from cltm.rng import RunGenerators
-    from cltm.training import Classifier, fine_tune
+    from cltm.training import Classifier, fine_tune, precision_of
 
     t0 = time.perf_counter()
     plugin = task_kind(task, cfg)
@@ -399,6 +399,7 @@ def run_one(task: str, cfg: dict, *, target: str, condition: str, seed: int, enc
         },
         "loss": loss,
         "timing": {"train_s": round(t_train, 2), "eval_s": round(time.perf_counter() - t0 - t_train, 2)},
-        "device": str(device), "torch": torch.__version__, "cltm": __version__,
+        "device": str(device), "precision": precision_of(cfg["training"]), "torch": torch.__version__,
+        "cltm": __version__,
     }
     return record, scores
