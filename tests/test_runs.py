@@ -306,6 +306,12 @@ def test_a_cell_trains_only_the_runs_it_does_not_keep(experiment):
     assert execute_cell(specs, cell=str(cell), log=lambda m: None) == [specs[1]]
     assert _result(specs[1]) == first[2]  # trained again: the same seed gives the same result
 
+    # packed (runs_per_gpu 2): both runs at once, each with its result alone and its own log
+    forget([s.run for s in specs], root=experiment)
+    assert execute_cell(specs, cell=str(cell), pack=2, log=lambda m: None) == specs
+    assert {s.seed: _result(s) for s in specs} == first
+    assert "macro_f1" in (experiment / "results/logs/finetune/gender/en/donor-tr/seed2.log").read_text()
+
     settings = json.loads(Path(specs[0].settings).read_text())
     changed = copy.deepcopy(settings)
     changed["digest"] = "0" * 16  # the task's settings changed: every run of the cell is redone
@@ -314,3 +320,55 @@ def test_a_cell_trains_only_the_runs_it_does_not_keep(experiment):
         assert execute_cell(specs, cell=str(cell), log=lambda m: None) == specs
     finally:
         Path(specs[0].settings).write_text(json.dumps(settings))
+
+
+def test_bf16_and_fp32_matrices_agree_within_their_standard_errors(experiment):
+    """A reduced gender grid (2 targets x 3 conditions x 3 seeds) under fp32 and under bf16: every cell of
+    the CLTM and every baseline agree within twice their combined standard error."""
+    from cltm.config import digest
+    from cltm.io import write_json
+    from cltm.matrix import transfer_matrices
+    from cltm.results import load_runs
+    from cltm.runner import execute_runs
+
+    spec_file = json.loads((experiment / "results/gender/settings.json").read_text())
+    tables = {}
+    for precision in ("fp32", "bf16"):
+        settings = copy.deepcopy(spec_file["settings"])
+        settings["task"]["training"] = {**settings["task"]["training"], "precision": precision, "epochs": 3}
+        path = experiment / f"results/gender_{precision}/settings.json"
+        write_json(path, {**spec_file, "settings": settings, "digest": digest(settings)})
+        grid = [("gender", t, c, seed) for t, o in (("en", "tr"), ("tr", "en"))
+                for c in ("single", "dual", f"donor-{o}") for seed in (1, 2, 3)]
+        specs = [RunSpec.from_dict({**s.to_dict(), "settings": str(path)}) for s in _specs(experiment, precision, grid)]
+        execute_runs(specs, log=lambda m: None)
+        tables[precision] = load_runs([s.run for s in specs])
+    assert set(tables["bf16"]["precision"]) == {"bf16"} and set(tables["fp32"]["precision"]) == {"fp32"}
+    assert not tables["bf16"]["value"].equals(tables["fp32"]["value"])  # bf16 really trained differently
+    a, b = (transfer_matrices(tables[p], "macro_f1", ["en", "tr"]) for p in ("fp32", "bf16"))
+    for name in ("perf_single", "perf_dual"):
+        se = np.hypot(a.baselines[f"{name}_se"], b.baselines[f"{name}_se"])
+        assert ((a.baselines[name] - b.baselines[name]).abs() <= 2 * se + 1e-9).all(), (a.baselines, b.baselines)
+    diff = (a.cltm - b.cltm).abs().to_numpy()
+    se = np.hypot(a.cltm_se, b.cltm_se).to_numpy()
+    finite = np.isfinite(diff) & np.isfinite(se)  # a zero denominator makes a flagged cell infinite
+    assert finite.sum() >= 3 and (diff[finite] <= 2 * se[finite] + 1e-9).all(), (a.cltm, b.cltm, se)
+
+
+def test_a_run_that_would_train_on_a_test_voice_of_its_target_stops_before_training(experiment, tmp_path):
+    """The check every run makes on the files it reads (cltm.runner.check_run_speakers): here the donor's
+    training voices are made test voices of the target, as a language selected before another was added
+    could have them."""
+    from cltm.audio import AudioStore
+    from cltm.runner import LeakError, check_run_speakers
+
+    spec = RunSpec.standard("gender", "en", "donor-tr", 1, root=experiment)
+    selections = {lang: json.loads(Path(p).read_text()) for lang, p in zip(spec.languages, spec.subsets)}
+    stores = {lang: AudioStore(a, Path(a).with_suffix(".tsv")) for lang, a in zip(spec.languages, spec.audio)}
+    check_run_speakers(spec, selections, stores)  # the selection as made: disjoint
+    voice = stores["tr"].meta(selections["tr"]["single"][0])["speaker"]
+    selections["en"]["test_speakers"].append(voice)
+    with pytest.raises(LeakError, match=r"would train on test speaker .* of 'en' \(clip .* of 'tr'\).*"
+                                        r"results/selection/tr.json -f"):
+        check_run_speakers(spec, selections, stores)
+    check_run_speakers(spec, selections, stores, speaker_ids="per_language")  # ids of two languages: two people

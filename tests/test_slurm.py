@@ -183,6 +183,27 @@ def test_one_cell_reruns_on_the_cluster(on_cluster):
     assert (work / "results/gender/runs/en/single/seed2.json").read_bytes() == other
 
 
+def test_a_packed_cell_gives_the_runs_it_gives_alone(on_cluster):
+    """runs_per_gpu 2: the cell's two runs train at once in its one SLURM job on its one GPU, and give the
+    run JSONs (all but timing) and scores that they gave one after the other."""
+    work = on_cluster["work"]
+    runs = [f"results/gender/runs/tr/dual/seed{s}.json" for s in (1, 2)]
+
+    def result(path):
+        rec = json.loads((work / path).read_text())
+        return {k: v for k, v in rec.items() if k not in ("timing", "wall_s")}, (work / path.replace(
+            ".json", ".scores.tsv")).read_bytes()
+
+    before = [result(r) for r in runs]
+    proc = run(work, *runs, "-f", "--cores", "2", *PROFILES, "--set-resources", "finetune:runs_per_gpu=2",
+               "--configfile", "reduced.yaml", env=on_cluster["env"])
+    out = proc.stdout + proc.stderr
+    assert len(slurm_jobs(out)) == 1 and "--pack 2" in out, out[-3000:]
+    log = (work / "results/logs/finetune/gender/tr/dual.log").read_text()
+    assert "training 2, 2 at a time" in log, log
+    assert [result(r) for r in runs] == before
+
+
 # last: it changes the speaker settings of the checkout
 def test_stopped_run_resumes_from_its_checkpoint(on_cluster, tmp_path):
     """scancel (SIGTERM, as for preemption) a run mid-way: no result appears; rerun: it resumes from its

@@ -38,7 +38,7 @@ def finetune_cell(args) -> None:
     """The runs of one cell: kept ones put back, the others trained (`cltm.runner.execute_cell`)."""
     from cltm.runner import execute_cell
 
-    execute_cell(cell_of(args), cell=args.cell, log=script_logger(None))
+    execute_cell(cell_of(args), cell=args.cell, pack=args.pack, log=script_logger(None))
 
 
 def finetune_many(args) -> None:
@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "each run's scores beside its JSON)")
     c.add_argument("--cell", required=True, help="output: the cell file, every run's record (results/<task>/cells/...)")
     c.add_argument("--threads", type=int, default=1)
+    c.add_argument("--pack", type=int, default=1, help="runs trained at once on this node's device "
+                   "(the rule's resource runs_per_gpu; cltm.packing)")
     m = sub.add_parser("finetune-many", help="a list of runs in one process, each as if alone")
     m.add_argument("--runs", required=True, help="JSON list of runs: the fields of cltm.runs.RunSpec (task, "
                    "target, condition, seed, settings, encoder, subsets, audio, run, scores, checkpoint)")

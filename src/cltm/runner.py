@@ -24,7 +24,7 @@ from cltm.checkpoints import Checkpoint
 from cltm.encoder import load_encoder
 from cltm.errors import CltmError
 from cltm.io import read_json, script_logger, write_json, write_table
-from cltm.runs import RunSpec
+from cltm.runs import RunSpec, parse_run_path
 from cltm.tasks import pick_device, run_one, training_items
 
 
@@ -114,6 +114,8 @@ def execute_run(spec: RunSpec, *, log=print, shared: _Shared | None = None) -> d
                   wall_s=round(time.perf_counter() - t0, 2))
     write_table(spec.scores, scores, index=False)
     write_json(spec.run, record)
+    if parse_run_path(spec.run):  # a run of the workflow's grid: kept at once for its cell (cltm.cells)
+        keep(spec)
     if checkpoint:
         checkpoint.remove()  # the result exists now; a checkpoint must never outlive it
     return record
@@ -150,35 +152,62 @@ def execute_runs(specs: list[RunSpec], *, log=print, keep_going: bool = False) -
     return records
 
 
-def execute_cell(specs: list[RunSpec], *, cell: str | None = None, log=print) -> list[RunSpec]:
+def execute_cell(specs: list[RunSpec], *, cell: str | None = None, pack: int = 1, log=print) -> list[RunSpec]:
     """The runs of one cell (`cltm.cells`): put back every run kept with the inputs it has now, train the
-    others one after the other (each also logged to its own file), keep each as it finishes. Every run
-    is tried; RunFailures at the end names the ones that failed (the finished ones stay kept, so a
-    rerun of the cell trains only those). Then, all done, the `cell` file (`cltm.cells.write_cell`).
-    Returns the specs that were trained."""
+    others, keep each as it finishes (`execute_run`). `pack` > 1 trains up to that many at once on this
+    node's device (`cltm.packing.execute_packed`; on CUDA the packing is first checked against the GPU's
+    memory). Each trained run also logs to its own file. Every run is tried; RunFailures at the end names
+    the ones that failed (the finished ones stay kept, so a rerun of the cell trains only those). Then,
+    all done, the `cell` file (`cltm.cells.write_cell`). Returns the specs that were trained."""
     _, todo = split_cell(specs, log=log)
-    if not todo:
-        if cell:
-            write_cell(cell, specs)
-        return []
-    log(f"{len(specs) - len(todo)} of {len(specs)} run(s) kept; training {len(todo)}")
+    if todo:
+        log(f"{len(specs) - len(todo)} of {len(specs)} run(s) kept; training {len(todo)}"
+            + (f", {min(pack, len(todo))} at a time" if pack > 1 and len(todo) > 1 else ""))
+        for spec in todo:
+            run_log(spec).parent.mkdir(parents=True, exist_ok=True)
+            run_log(spec).unlink(missing_ok=True)
+        if pack > 1 and len(todo) > 1:
+            _train_packed(todo, pack, log)
+        else:
+            _train_one_by_one(todo, log)
+    if cell:
+        write_cell(cell, specs)
+    return todo
+
+
+def _train_one_by_one(todo: list[RunSpec], log) -> None:
     shared = _Shared(todo)
     failures = []
     for i, spec in enumerate(todo, 1):
         log(f"run {i}/{len(todo)}: {spec.name} (log: {run_log(spec)})")
-        run_log(spec).unlink(missing_ok=True)
-        run_log(spec).parent.mkdir(parents=True, exist_ok=True)
         try:
             execute_run(spec, log=script_logger(run_log(spec)), shared=shared)
-            keep(spec)
         except Exception as err:  # noqa: BLE001 - reported, the others go on
             log(f"run {spec.name} failed: {type(err).__name__}: {err}")
             failures.append((spec, err))
     if failures:
         raise RunFailures(failures)
-    if cell:
-        write_cell(cell, specs)
-    return todo
+
+
+def _train_packed(todo: list[RunSpec], pack: int, log) -> None:
+    from cltm.packing import device_memory_bytes, execute_packed
+
+    device = pick_device(read_json(todo[0].settings)["device"])
+    files = {f"[{spec.name}] ": run_log(spec).open("a", buffering=1) for spec in todo}
+
+    def route(message: str) -> None:  # a packed run's lines also go to its own log
+        log(message)
+        for prefix, fh in files.items():
+            if message.startswith(prefix):
+                fh.write(f"[{time.strftime('%H:%M:%S')}] {message[len(prefix):]}\n")
+                break
+
+    try:
+        execute_packed(todo, pack, log=route, keep_going=True,
+                       device_bytes=device_memory_bytes() if device.type == "cuda" else None)
+    finally:
+        for fh in files.values():
+            fh.close()
 
 
 def read_specs(path: str | Path) -> list[RunSpec]:

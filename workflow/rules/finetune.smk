@@ -49,9 +49,12 @@ rule finetune:
         runtime=lambda wildcards, attempt: task_of(wildcards.task).runtime_minutes
         * len(SEEDS)
         * attempt,
+        # runs of the cell trained at once on its GPU (README, "Running fast on GPUs"); results are
+        # each run's alone, so a change retrains nothing (resources are not rerun triggers)
+        runs_per_gpu=1,
     shell:
         "python -m cltm.worker finetune-cell --settings {input.settings} --task {wildcards.task}"
         " --target {wildcards.target} --condition {wildcards.condition}"
         " --encoder {input.encoder} --subsets {input.subsets} --audio {input.audio}"
-        " --threads {threads} --runs {output.runs} --cell {output.cell}"
+        " --threads {threads} --pack {resources.runs_per_gpu} --runs {output.runs} --cell {output.cell}"
         " > {log} 2>&1"
