@@ -270,13 +270,18 @@ class ClassificationTask(_Task):
         return np.array([self.index[c] for c in classes]), len(self.classes)
 
     def evaluate(self, model, store, selection: dict, cfg: dict, device) -> tuple[dict, pd.DataFrame]:
-        from cltm.metrics import classification_metrics
         from cltm.training import predict_proba
 
         test = selection["test"]
+        return self.score(store, test, predict_proba(model, [store[u] for u in test], device))
+
+    def score(self, store, test: list, proba: np.ndarray) -> tuple[dict, pd.DataFrame]:
+        """(metrics, per-clip predictions) of class probabilities `proba` [clips, classes] of the test clips
+        (`store.meta` gives their labels): shared by fine-tuning and probe runs."""
+        from cltm.metrics import classification_metrics
+
         classes = self.class_of(pd.Series([store.meta(u)[self.label_column] for u in test], dtype=object))
         y_true = np.array([self.index[c] for c in classes])
-        proba = predict_proba(model, [store[u] for u in test], device)
         y_pred = proba.argmax(axis=1)
         metrics = classification_metrics(y_true, y_pred, n_classes=len(self.classes))
         if self.is_gender and self.classes == GENDER_CLASSES:  # the columns gender runs have always written
@@ -326,15 +331,21 @@ class SpeakerVerificationTask(_Task):
         return np.array([classes[k] for k in keys]), len(classes)
 
     def evaluate(self, model, store, selection: dict, cfg: dict, device) -> tuple[dict, pd.DataFrame]:
-        import torch
-
         from cltm.audio import trim_silence
-        from cltm.metrics import verification_metrics
         from cltm.training import embed_clips
 
         test = selection["test"]
         waves = [trim_silence(store[u], cfg.get("trim_db")) for u in test]
-        emb = torch.nn.functional.normalize(embed_clips(model, waves, device), dim=-1)
+        return self.score(test, embed_clips(model, waves, device), selection)
+
+    def score(self, test: list, embeddings, selection: dict) -> tuple[dict, pd.DataFrame]:
+        """(metrics, trials with their cosine scores) of the test clips' embeddings [clips, dim] (a torch
+        tensor): shared by fine-tuning and probe runs."""
+        import torch
+
+        from cltm.metrics import verification_metrics
+
+        emb = torch.nn.functional.normalize(embeddings, dim=-1)
         pos = {u: i for i, u in enumerate(test)}
         trials = pd.DataFrame(selection["trials"], columns=["enroll", "test", "label"])
         a = emb[[pos[u] for u in trials["enroll"]]]

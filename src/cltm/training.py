@@ -44,35 +44,8 @@ class Classifier(nn.Module):
 
     def layer_states(self, waves: torch.Tensor, attention_mask: torch.Tensor | None = None
                      ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """(last_hidden_state, states): states[0] is the input of the first transformer layer, states[i]
-        the output of layer i (its input when LayerDrop skipped it), num_hidden_layers + 1 of them, the
-        same indexing as transformers' `hidden_states` without LayerDrop; the last one is last_hidden_state."""
-        stack = self.encoder.encoder
-        n_layers = len(stack.layers)
-        outputs: list[torch.Tensor | None] = [None] * (n_layers + 1)
-
-        def record(i):
-            def hook(module, args, output):
-                outputs[i] = output[0] if isinstance(output, tuple) else output  # WavLM: (states, position bias)
-            return hook
-
-        # stack.dropout is applied to the positional-embedded features just before the first layer, in the
-        # encoders of every supported family (HuBERT, wav2vec2, WavLM, data2vec-audio) and their
-        # stable-layer-norm variants alike: its output is states[0]
-        handles = [stack.dropout.register_forward_hook(record(0))]
-        handles += [layer.register_forward_hook(record(i + 1)) for i, layer in enumerate(stack.layers)]
-        try:
-            last = self.encoder(waves, attention_mask=attention_mask).last_hidden_state
-        finally:
-            for h in handles:
-                h.remove()
-        if outputs[0] is None:
-            raise RuntimeError("the encoder's layer input was not recorded (an unsupported encoder layout)")
-        for i in range(1, n_layers + 1):
-            if outputs[i] is None:  # skipped by LayerDrop: the identity
-                outputs[i] = outputs[i - 1]
-        outputs[-1] = last  # the stable-layer-norm variant normalises after the last layer
-        return last, outputs
+        """(last_hidden_state, states) of the encoder: see `layer_states`."""
+        return layer_states(self.encoder, waves, attention_mask)
 
     def embed(self, waves: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         if self.pooling == "last":
@@ -87,6 +60,40 @@ class Classifier(nn.Module):
 
     def forward(self, waves: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         return self.head(self.embed(waves, attention_mask))
+
+
+def layer_states(encoder: nn.Module, waves: torch.Tensor, attention_mask: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """(last_hidden_state, states): states[0] is the input of the first transformer layer, states[i]
+    the output of layer i (its input when LayerDrop skipped it), num_hidden_layers + 1 of them, the
+    same indexing as transformers' `hidden_states` without LayerDrop; the last one is last_hidden_state.
+    (A function of the encoder alone, so that frozen-encoder feature extraction shares it.)"""
+    stack = encoder.encoder
+    n_layers = len(stack.layers)
+    outputs: list[torch.Tensor | None] = [None] * (n_layers + 1)
+
+    def record(i):
+        def hook(module, args, output):
+            outputs[i] = output[0] if isinstance(output, tuple) else output  # WavLM: (states, position bias)
+        return hook
+
+    # stack.dropout is applied to the positional-embedded features just before the first layer, in the
+    # encoders of every supported family (HuBERT, wav2vec2, WavLM, data2vec-audio) and their
+    # stable-layer-norm variants alike: its output is states[0]
+    handles = [stack.dropout.register_forward_hook(record(0))]
+    handles += [layer.register_forward_hook(record(i + 1)) for i, layer in enumerate(stack.layers)]
+    try:
+        last = encoder(waves, attention_mask=attention_mask).last_hidden_state
+    finally:
+        for h in handles:
+            h.remove()
+    if outputs[0] is None:
+        raise RuntimeError("the encoder's layer input was not recorded (an unsupported encoder layout)")
+    for i in range(1, n_layers + 1):
+        if outputs[i] is None:  # skipped by LayerDrop: the identity
+            outputs[i] = outputs[i - 1]
+    outputs[-1] = last  # the stable-layer-norm variant normalises after the last layer
+    return last, outputs
 
 
 def lr_lambda(schedule: str, total_steps: int, warmup_ratio: float):
@@ -207,7 +214,7 @@ def _to(mask: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
 EVAL_BATCH = 8  # clips per evaluation batch where the encoder pads exactly
 
 
-def _eval_batches(waves: list[np.ndarray], inputs: SpeechInputs):
+def _eval_batches(waves: list[np.ndarray], inputs: SpeechInputs, batch: int = EVAL_BATCH):
     """(indices, values, mask) over whole clips: one clip at a time, or, where padding leaves a clip's
     output unchanged, up to EVAL_BATCH clips of similar length padded together (sorted by length)."""
     if not inputs.padded_batches:
@@ -215,8 +222,8 @@ def _eval_batches(waves: list[np.ndarray], inputs: SpeechInputs):
             yield [i], *inputs.pad([w])
         return
     order = sorted(range(len(waves)), key=lambda i: waves[i].size, reverse=True)
-    for b in range(0, len(order), EVAL_BATCH):
-        idx = order[b:b + EVAL_BATCH]
+    for b in range(0, len(order), batch):
+        idx = order[b:b + batch]
         yield idx, *inputs.pad([waves[i] for i in idx])
 
 
