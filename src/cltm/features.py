@@ -62,17 +62,13 @@ def _pool(states: list[torch.Tensor], keep: torch.Tensor | None, stats) -> torch
     x = torch.stack(states, dim=1).float()  # [B, L, T, D]
     if keep is None:
         mean = x.mean(dim=2)
-        out = [mean]
-        if "std" in stats:
-            out.append(x.var(dim=2, unbiased=False).sqrt())
+        std = x.var(dim=2, unbiased=False).sqrt() if "std" in stats else None
     else:
         k = keep[:, None, :, None].to(x.dtype)
         n = k.sum(dim=2)
         mean = (x * k).sum(dim=2) / n
-        out = [mean]
-        if "std" in stats:
-            out.append((((x - mean[:, :, None]) ** 2) * k).sum(dim=2).div(n).sqrt())
-    return torch.cat(out, dim=-1)
+        std = (((x - mean[:, :, None]) ** 2) * k).sum(dim=2).div(n).sqrt() if "std" in stats else None
+    return torch.cat([{"mean": mean, "std": std}[s] for s in stats], dim=-1)
 
 
 @torch.inference_mode()

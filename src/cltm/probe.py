@@ -17,9 +17,10 @@ Hyper-parameters (`tasks.<name>.probe`, each optional; the defaults live here, n
     stats          [mean]           [mean, std]             pooled statistics fed to the head
     normalize      true             true                    per-clip layer norm of each layer's pooled vector
     embedding_dim  -                128                     projection size (speaker verification only)
-    epochs         100              10                      passes over the training set
-    batch_size     null             256                     null = full batch
-    lr             5.0e-3           2.0e-3                  AdamW, constant
+    epochs         100              5                       passes over the training set (at least)
+    min_steps      100              80                      ... and at least this many updates
+    batch_size     null             128                     null = full batch
+    lr             5.0e-3           5.0e-3                  AdamW, constant
     weight_decay   1.0e-2           1.0e-2                  AdamW (not on the layer logits)
 
 A run is deterministic and independent of what ran before it in the process: its initial weights and data
@@ -49,10 +50,10 @@ from cltm.tasks import task_kind, training_items
 MODES = ("finetune", "probe")
 
 DEFAULTS = {
-    "classification": {"stats": ["mean"], "normalize": True, "epochs": 100, "batch_size": None, "lr": 5e-3,
-                       "weight_decay": 1e-2},
-    "speaker_verification": {"stats": ["mean", "std"], "normalize": True, "embedding_dim": 128, "epochs": 10,
-                             "batch_size": 256, "lr": 2e-3, "weight_decay": 1e-2},
+    "classification": {"stats": ["mean"], "normalize": True, "epochs": 100, "min_steps": 100, "batch_size": None,
+                       "lr": 5e-3, "weight_decay": 1e-2},
+    "speaker_verification": {"stats": ["mean", "std"], "normalize": True, "embedding_dim": 128, "epochs": 5,
+                             "min_steps": 80, "batch_size": 128, "lr": 5e-3, "weight_decay": 1e-2},
 }
 
 
@@ -117,7 +118,8 @@ def _blocks(target: str, condition: str, selections: dict) -> list[tuple[str, li
 
 def train_head(head: ProbeHead, blocks: list[torch.Tensor], labels: torch.Tensor, settings: dict,
                generator: torch.Generator) -> dict:
-    """AdamW on the head, constant learning rate, a fixed number of epochs; the loss summary.
+    """AdamW on the head, constant learning rate, max(epochs, ceil(min_steps / steps per epoch)) epochs;
+    the loss summary.
 
     Full batch: every epoch is one step over the blocks as they are (no copy). Minibatches: the training
     set is gathered once in a random order of the run's generator, and each epoch visits its contiguous
@@ -135,8 +137,10 @@ def train_head(head: ProbeHead, blocks: list[torch.Tensor], labels: torch.Tensor
         starts = list(range(0, n, bs))
     else:
         x_all, y_all, starts = None, labels, [0]
+    # at least min_steps updates: small training sets (the demo's) get more epochs, at little cost
+    epochs = max(settings["epochs"], math.ceil(settings.get("min_steps", 0) / len(starts)))
     epoch_means, first = [], None
-    for _ in range(settings["epochs"]):
+    for _ in range(epochs):
         total = torch.zeros(())
         batch_order = torch.randperm(len(starts), generator=generator).tolist() if len(starts) > 1 else [0]
         for b in batch_order:
@@ -156,7 +160,7 @@ def train_head(head: ProbeHead, blocks: list[torch.Tensor], labels: torch.Tensor
         epoch_means.append(float(total) / n)
     if not math.isfinite(epoch_means[-1]):
         raise FloatingPointError(f"probe training loss became {epoch_means[-1]}; lower tasks.<task>.probe.lr")
-    return {"steps": settings["epochs"] * len(starts), "first": first, "last": epoch_means[-1],
+    return {"steps": epochs * len(starts), "first": first, "last": epoch_means[-1],
             "epoch_means": epoch_means}
 
 
