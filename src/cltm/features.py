@@ -131,7 +131,7 @@ def extract_features(encoder, audio, utt_ids, out_npy: str | Path, out_index: st
 class FeatureStore:
     """Read access to a language's features: `store[utt_id]` = float16 [layers, dim * len(stats)] of the
     untrimmed clip; `rows(utt_ids, trim_db=None)` a float16 array of several; `meta(utt_id)` its metadata
-    (speaker, gender, label columns), as `cltm.audio.AudioStore.meta`; `stats`, `layers`, `dim`.
+    (speaker, gender, label columns; a dict); `stats`, `layers`, `dim`.
 
     `block(utt_ids, ...)` gives float32 torch tensors of a fixed list of clips (a subset: single, extra,
     test), kept for the life of the store, so that the runs of one process share the conversion (a probe
@@ -171,11 +171,9 @@ class FeatureStore:
     def __getitem__(self, utt_id: str) -> np.ndarray:
         return np.asarray(self.features[self.row_numbers([utt_id])[0]])
 
-    def meta(self, utt_id: str) -> pd.Series:
-        return self._meta.loc[utt_id]
-
-    def meta_row(self, utt_id: str) -> dict:
-        """`meta(utt_id)` as a plain dict (fast: a probe run reads thousands)."""
+    def meta(self, utt_id: str) -> dict:
+        """The clip's metadata (speaker, gender, label columns, n_samples), as `AudioStore.meta` gives it but
+        as a plain dict (fast: a probe run reads thousands)."""
         if self._meta_rows is None:
             self._meta_rows = self._meta.to_dict("index")
         return self._meta_rows[utt_id]

@@ -17,10 +17,10 @@ Hyper-parameters (`tasks.<name>.probe`, each optional; the defaults live here, n
     stats          [mean]           [mean, std]             pooled statistics fed to the head
     normalize      true             true                    per-clip layer norm of each layer's pooled vector
     embedding_dim  -                128                     projection size (speaker verification only)
-    epochs         100              5                       passes over the training set (at least)
-    min_steps      100              80                      ... and at least this many updates
+    epochs         50               5                       passes over the training set (at least)
+    min_steps      50               80                      ... and at least this many updates
     batch_size     null             128                     null = full batch
-    lr             5.0e-3           5.0e-3                  AdamW, constant
+    lr             1.0e-2           5.0e-3                  AdamW, constant
     weight_decay   1.0e-2           1.0e-2                  AdamW (not on the layer logits)
 
 A run is deterministic and independent of what ran before it in the process: its initial weights and data
@@ -50,8 +50,8 @@ from cltm.tasks import task_kind, training_items
 MODES = ("finetune", "probe")
 
 DEFAULTS = {
-    "classification": {"stats": ["mean"], "normalize": True, "epochs": 100, "min_steps": 100, "batch_size": None,
-                       "lr": 5e-3, "weight_decay": 1e-2},
+    "classification": {"stats": ["mean"], "normalize": True, "epochs": 50, "min_steps": 50, "batch_size": None,
+                       "lr": 1e-2, "weight_decay": 1e-2},
     "speaker_verification": {"stats": ["mean", "std"], "normalize": True, "embedding_dim": 128, "epochs": 5,
                              "min_steps": 80, "batch_size": 128, "lr": 5e-3, "weight_decay": 1e-2},
 }
@@ -121,9 +121,9 @@ def train_head(head: ProbeHead, blocks: list[torch.Tensor], labels: torch.Tensor
     """AdamW on the head, constant learning rate, max(epochs, ceil(min_steps / steps per epoch)) epochs;
     the loss summary.
 
-    Full batch: every epoch is one step over the blocks as they are (no copy). Minibatches: the training
-    set is gathered once in a random order of the run's generator, and each epoch visits its contiguous
-    minibatches in a fresh random order. The loss is read back to the host once per epoch."""
+    Full batch: every epoch is one step over the whole set. Minibatches: the training set is gathered once
+    in a random order of the run's generator, and each epoch visits its contiguous minibatches in a fresh
+    random order. The loss is read back to the host once per epoch."""
     decay = [p for n, p in head.named_parameters() if n != "layer_logits"]
     optimiser = torch.optim.AdamW([{"params": [head.layer_logits], "weight_decay": 0.0},
                                    {"params": decay, "weight_decay": settings["weight_decay"]}],
@@ -131,12 +131,19 @@ def train_head(head: ProbeHead, blocks: list[torch.Tensor], labels: torch.Tensor
     n = len(labels)
     bs = settings.get("batch_size")
     if bs and bs < n:
+        # one copy of the training set, in a random order: x[position[j]] = (blocks concatenated)[j]
         order = torch.randperm(n, generator=generator)
-        x_all = torch.cat(blocks)[order] if len(blocks) > 1 else blocks[0][order]
-        y_all = labels[order]
+        position = torch.empty_like(order)
+        position[order] = torch.arange(n)
+        x = torch.empty((n, *blocks[0].shape[1:]))
+        start = 0
+        for block in blocks:
+            x.index_copy_(0, position[start:start + len(block)], block)
+            start += len(block)
+        y = labels[order]
         starts = list(range(0, n, bs))
     else:
-        x_all, y_all, starts = None, labels, [0]
+        x, y, bs, starts = (blocks[0] if len(blocks) == 1 else torch.cat(blocks)), labels, n, [0]
     # at least min_steps updates: small training sets (the demo's) get more epochs, at little cost
     epochs = max(settings["epochs"], math.ceil(settings.get("min_steps", 0) / len(starts)))
     epoch_means, first = [], None
@@ -144,17 +151,13 @@ def train_head(head: ProbeHead, blocks: list[torch.Tensor], labels: torch.Tensor
         total = torch.zeros(())
         batch_order = torch.randperm(len(starts), generator=generator).tolist() if len(starts) > 1 else [0]
         for b in batch_order:
-            if x_all is None:
-                logits = F.linear(torch.cat([head.embed(x) for x in blocks]), *head.classifier)
-                y = y_all
-            else:
-                s = starts[b]
-                logits, y = head(x_all[s:s + bs]), y_all[s:s + bs]
-            loss = F.cross_entropy(logits, y)
+            s = starts[b]
+            yb = y[s:s + bs]
+            loss = F.cross_entropy(head(x[s:s + bs]), yb)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
-            total += loss.detach() * len(y)
+            total += loss.detach() * len(yb)
             if first is None:
                 first = float(loss.detach())
         epoch_means.append(float(total) / n)
@@ -182,7 +185,7 @@ def run_probe(task: str, cfg: dict, *, target: str, condition: str, seed: int, f
     sv = plugin.kind == "speaker_verification"
     items = training_items(target, condition, selections)
     blocks = _blocks(target, condition, selections)
-    metas = [features[lang].meta_row(u) for lang, u in items]
+    metas = [features[lang].meta(u) for lang, u in items]
     labels, n_classes = plugin.labels(metas, items)
     log(f"{task} {target} {condition} seed {seed} (probe): {len(items)} training clips, {n_classes} classes")
 

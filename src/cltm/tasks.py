@@ -348,8 +348,8 @@ class SpeakerVerificationTask(_Task):
         emb = torch.nn.functional.normalize(embeddings, dim=-1)
         pos = {u: i for i, u in enumerate(test)}
         trials = pd.DataFrame(selection["trials"], columns=["enroll", "test", "label"])
-        a = emb[[pos[u] for u in trials["enroll"]]]
-        b = emb[[pos[u] for u in trials["test"]]]
+        a = emb[torch.tensor(trials["enroll"].map(pos).to_numpy(np.int64))]
+        b = emb[torch.tensor(trials["test"].map(pos).to_numpy(np.int64))]
         trials["score"] = (a * b).sum(dim=-1).numpy().astype(float)
         metrics = verification_metrics(trials["score"].to_numpy(), trials["label"].to_numpy())
         return metrics, trials[["enroll", "test", "score", "label"]]
