@@ -35,7 +35,7 @@ from cltm.demo.features import synthetic_language  # noqa: E402
 from cltm.probe import run_probe  # noqa: E402
 from cltm.runs import conditions_of  # noqa: E402
 
-PAPER_LANGUAGES = ["ar", "en", "de", "ckb", "kmr", "fr", "ca", "es", "be", "ru", "uk", "eu", "zh-CN", "zh-TW", "ky", "tr"]
+PAPER_LANGUAGES = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())["languages"]
 
 _STATE: dict = {}
 
@@ -76,12 +76,14 @@ def _work(args):
     torch.set_num_threads(threads)
     features, selections, tasks = _STATE["features"], _STATE["selections"], _STATE["tasks"]
     out = []
-    for task, target, condition, seed in runs:
-        t = time.perf_counter()
+    for i, (task, target, condition, seed) in enumerate(runs):
+        t, c = time.perf_counter(), time.process_time()
         record, _ = run_probe(task, tasks[task], target=target, condition=condition, seed=seed, features=features,
                               selections=selections[task], log=lambda s: None)
         out.append((task, target, condition, seed, time.perf_counter() - t, record["value"],
-                    record["sizes"]["train_clips"]))
+                    record["sizes"]["train_clips"], time.process_time() - c))
+        if worker == 0 and (i + 1) % 250 == 0:
+            print(f"  worker 0: {i + 1}/{len(runs)} runs", flush=True)
     return out, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -111,7 +113,8 @@ def main(argv=None) -> int:
     n_lang = a.languages or (4 if a.quick else 16)
     n_seeds = a.seeds or (2 if a.quick else len(paper["seeds"]))
     div = 4 if a.quick else 1
-    sizes = dict(n_per_class=tasks["gender"]["n_per_class"] // div, n_utterances=tasks["speaker"]["n_utterances"] // div,
+    sizes = dict(n_per_class=tasks["gender"]["n_per_class"] // div,
+                 n_utterances=tasks["speaker"]["n_utterances"] // div,
                  test_speakers_per_gender=paper["data"]["test"]["speakers_per_gender"] // div,
                  test_clips=paper["data"]["test"]["max_clips_per_speaker"], layers=13, dim=768)
     languages = PAPER_LANGUAGES[:n_lang]
@@ -134,17 +137,21 @@ def main(argv=None) -> int:
     results, child_rss = run_grid(runs, a.workers, a.threads)
     wall = time.perf_counter() - t1
     per = {}
-    for task, _, cond, _, secs, value, n in results:
+    for task, _, cond, _, secs, value, n, cpu_s in results:
         key = (task, "single" if cond == "single" else "dual/donor")
-        per.setdefault(key, []).append((secs, value, n))
+        per.setdefault(key, []).append((secs, value, n, cpu_s))
     print(f"\n{len(results)} runs in {wall:.1f} s wall: {len(results) / wall:.2f} runs/s "
           f"({a.workers} workers x {a.threads} threads)")
     print(f"peak RSS: parent {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
           + (f", largest worker {child_rss:.0f} MiB (the feature blocks are shared by fork)" if child_rss else ""))
-    print("\ntask     condition    runs  N     s/run (mean)  value (mean)")
+    cpu_total = sum(r[-1] for r in results)
+    print(f"CPU time of the runs: {cpu_total:.1f} s, i.e. {cpu_total / a.workers / 60:.1f} min on {a.workers} "
+          f"uncontended cores (wall above includes other processes' share of the CPUs)")
+    print("\ntask     condition    runs  N     wall s/run  CPU s/run  value (mean)")
     for (task, kind), rows in sorted(per.items()):
-        secs, values, ns = zip(*rows)
-        print(f"{task:8s} {kind:11s} {len(rows):5d} {int(np.mean(ns)):5d} {np.mean(secs):12.3f} {np.mean(values):13.3f}")
+        secs, values, ns, cpus = zip(*rows)
+        print(f"{task:8s} {kind:11s} {len(rows):5d} {int(np.mean(ns)):5d} {np.mean(secs):11.3f} {np.mean(cpus):10.3f} "
+              f"{np.mean(values):13.3f}")
     if len(runs) < len(grid):
         # the grid's time from the sample's per-run means of each (task, condition kind), and the measured rate
         count = {}

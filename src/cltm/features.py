@@ -209,12 +209,3 @@ class FeatureStore:
         """Drop the cached blocks (their memory)."""
         self._blocks.clear()
 
-
-def write_features(array: np.ndarray, index: pd.DataFrame, out_npy: str | Path, out_index: str | Path) -> "FeatureStore":
-    """A feature store from an array and an index frame (utt_id, trim_db, n_samples, stats, metadata): for
-    benchmarks and tests with synthetic features."""
-    with atomic_path(out_npy) as tmp:
-        with open(tmp, "wb") as fh:
-            np.save(fh, np.asarray(array, dtype=np.float16))
-    write_table(out_index, index, index=False)
-    return FeatureStore(out_npy, out_index)

@@ -29,23 +29,29 @@ shared between runs but the read-only feature blocks (`FeatureStore.block`, shar
 conversion). Bit-for-bit equality holds on one machine for one thread count (torch's CPU kernels reduce
 in an order that depends on the number of threads): pass `threads` or set torch.set_num_threads once.
 
-Speed: the layer mixing reads every training feature once forward and once backward per epoch (a
-matrix-vector product over [clips * features, layers]); the projection is a matrix product. Both grow
-linearly with the training clips, the feature width and the epochs (benchmarks/probe_scale.py).
+Cost of a run: one shuffled copy of its training features (minibatches), then `updates` steps, each reading
+its rows twice (the layer mixing is a matrix-vector product over [rows * features, layers], forward and
+backward) and multiplying them by the projection; updates = max(epochs * steps per epoch, min_steps). So a
+speaker run with the defaults costs about the same up to N = 2048 (80 updates of 128 rows) and grows
+linearly beyond; a classification run (full batch) grows linearly with N. Evaluation grows with the test
+set and the trials. Measured figures: benchmarks/probe_scale.py.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from cltm.runs import donor_of
 from cltm.tasks import task_kind, training_items
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MODES = ("finetune", "probe")
 

@@ -12,11 +12,15 @@ probe learns them, and the learned layer weights have something to find.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from cltm.io import atomic_path, write_table
+
+if TYPE_CHECKING:
+    from cltm.features import FeatureStore
 
 
 def _profile(layers: int, peak: float, width: float = 0.25) -> np.ndarray:
