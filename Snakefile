@@ -26,6 +26,7 @@ report: "workflow/report/workflow.rst"
 onstart:
     check_device()  # device: cuda on a machine without CUDA stops here, before any job (local runs only)
     check_and_record_config_files()  # other config files than results/ was made with stop here (a forgotten --configfile)
+    prepare_kept_runs()  # a run named with -f is trained again; the others of its cell are reused
 
 
 rule all:

@@ -5,9 +5,9 @@
 Builds the paper's grid (16 targets x 17 conditions (single, dual, 15 donors) x 10 seeds x 2 tasks
 = 5,440 fine-tuning runs) over a placeholder Common Voice tree (empty clip lists: nothing is read),
 lets Snakemake plan it with `--profile slurm` in a dry run, and counts the SLURM jobs it would submit:
-one per bundle of fine-tuning runs, one per CPU job. K = runs per bundle (the profile's
-`group-components: bundle`); default: the profile's value and a few others. The runtime a bundle asks
-for is K times the per-run `runtime` of the profile.
+one per bundle of fine-tuning cells, one per CPU job. A cell is a (task, target, condition) with its
+10 seeds, one finetune job (544 cells); K = cells per bundle (the profile's `group-components: bundle`);
+default: the profile's value and a few others. A bundle asks for K x seeds x the per-run `runtime`.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def plan(work: Path, k: int | None) -> tuple[collections.Counter, float]:
 def main() -> None:
     profile = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())
     default_k = profile["group-components"]["bundle"]
-    ks = [int(a) for a in sys.argv[1:]] or [default_k, 10, 40]
+    ks = [int(a) for a in sys.argv[1:]] or [default_k, 1, 4]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for item in ("Snakefile", "workflow", "config", "envs", "profiles", "src"):
@@ -63,14 +63,16 @@ def main() -> None:
             "corpus": {"type": "common_voice", "common_voice": {"root": str(work / "cv")}},
         }))
         print(f"paper-scale grid: {len(LANGUAGES)} targets x {len(LANGUAGES) + 1} conditions x 10 seeds x 2 tasks")
-        print(f"{'K':>4} {'runs':>6} {'bundles':>8} {'CPU jobs':>9} {'SLURM jobs':>11} {'plan (s)':>9}")
+        print(f"{'K':>4} {'cells':>6} {'runs':>6} {'runs/bundle':>11} {'bundles':>8} {'CPU jobs':>9} "
+              f"{'SLURM jobs':>11} {'plan (s)':>9}")
         for k in ks:
             counts, seconds = plan(work, k)
-            runs = counts["finetune"]
+            cells = counts["finetune"]
             cpu = sum(v for name, v in counts.items() if name not in ("finetune", "bundles"))
-            print(f"{k:>4} {runs:>6} {counts['bundles']:>8} {cpu:>9} {counts['bundles'] + cpu:>11} {seconds:>9.1f}")
-    runtime = profile["set-resources"]["finetune"]["runtime"]
-    print(f"a bundle asks for K x the per-run runtime ({runtime!r} minutes); default K = {default_k}")
+            print(f"{k:>4} {cells:>6} {cells * 10:>6} {k * 10:>11} {counts['bundles']:>8} {cpu:>9} "
+                  f"{counts['bundles'] + cpu:>11} {seconds:>9.1f}")
+    print(f"a bundle asks for K x 10 seeds x the per-run runtime (by the task's kind: 30 min gender, 120 min "
+          f"speaker; README); default K = {default_k}")
 
 
 if __name__ == "__main__":

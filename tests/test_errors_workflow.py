@@ -132,26 +132,39 @@ def _fake_runs(work: Path) -> list[Path]:
     return paths
 
 
+def _fake_cells(work: Path, runs: list[Path]) -> list[Path]:
+    """The cell files (what the matrix is assembled from) of those runs, as their cell jobs write them."""
+    cells = {}
+    for path in runs:
+        rec = json.loads(path.read_text())
+        cells.setdefault(work / f"results/gender/cells/{rec['target']}/{rec['condition']}.json", []).append(
+            {"file": str(path.relative_to(work)), "record": rec})
+    for cell, items in cells.items():
+        cell.parent.mkdir(parents=True, exist_ok=True)
+        cell.write_text(json.dumps({"task": "gender", "runs": items}))
+    return list(cells)
+
+
 def test_damaged_run_json_is_named_and_leaves_no_old_figures(tmp_path):
     work = copy_checkout(tmp_path / "checkout")
     gender_only = json.loads(json.dumps(REDUCED))
     gender_only["tasks"]["speaker"] = None
     write_config(work, "gender.yaml", gender_only)
-    runs = _fake_runs(work)
-    # only assembly and plots may run: the run JSONs above stand in for fine-tuning
+    cells = _fake_cells(work, _fake_runs(work))
+    # only assembly and plots may run: the cell files above stand in for fine-tuning
     args = ("--cores", "1", "--allowed-rules", "assemble", "plot", "--configfile", "gender.yaml", "--",
             "results/gender/cltm.png")
     snakemake(work, *args)
     figures = [work / f"results/gender/{f}.{e}" for f in ("cltm", "relative_change", "baselines")
                for e in ("png", "svg")]
     assert all(f.exists() for f in figures)
-    damaged = runs[-1]
+    damaged = cells[-1]
     damaged.write_text(damaged.read_text()[:60])  # cut short
     proc = snakemake(work, *args, check=False)
     assert proc.returncode != 0
     rel = damaged.relative_to(work)
     log = (work / "results/logs/assemble/gender.log").read_text()
     for text in (output(proc), log):
-        assert f"run file {rel} is not valid JSON" in text and f"rm {rel}" in text
+        assert f"cell file {rel} is not valid JSON" in text and f"rm {rel}" in text
     assert not any(f.exists() for f in figures), "figures of the previous assembly left beside failed tables"
     assert not (work / "results/gender/cltm.csv").exists()

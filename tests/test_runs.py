@@ -63,16 +63,23 @@ def test_run_specs_are_light():
 
 
 def test_the_workflow_writes_runs_where_the_package_says():
-    """The finetune rule takes its outputs from cltm.runs; its shell command (the rule's code for the rerun
-    triggers, so not rebuilt from the module) spells out the checkpoint path of the same scheme."""
+    """The finetune rule (one job per cell) takes its outputs from cltm.runs; its shell command (the rule's
+    code for the rerun triggers) names no checkpoint or per-run log path: cltm.cells derives them from the
+    same scheme, so they agree with RunSpec.standard."""
+    from cltm.cells import cell_specs
+
     rule = (ROOT / "workflow" / "rules" / "finetune.smk").read_text()
     outputs = re.search(r"rule finetune:.*?output:(.*?)log:(.*?)conda:", rule, re.S)
-    assert re.findall(r"\w+=(\w+)", outputs.group(1)) == ["RUN_JSON", "RUN_SCORES"] and "RUN_LOG" in outputs.group(2)
-    wild = {k: "{wildcards.%s}" % k for k in ("task", "target", "condition", "seed")}
-    assert f"--checkpoint {RUN_CHECKPOINT.format(**wild)}" in rule
+    assert re.findall(r"^\s*(\w+)=(?:expand\()?(\w+)", outputs.group(1), re.M) == [("runs", "RUN_JSON"), ("cell", "CELL_JSON")]
+    assert "CELL_LOG" in outputs.group(2) and "--checkpoint" not in rule
     common = (ROOT / "workflow" / "rules" / "common.smk").read_text()
-    assert "condition=CONDITION_PATTERN" in common and "run_path(task, target, condition, seed, suffix)" in common
+    assert "condition=CONDITION_PATTERN" in common and "CELL_JSON.format(task=task, target=target, condition=condition)" in common
     assert RUN_JSON.format(task="t", target="x", condition="dual", seed=1) == run_path("t", "x", "dual", 1)
+    standard = [RunSpec.standard("gender", "en", "donor-tr", seed) for seed in (1, 2)]
+    cell = cell_specs(task="gender", target="en", condition="donor-tr", runs=[s.run for s in standard],
+                      settings=standard[0].settings, encoder=standard[0].encoder, subsets=list(standard[0].subsets),
+                      audio=list(standard[0].audio))
+    assert cell == standard and [c.checkpoint for c in cell] == [s.checkpoint for s in standard]
 
 
 # ---------------------------------------------------------------- the run's own generators
@@ -250,8 +257,60 @@ def test_a_dry_run_plans_the_runs_at_the_paths_of_the_scheme(tmp_path):
                           timeout=600)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
-    command = next(line for line in out.splitlines() if "cltm.worker finetune" in line)
+    command = next(line for line in out.splitlines() if "cltm.worker finetune-cell" in line)
     for part in (f"--condition {spec.condition}", f"--settings {spec.settings}", f"--encoder {spec.encoder}",
-                 f"--subsets {' '.join(spec.subsets)}", f"--audio {' '.join(spec.audio)}", f"--run {spec.run}",
-                 f"--scores {spec.scores}", f"--checkpoint {spec.checkpoint}"):
+                 f"--subsets {' '.join(spec.subsets)}", f"--audio {' '.join(spec.audio)}", f"--runs {spec.run}",
+                 "--cell results/gender/cells/en/donor-tr.json"):
         assert part in command, (part, command)
+
+
+# ---------------------------------------------------------------- cells: kept runs are not trained again
+
+
+def test_a_cell_trains_only_the_runs_it_does_not_keep(experiment):
+    """A cell job (cltm.runner.execute_cell): its finished runs are kept (hard links) with the key of their
+    inputs; run again (Snakemake deletes a job's outputs first), it puts them back without training; a run
+    named with -f (cltm.cells.forget) is trained again with the same result; a run that failed is the
+    only one trained by the next attempt; a changed input retrains."""
+    from cltm.cells import cell_specs, forget, kept_files
+    from cltm.runner import RunFailures, execute_cell
+
+    std = [RunSpec.standard("gender", "en", "donor-tr", seed, root=experiment) for seed in (1, 2)]
+    specs = cell_specs(task="gender", target="en", condition="donor-tr", runs=[s.run for s in std],
+                       settings=std[0].settings, encoder=std[0].encoder, subsets=list(std[0].subsets),
+                       audio=list(std[0].audio))
+    cell = experiment / "results/gender/cells/en/donor-tr.json"
+    blocker = Path(specs[1].scores)  # a directory where seed 2's scores go: that run fails, seed 1 does not
+    blocker.mkdir(parents=True)
+    with pytest.raises(RunFailures, match="gender en donor-tr seed 2"):
+        execute_cell(specs, cell=str(cell), log=lambda m: None)
+    assert kept_files(specs[0], experiment)[0].exists() and not kept_files(specs[1], experiment)[0].exists()
+    assert not cell.exists()  # written only when every run of the cell is done
+    blocker.rmdir()
+    Path(specs[0].run).unlink(), Path(specs[0].scores).unlink()  # as Snakemake does before the job
+    messages = []
+    assert execute_cell(specs, cell=str(cell), log=messages.append) == [specs[1]]  # seed 1 is put back
+    assert any("seed 1: kept" in m for m in messages)
+    first = {s.seed: _result(s) for s in specs}
+    assert all("inputs_key" in r for r, _ in first.values())
+    assert [r["record"]["seed"] for r in json.loads(cell.read_text())["runs"]] == [1, 2]
+    assert os.stat(specs[0].run).st_ino == os.stat(kept_files(specs[0], experiment)[0]).st_ino  # no copy
+
+    for s in specs:
+        Path(s.run).unlink()
+    os.utime(specs[0].subsets[0])  # touched, not changed: still the same inputs
+    assert execute_cell(specs, cell=str(cell), log=lambda m: None) == []
+    assert {s.seed: _result(s) for s in specs} == first
+
+    assert forget([specs[1].run], root=experiment) == ["gender en donor-tr seed 2"]
+    assert execute_cell(specs, cell=str(cell), log=lambda m: None) == [specs[1]]
+    assert _result(specs[1]) == first[2]  # trained again: the same seed gives the same result
+
+    settings = json.loads(Path(specs[0].settings).read_text())
+    changed = copy.deepcopy(settings)
+    changed["digest"] = "0" * 16  # the task's settings changed: every run of the cell is redone
+    Path(specs[0].settings).write_text(json.dumps(changed))
+    try:
+        assert execute_cell(specs, cell=str(cell), log=lambda m: None) == specs
+    finally:
+        Path(specs[0].settings).write_text(json.dumps(settings))

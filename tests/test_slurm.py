@@ -34,6 +34,7 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 PROFILES = ["--profile", "slurm", "--profile", "tests/slurm/profile"]
 BUNDLE = yaml.safe_load((ROOT / "tests/slurm/profile/config.yaml").read_text())["group-components"]["bundle"]
 RUNS = 2 * 2 * 3 * 2  # tasks x targets x (single, dual, one donor) x seeds
+CELLS = RUNS // 2  # one finetune job per cell, with both seeds
 
 
 def checkout(dest: Path) -> Path:
@@ -72,14 +73,14 @@ def test_slurm_profile_bundles_runs_and_asks_one_gpu_per_bundle(tmp_path):
     proc = run(work, "-n", *PROFILES, "--configfile", "reduced.yaml")
     out = proc.stdout + proc.stderr
     groups = out.count("Group job bundle")
-    assert groups == -(-RUNS // BUNDLE), out[-3000:]
+    assert groups == -(-CELLS // BUNDLE), out[-3000:]
     stats = dict(re.findall(r"^(\w+)\s+(\d+)$", out.split("Job stats:")[1], re.M))
-    assert int(stats["finetune"]) == RUNS
-    # the shipped profile itself: plans 5,440 runs as 272 bundles is benchmarks/slurm_bundles.py's job;
-    # here: its keys parse and it bundles the reduced grid into one group (K = 20 >= 24 / 2)
+    assert int(stats["finetune"]) == CELLS
+    # the shipped profile itself: plans 5,440 runs (544 cells) as 272 bundles is benchmarks/slurm_bundles.py's
+    # job; here: its keys parse and it bundles the reduced grid's cells K at a time
     shipped = run(work, "-n", "--profile", "slurm", "--configfile", "reduced.yaml")
     k = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())["group-components"]["bundle"]
-    assert (shipped.stdout + shipped.stderr).count("Group job bundle") == -(-RUNS // k)
+    assert (shipped.stdout + shipped.stderr).count("Group job bundle") == -(-CELLS // k)
 
 
 def test_workstation_profile_plans_the_grid_locally(tmp_path):
@@ -87,7 +88,7 @@ def test_workstation_profile_plans_the_grid_locally(tmp_path):
     proc = run(work, "-n", "--profile", "workstation", "--configfile", "reduced.yaml")
     out = proc.stdout + proc.stderr
     assert "Group job" not in out and "slurm" not in out.lower()
-    assert re.search(r"^finetune\s+24$", out, re.M)
+    assert re.search(rf"^finetune\s+{CELLS}$", out, re.M)
 
 
 # ---------------------------------------------------------------- the real cluster
@@ -148,7 +149,7 @@ def test_demo_runs_through_slurm_in_bundles(on_cluster):
     jobs = slurm_jobs(out)
     bundles = {j: log for j, log in jobs.items() if "/group_bundle_finetune/" in log}
     cpu_jobs = {j: log for j, log in jobs.items() if "/rule_" in log}
-    assert len(bundles) == -(-RUNS // BUNDLE), out[-3000:]  # 24 runs, a few SLURM jobs
+    assert len(bundles) == -(-CELLS // BUNDLE), out[-3000:]  # 24 runs in 12 cells, a few SLURM jobs
     rules = {part[5:] for log in cpu_jobs.values() for part in Path(log).parts if part.startswith("rule_")}
     assert rules == {"synthesize_demo", "manifest", "speakers", "test_speakers", "select", "data_summary",
                      "prepare_audio", "data_report", "preflight", "encoder", "settings", "assemble", "plot", "analyse",
@@ -173,13 +174,13 @@ def test_one_cell_reruns_on_the_cluster(on_cluster):
     work = on_cluster["work"]
     target = "results/gender/runs/en/single/seed1.json"
     before = json.loads((work / target).read_text())
-    other = (work / "results/gender/runs/en/single/seed2.json").stat().st_mtime_ns
+    other = (work / "results/gender/runs/en/single/seed2.json").read_bytes()  # the same cell: put back as it was
     proc = run(work, "--cores", "2", *PROFILES, "--configfile", "reduced.yaml", "-f", target, env=on_cluster["env"])
     out = proc.stdout + proc.stderr
     assert "1 of 1 steps (100%) done" in out and len(slurm_jobs(out)) == 1
     after = json.loads((work / target).read_text())
     assert after["metrics"] == before["metrics"] and after["loss"] == before["loss"]
-    assert (work / "results/gender/runs/en/single/seed2.json").stat().st_mtime_ns == other
+    assert (work / "results/gender/runs/en/single/seed2.json").read_bytes() == other
 
 
 # last: it changes the speaker settings of the checkout
@@ -190,6 +191,7 @@ def test_stopped_run_resumes_from_its_checkpoint(on_cluster, tmp_path):
     work, env = on_cluster["work"], {**on_cluster["env"], "CLTM_CHECKPOINT_SECONDS": "1", "CLTM_NEW_CONFIG": "1"}
     long = json.loads(json.dumps(REDUCED))
     long["tasks"]["speaker"]["training"]["epochs"] = 150  # 450 steps: long enough to stop mid-way
+    long["seeds"] = [1]  # the cell's job then holds that one run
     config = write_config(work, "long.yaml", long)
     target = "results/speaker/runs/en/single/seed1.json"
     checkpoint = work / "results/speaker/checkpoints/en/single/seed1.pt"

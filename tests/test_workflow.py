@@ -98,11 +98,16 @@ def test_one_run_is_rebuilt_by_its_file_with_the_same_result(workflow):
     target = "results/gender/runs/tr/donor-en/seed1.json"
     before = json.loads((workflow / target).read_text())
     other = (workflow / "results/gender/runs/tr/single/seed1.json").stat().st_mtime_ns
+    same_cell = (workflow / "results/gender/runs/tr/donor-en/seed2.json").read_bytes()  # with its timing
     proc = snakemake(workflow, "--cores", "1", "--configfile", "reduced.yaml", "-f", target)
     assert "1 of 1 steps (100%) done" in proc.stdout + proc.stderr
     after = json.loads((workflow / target).read_text())
     assert after["metrics"] == before["metrics"] and after["loss"] == before["loss"]  # same seed, same result
     assert (workflow / "results/gender/runs/tr/single/seed1.json").stat().st_mtime_ns == other
+    # its cell's job trained that run only; the other seed of the cell was put back as it was
+    assert (workflow / "results/gender/runs/tr/donor-en/seed2.json").read_bytes() == same_cell
+    log = (workflow / "results/logs/finetune/gender/tr/donor-en.log").read_text()
+    assert "gender tr donor-en seed 2: kept" in log and "training 1" in log
     snakemake(workflow, "--cores", "2", "--configfile", "reduced.yaml")  # reassembles from the rebuilt run
     dry = snakemake(workflow, "-n", "--configfile", "reduced.yaml")
     assert "Nothing to be done" in dry.stdout + dry.stderr
@@ -249,7 +254,8 @@ def test_a_setting_written_with_its_current_value_reruns_nothing(finished, defau
     changed["tasks"]["speaker"]["training"]["lr"] /= 2  # a real change reruns that task's runs, all of them
     write_config(finished, "reduced.yaml", changed)
     jobs = planned(finished, "--configfile", "reduced.yaml")
-    assert jobs["finetune"] == 2 * 3 * 2 and "select" not in jobs and "prepare_audio" not in jobs
+    # one job per cell: targets x conditions, each with both seeds
+    assert jobs["finetune"] == 2 * 3 and "select" not in jobs and "prepare_audio" not in jobs
 
 
 def test_adding_a_language_adds_only_its_runs(finished):
@@ -258,8 +264,8 @@ def test_adding_a_language_adds_only_its_runs(finished):
     write_config(finished, "reduced.yaml", bigger)
     out = snakemake(finished, "-n", "--configfile", "reduced.yaml").stdout
     jobs = planned(finished, "--configfile", "reduced.yaml")
-    # per task: fi's own 4 conditions, plus en and tr with fi as donor; x 2 seeds
-    assert jobs["finetune"] == 2 * (4 + 2) * 2
+    # per task: fi's own 4 cells (conditions), plus en and tr with fi as donor (one job per cell)
+    assert jobs["finetune"] == 2 * (4 + 2)
     assert jobs["select"] == jobs["prepare_audio"] == 1  # fi's; en and tr keep their selections and audio
     runs = [line.split("output: ")[1].split(",")[0] for line in out.splitlines() if "output: results/" in line
             and "/runs/" in line]
@@ -279,6 +285,23 @@ def test_a_deleted_run_is_rebuilt_and_reassembled(finished):
     (finished / "results/gender/runs/tr/dual/seed2.json").unlink()
     jobs = planned(finished, "--configfile", "reduced.yaml")
     assert jobs["finetune"] == 1 and jobs["assemble"] == 1 and "select" not in jobs
+
+
+def test_a_new_seed_trains_only_that_seed(finished):
+    """Every cell's job reruns for a new seed (its outputs gained a file), but it trains only the new one:
+    the finished runs are put back from the kept ones, unchanged."""
+    more = json.loads(json.dumps(REDUCED))
+    more["seeds"] = [1, 2, 3]
+    write_config(finished, "reduced.yaml", more)
+    assert planned(finished, "--configfile", "reduced.yaml")["finetune"] == 2 * 2 * 3  # every cell
+    cell = "results/speaker/cells/en/dual.json"
+    before = {s: (finished / f"results/speaker/runs/en/dual/seed{s}.json").read_bytes() for s in (1, 2)}
+    snakemake(finished, cell, "--cores", "1", "--configfile", "reduced.yaml")
+    log = (finished / "results/logs/finetune/speaker/en/dual.log").read_text()
+    assert "2 of 3 run(s) kept; training 1" in log and "run 1/1: speaker en dual seed 3" in log
+    # byte for byte, timings included: put back, not trained again
+    assert {s: (finished / f"results/speaker/runs/en/dual/seed{s}.json").read_bytes() for s in (1, 2)} == before
+    assert [r["record"]["seed"] for r in json.loads((finished / cell).read_text())["runs"]] == [1, 2, 3]
 
 
 # last: a failing selection removes the fixture's subsets, as it should

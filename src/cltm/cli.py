@@ -1,6 +1,7 @@
-"""Command line of the jobs that run through the warm worker: `python -m cltm.worker finetune ...` (one
-run, what a Snakemake job calls) and `python -m cltm.worker finetune-many --runs runs.json` (a list of
-runs in one process, each with its own generators: `cltm.runner.execute_runs`)."""
+"""Command line of the jobs that run through the warm worker: `python -m cltm.worker finetune-cell ...`
+(the runs of one cell, what a grid job calls: `cltm.cells`), `python -m cltm.worker finetune ...` (one
+run, what a learning-curve job calls) and `python -m cltm.worker finetune-many --runs runs.json` (a
+list of runs in one process, each with its own generators: `cltm.runner.execute_runs`)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,21 @@ def finetune(args) -> None:
     execute_runs([spec_of(args)], log=script_logger(None))
 
 
+def cell_of(args) -> list[RunSpec]:
+    from cltm.cells import cell_specs
+
+    return cell_specs(task=args.task, target=args.target, condition=args.condition, runs=args.runs,
+                      settings=args.settings, encoder=args.encoder, subsets=args.subsets, audio=args.audio,
+                      threads=args.threads)
+
+
+def finetune_cell(args) -> None:
+    """The runs of one cell: kept ones put back, the others trained (`cltm.runner.execute_cell`)."""
+    from cltm.runner import execute_cell
+
+    execute_cell(cell_of(args), cell=args.cell, log=script_logger(None))
+
+
 def finetune_many(args) -> None:
     from cltm.runner import execute_runs, read_specs
 
@@ -39,7 +55,7 @@ def preload(argv: list[str]) -> None:
     from cltm.encoder import preload_encoder
 
     args = build_parser().parse_args(argv)
-    if args.command == "finetune":
+    if args.command in ("finetune", "finetune-cell"):
         preload_encoder(Path(args.encoder).parent)
     elif args.command == "finetune-many":
         from cltm.runner import read_specs
@@ -66,6 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--scores", required=True, help="output per-item scores TSV")
     f.add_argument("--checkpoint", help="resumable training state, saved every CLTM_CHECKPOINT_SECONDS "
                    "(default 600; 0 = never) and removed when the run is done")
+    c = sub.add_parser("finetune-cell", help="the runs of one cell (task x target x condition), one per seed")
+    for flag in ("--settings", "--task", "--target", "--condition", "--encoder"):
+        c.add_argument(flag, required=True)
+    c.add_argument("--subsets", nargs="+", required=True, help="subset JSON of the target (and donor)")
+    c.add_argument("--audio", nargs="+", required=True, help="prepared audio .npy of the same languages")
+    c.add_argument("--runs", nargs="+", required=True, help="the cell's run JSONs (seeds from their names; "
+                   "each run's scores beside its JSON)")
+    c.add_argument("--cell", required=True, help="output: the cell file, every run's record (results/<task>/cells/...)")
+    c.add_argument("--threads", type=int, default=1)
     m = sub.add_parser("finetune-many", help="a list of runs in one process, each as if alone")
     m.add_argument("--runs", required=True, help="JSON list of runs: the fields of cltm.runs.RunSpec (task, "
                    "target, condition, seed, settings, encoder, subsets, audio, run, scores, checkpoint)")
@@ -78,6 +103,28 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "finetune":
         finetune(args)
+    elif args.command == "finetune-cell":
+        finetune_cell(args)
     elif args.command == "finetune-many":
         finetune_many(args)
     return 0
+
+
+def restore_only(argv: list[str]) -> bool:
+    """For the job's client, before it starts the worker: a cell whose runs are all kept is put back
+    here (standard library only) and the worker is not needed. True when done."""
+    args = build_parser().parse_args(argv)
+    if args.command != "finetune-cell":
+        return False
+    from cltm.cells import split_cell, write_cell
+
+    specs = cell_of(args)
+    log = script_logger(None)
+    kept, todo = split_cell(specs, log=lambda m: None)
+    if todo:
+        return False  # split_cell put back what it could; the worker trains the rest and says so
+    for spec in kept:
+        log(f"{spec.name}: kept (finished earlier with the same inputs)")
+    write_cell(args.cell, specs)
+    log(f"all {len(kept)} run(s) of the cell kept; nothing to train")
+    return True

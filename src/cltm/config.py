@@ -17,6 +17,10 @@ from cltm.runs import conditions_of, donor_of  # noqa: F401 - donor_of: for the 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schemas" / "config.schema.yaml"
 
 
+# tasks.<task>.training.precision (absent: fp32, the paper protocol); the schema's enum lists the same
+PRECISIONS = ("fp32", "tf32", "bf16")
+
+
 class ConfigError(CltmError):
     """A configuration value the workflow cannot run with; the message names the key."""
 

@@ -76,7 +76,7 @@ def encode_clips(encoder, waves: list[np.ndarray], *, stats=("mean",), device="c
                  ) -> np.ndarray:
     """float32 [clips, layers, dim * len(stats)] of whole clips through the frozen encoder (eval mode)."""
     from cltm.encoder import speech_inputs
-    from cltm.training import EVAL_BATCH, _eval_batches, _to, layer_states
+    from cltm.training import EVAL_BATCH, _eval_batches, layer_states, to_device
 
     if not stats or tuple(stats) != tuple(s for s in STATS if s in stats) or len(set(stats)) != len(stats):
         raise ValueError(f"stats must be some of {STATS} in that order, got {tuple(stats)}")
@@ -85,8 +85,8 @@ def encode_clips(encoder, waves: list[np.ndarray], *, stats=("mean",), device="c
     inputs = speech_inputs(encoder)
     n_layers = encoder.config.num_hidden_layers + 1
     out = np.zeros((len(waves), n_layers, encoder.config.hidden_size * len(stats)), np.float32)
-    for idx, x, mask in _eval_batches(waves, inputs, batch or EVAL_BATCH):
-        mask = _to(mask, device)
+    for idx, x, mask in _eval_batches(waves, inputs, batch=batch or EVAL_BATCH):
+        mask = to_device(mask, device)
         last, states = layer_states(encoder, x.to(device), mask)
         keep = None if mask is None else encoder._get_feature_vector_attention_mask(last.shape[1], mask)
         out[idx] = _pool(states, keep, stats).cpu().numpy()

@@ -230,7 +230,7 @@ def run_probe(task: str, cfg: dict, *, target: str, condition: str, seed: int, f
         },
         "loss": loss,
         "timing": {"train_s": round(t_train, 4), "eval_s": round(time.perf_counter() - t0 - t_train, 4)},
-        "device": "cpu", "torch": torch.__version__, "cltm": __version__,
+        "device": "cpu", "precision": "fp32", "torch": torch.__version__, "cltm": __version__,
         "mode": "probe", "layer_weights": weights,
     }
     return record, scores

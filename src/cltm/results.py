@@ -39,23 +39,52 @@ def read_run(path) -> dict:
         rec = json.loads(text)
     except ValueError as err:
         raise DamagedRunError(f"run file {path} is not valid JSON ({err}; truncated or damaged?); {fix}") from None
+    return check_record(rec, path, fix)
+
+
+def check_record(rec, path, fix: str) -> dict:
     missing = [k for k in RUN_KEYS if k not in rec] if isinstance(rec, dict) else list(RUN_KEYS)
     if missing:
         raise DamagedRunError(f"run file {path} is not a complete run record (missing {', '.join(missing)}); {fix}")
     return rec
 
 
+def read_cell(path) -> list[tuple[str, dict]]:
+    """The (run file, record) pairs of a cell file (`cltm.runs.CELL_JSON`, written by its cell job)."""
+    fix = (f"delete it (`rm {path}`) and run your usual command again: the cell's finished runs are put back "
+           "without training")
+    try:
+        data = json.loads(Path(path).read_text())
+    except OSError as err:
+        raise DamagedRunError(f"cell file {path} cannot be read ({err.strerror}); {fix}") from None
+    except ValueError as err:
+        raise DamagedRunError(f"cell file {path} is not valid JSON ({err}; truncated or damaged?); {fix}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("runs"), list):
+        raise DamagedRunError(f"cell file {path} holds no list of runs; {fix}")
+    return [(item.get("file", str(path)), check_record(item.get("record"), item.get("file", path), fix))
+            for item in data["runs"]]
+
+
+def load_cells(paths) -> pd.DataFrame:
+    """`load_runs` over cell files: every run of every cell."""
+    return _table([pair for path in paths for pair in read_cell(path)])
+
+
 def load_runs(paths) -> pd.DataFrame:
     """One row per run: identity, every metric, sizes, timing and the config digest."""
+    return _table([(path, read_run(path)) for path in paths])
+
+
+def _table(pairs) -> pd.DataFrame:
     rows = []
-    for path in paths:
-        rec = read_run(path)
+    for path, rec in pairs:
         row = {k: rec[k] for k in ("task", "target", "condition", "donor", "seed", "metric", "value")}
         row.update(rec["metrics"])
         row.update({f"n_{k}": v for k, v in rec["sizes"].items()})
         row.update(loss_first=rec["loss"]["first"], loss_last=rec["loss"]["last"],
                    train_s=rec["timing"]["train_s"], eval_s=rec["timing"]["eval_s"], wall_s=rec.get("wall_s"),
-                   device=rec["device"], config_digest=rec["config_digest"], file=str(path))
+                   device=rec["device"], precision=rec.get("precision", "fp32"),  # runs before the key: fp32
+                   config_digest=rec["config_digest"], file=str(path))
         rows.append(row)
     runs = pd.DataFrame(rows)
     digests = runs["config_digest"].unique()
@@ -64,6 +93,6 @@ def load_runs(paths) -> pd.DataFrame:
         detail = "; ".join(f"{d}: {c['count']} runs (e.g. {c['first']})" for d, c in counts.iterrows())
         raise StaleRunsError(
             f"runs of one matrix were made under different settings ({detail}). Rerun the stale ones, e.g. "
-            "`snakemake --cores N --forcerun finetune`, or delete the run files of the old settings"
+            "`snakemake --cores N --forcerun finetune` (runs kept with today's inputs are not trained again)"
         )
     return runs.sort_values(["target", "condition", "seed"], kind="stable").reset_index(drop=True)

@@ -11,7 +11,6 @@ the encoder (loaded once per directory, a fresh copy for every run, since traini
 from __future__ import annotations
 
 import copy
-import hashlib
 import os
 import time
 from collections import Counter
@@ -20,11 +19,13 @@ from pathlib import Path
 import torch
 
 from cltm.audio import AudioStore
-from cltm.checkpoints import Checkpoint, run_key
+from cltm.cells import checkpoint_key, inputs_key, keep, run_log, split_cell, write_cell
+from cltm.checkpoints import Checkpoint
 from cltm.encoder import load_encoder
-from cltm.io import read_json, write_json, write_table
+from cltm.errors import CltmError
+from cltm.io import read_json, script_logger, write_json, write_table
 from cltm.runs import RunSpec
-from cltm.tasks import pick_device, run_one
+from cltm.tasks import pick_device, run_one, training_items
 
 
 class RunFailures(RuntimeError):
@@ -67,6 +68,27 @@ class _Shared:
         return copy.deepcopy(self.encoders[directory])
 
 
+class LeakError(CltmError):
+    """A run would train on a voice of its target's test set; the message names the selection to redo."""
+
+
+def check_run_speakers(spec: RunSpec, selections: dict, stores: dict, speaker_ids: str = "corpus") -> None:
+    """No speaker of the target's test set is training data of this run: checked on the very files the run
+    reads, before it trains (a language selected before another was added could not know that one's test
+    voices; the data report finds the same for the whole grid). With `data.speaker_ids: per_language`
+    ids of two languages never name one person, so only the target's own training clips are compared."""
+    tested = set(selections[spec.target]["test_speakers"])
+    for lang, utt in training_items(spec.target, spec.condition, selections):
+        if lang != spec.target and speaker_ids != "corpus":
+            continue
+        speaker = stores[lang].meta(utt)["speaker"]
+        if speaker in tested:
+            raise LeakError(
+                f"{spec.name} would train on test speaker {speaker} of '{spec.target}' (clip {utt} of '{lang}'); "
+                f"no training was started. Redo that selection with `snakemake results/selection/{lang}.json -f "
+                "--cores 1` plus your --configfile, then run your usual command (README, \"Speakers\")")
+
+
 def execute_run(spec: RunSpec, *, log=print, shared: _Shared | None = None) -> dict:
     """Fine-tune and evaluate one run, write its scores and then its run JSON; return the record."""
     t0 = time.perf_counter()
@@ -76,20 +98,20 @@ def execute_run(spec: RunSpec, *, log=print, shared: _Shared | None = None) -> d
     settings = spec_file["settings"]
     selections = {lang: read_json(path) for lang, path in zip(spec.languages, spec.subsets)}
     stores = {lang: shared.store(npy) for lang, npy in zip(spec.languages, spec.audio)}
+    check_run_speakers(spec, selections, stores, settings["data"].get("speaker_ids", "corpus"))
     checkpoint = None
     if spec.checkpoint:
-        key = run_key(digest=spec_file["digest"], task=spec.task, target=spec.target, condition=spec.condition,
-                      seed=spec.seed, subsets=[hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in spec.subsets])
         every = float(os.environ.get("CLTM_CHECKPOINT_SECONDS", "600"))
-        checkpoint = Checkpoint(spec.checkpoint, key, every_s=every, log=log)
+        checkpoint = Checkpoint(spec.checkpoint, checkpoint_key(spec, spec_file["digest"]), every_s=every, log=log)
     record, scores = run_one(
         spec.task, settings["task"], target=spec.target, condition=spec.condition, seed=spec.seed,
         encoder=shared.encoder(spec.encoder), stores=stores, selections=selections,
         device=pick_device(spec_file["device"]), sample_rate=settings["data"]["sample_rate"], log=log,
         checkpoint=checkpoint,
     )
-    record.update(config_digest=spec_file["digest"], synthetic_demo=spec_file["synthetic"],
-                  encoder=settings["encoder"]["source"], wall_s=round(time.perf_counter() - t0, 2))
+    record.update(config_digest=spec_file["digest"], inputs_key=inputs_key(spec, spec_file["digest"]),
+                  synthetic_demo=spec_file["synthetic"], encoder=settings["encoder"]["source"],
+                  wall_s=round(time.perf_counter() - t0, 2))
     write_table(spec.scores, scores, index=False)
     write_json(spec.run, record)
     if checkpoint:
@@ -126,6 +148,37 @@ def execute_runs(specs: list[RunSpec], *, log=print, keep_going: bool = False) -
     if failures:
         raise RunFailures(failures)
     return records
+
+
+def execute_cell(specs: list[RunSpec], *, cell: str | None = None, log=print) -> list[RunSpec]:
+    """The runs of one cell (`cltm.cells`): put back every run kept with the inputs it has now, train the
+    others one after the other (each also logged to its own file), keep each as it finishes. Every run
+    is tried; RunFailures at the end names the ones that failed (the finished ones stay kept, so a
+    rerun of the cell trains only those). Then, all done, the `cell` file (`cltm.cells.write_cell`).
+    Returns the specs that were trained."""
+    _, todo = split_cell(specs, log=log)
+    if not todo:
+        if cell:
+            write_cell(cell, specs)
+        return []
+    log(f"{len(specs) - len(todo)} of {len(specs)} run(s) kept; training {len(todo)}")
+    shared = _Shared(todo)
+    failures = []
+    for i, spec in enumerate(todo, 1):
+        log(f"run {i}/{len(todo)}: {spec.name} (log: {run_log(spec)})")
+        run_log(spec).unlink(missing_ok=True)
+        run_log(spec).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            execute_run(spec, log=script_logger(run_log(spec)), shared=shared)
+            keep(spec)
+        except Exception as err:  # noqa: BLE001 - reported, the others go on
+            log(f"run {spec.name} failed: {type(err).__name__}: {err}")
+            failures.append((spec, err))
+    if failures:
+        raise RunFailures(failures)
+    if cell:
+        write_cell(cell, specs)
+    return todo
 
 
 def read_specs(path: str | Path) -> list[RunSpec]:

@@ -27,6 +27,15 @@ RUN_JSON = RUN_STEM + ".json"  # the run's record: the only proof that the run i
 RUN_SCORES = RUN_STEM + ".scores.tsv"  # per-clip predictions (gender) or trial scores (speaker)
 RUN_LOG = "results/logs/finetune/{task}/{target}/{condition}/seed{seed}.log"
 RUN_CHECKPOINT = "results/{task}/checkpoints/{target}/{condition}/seed{seed}.pt"  # removed when the run is done
+# A cell = (task, target, condition): the unit of a Snakemake job, all its seeds (cltm.cells). Its
+# job log; each trained run also writes its own log at RUN_LOG.
+CELL_LOG = "results/logs/finetune/{task}/{target}/{condition}.log"
+# the records of a cell's runs together, what the matrix is assembled from (one file per cell, not per run)
+CELL_JSON = "results/{task}/cells/{target}/{condition}.json"
+# Finished runs are also kept here (hard links: no extra space), so that a cell job, whose outputs
+# Snakemake deletes before it starts, gets back every run whose inputs are unchanged instead of
+# training it again (cltm.cells). Not a result: only the files under results/<task>/runs/ are.
+KEPT_STEM = "results/.cltm/kept/{task}/{target}/{condition}/seed{seed}"
 SETTINGS = "results/{task}/settings.json"
 ENCODER = "results/encoder/model.safetensors"
 SUBSETS = "results/subsets/{task}/{lang}.json"
@@ -51,6 +60,19 @@ def conditions_of(target: str, languages) -> list[str]:
 
 def is_condition(condition: str) -> bool:
     return re.fullmatch(CONDITION_PATTERN, condition) is not None
+
+
+_RUN_FILE = re.compile(
+    r"(?:.*/)?results/(?P<task>[^/]+)/runs/(?P<target>[^/]+)/(?P<condition>[^/]+)/seed(?P<seed>\d+)"
+    r"(?P<suffix>\.json|\.scores\.tsv)$")
+
+
+def parse_run_path(path: str | Path) -> dict | None:
+    """{task, target, condition, seed, suffix} of a run's file (RUN_JSON or RUN_SCORES), else None."""
+    m = _RUN_FILE.fullmatch(str(path).replace("\\", "/"))
+    if not m or not is_condition(m["condition"]):
+        return None
+    return {**m.groupdict(), "seed": int(m["seed"])}
 
 
 def run_path(task: str, target: str, condition: str, seed: int, suffix: str = ".json") -> str:

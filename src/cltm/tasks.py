@@ -270,10 +270,11 @@ class ClassificationTask(_Task):
         return np.array([self.index[c] for c in classes]), len(self.classes)
 
     def evaluate(self, model, store, selection: dict, cfg: dict, device) -> tuple[dict, pd.DataFrame]:
-        from cltm.training import predict_proba
+        from cltm.training import precision_of, predict_proba
 
         test = selection["test"]
-        return self.score(store, test, predict_proba(model, [store[u] for u in test], device))
+        return self.score(store, test, predict_proba(model, [store[u] for u in test], device,
+                                                     precision_of(cfg.get("training") or {})))
 
     def score(self, store, test: list, proba: np.ndarray) -> tuple[dict, pd.DataFrame]:
         """(metrics, per-clip predictions) of class probabilities `proba` [clips, classes] of the test clips
@@ -332,11 +333,12 @@ class SpeakerVerificationTask(_Task):
 
     def evaluate(self, model, store, selection: dict, cfg: dict, device) -> tuple[dict, pd.DataFrame]:
         from cltm.audio import trim_silence
-        from cltm.training import embed_clips
+        from cltm.training import embed_clips, precision_of
 
         test = selection["test"]
         waves = [trim_silence(store[u], cfg.get("trim_db")) for u in test]
-        return self.score(test, embed_clips(model, waves, device), selection)
+        return self.score(test, embed_clips(model, waves, device, precision_of(cfg.get("training") or {})),
+                          selection)
 
     def score(self, test: list, embeddings, selection: dict) -> tuple[dict, pd.DataFrame]:
         """(metrics, trials with their cosine scores) of the test clips' embeddings [clips, dim] (a torch
@@ -375,7 +377,7 @@ def run_one(task: str, cfg: dict, *, target: str, condition: str, seed: int, enc
 
     from cltm import __version__
     from cltm.rng import RunGenerators
-    from cltm.training import Classifier, fine_tune
+    from cltm.training import Classifier, fine_tune, precision_of
 
     t0 = time.perf_counter()
     plugin = task_kind(task, cfg)
@@ -410,6 +412,7 @@ def run_one(task: str, cfg: dict, *, target: str, condition: str, seed: int, enc
         },
         "loss": loss,
         "timing": {"train_s": round(t_train, 2), "eval_s": round(time.perf_counter() - t0 - t_train, 2)},
-        "device": str(device), "torch": torch.__version__, "cltm": __version__,
+        "device": str(device), "precision": precision_of(cfg["training"]), "torch": torch.__version__,
+        "cltm": __version__,
     }
     return record, scores

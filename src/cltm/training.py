@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 
@@ -10,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cltm.config import PRECISIONS
 from cltm.encoder import SpeechInputs, freeze_feature_encoder, speech_inputs
 
 
@@ -96,6 +98,62 @@ def layer_states(encoder: nn.Module, waves: torch.Tensor, attention_mask: torch.
     return last, outputs
 
 
+SYNC_EVERY = 25  # steps between reads of the loss back to the host (each read waits for the device)
+
+
+def precision_of(cfg: dict) -> str:
+    """A training section's precision; configs without the key are fp32 (the paper protocol), and the default
+    is never written into a config, so the settings digest of an existing task does not change."""
+    precision = cfg.get("precision", "fp32")
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown training precision '{precision}' (config key tasks.<task>.training.precision: "
+                         f"use {', '.join(PRECISIONS)})")
+    return precision
+
+
+@contextlib.contextmanager
+def autocast(device: torch.device, precision: str = "fp32"):
+    """The numeric precision of a forward pass and the loss (backward follows the forward's dtypes); used
+    inside `matmul_precision`, which covers the backward pass too.
+
+    fp32: PyTorch's defaults (float32 matrix products; on CUDA, cuDNN's convolutions may use TF32, as
+    PyTorch allows by default). tf32: matrix products and convolutions in TF32 on CUDA (Ampere or newer),
+    set by `matmul_precision`; on CPU the same as fp32. bf16: autocast to bfloat16 (weights, gradients and
+    optimiser state stay float32; bf16's exponent range is float32's, so no loss scaling is needed); works
+    on CPU too, but slower there without bf16 matrix units.
+    """
+    if precision == "bf16":
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            yield
+    else:
+        yield
+
+
+@contextlib.contextmanager
+def matmul_precision(device: torch.device, precision: str = "fp32"):
+    """TF32 matrix products and convolutions for the time of a training or an evaluation (forward and
+    backward) when `precision` is tf32 on CUDA; the process's settings are restored afterwards."""
+    if precision != "tf32" or device.type != "cuda":
+        yield
+        return
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+
+
+def to_device(x: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
+    """A host tensor on `device`; to CUDA through pinned memory without blocking the host, so the copy
+    overlaps the work already queued on the device."""
+    if x is None:
+        return None
+    if device.type == "cuda":
+        return x.pin_memory().to(device, non_blocking=True)
+    return x.to(device)
+
+
 def lr_lambda(schedule: str, total_steps: int, warmup_ratio: float):
     warmup = math.ceil(warmup_ratio * total_steps) if warmup_ratio > 0 else 0
 
@@ -132,8 +190,15 @@ def make_batch(waves: list[np.ndarray], crop: int | None, generator: torch.Gener
 
 
 def fine_tune(model: Classifier, waves: list[np.ndarray], labels: np.ndarray, cfg: dict, *, seed: int,
-              device: torch.device, sample_rate: int = 16000, log=print, checkpoint=None) -> dict:
+              device: torch.device, sample_rate: int = 16000, log=print, checkpoint=None,
+              sync_every: int = SYNC_EVERY) -> dict:
     """Fine-tune the whole model (feature encoder included) with AdamW; return a loss summary.
+
+    Forward and loss run in the section's `precision` (`autocast`). The step's loss stays on the device
+    and is read back to the host every `sync_every` steps (and at every log line, checkpoint and epoch
+    end), so the host queues the next steps instead of waiting for each: the summary (first, last, epoch
+    means) and the non-finite-loss error (naming the step) are the same values as with a read every
+    step; a non-finite loss is only noticed up to `sync_every - 1` steps later.
 
     With a `cltm.checkpoints.Checkpoint`, the state is saved when due and a saved state is resumed,
     giving the same result as an uninterrupted run. Data order and crops come from a generator of
@@ -152,13 +217,31 @@ def fine_tune(model: Classifier, waves: list[np.ndarray], labels: np.ndarray, cf
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, lr_lambda(cfg["schedule"], total, cfg["warmup_ratio"]))
     generator = torch.Generator().manual_seed(seed)
     targets = torch.as_tensor(labels, dtype=torch.long)
+    precision = precision_of(cfg)
     if device.type == "cpu":
         # oneDNN's conv1d backward is several times slower than PyTorch's own kernels for the
-        # narrow convolutions of HuBERT's feature encoder on CPU; results are the same up to rounding
-        torch.backends.mkldnn.enabled = False
+        # narrow convolutions of HuBERT's feature encoder on CPU; results are the same up to rounding.
+        # bf16 autocast needs oneDNN (without it, 18x slower than fp32)
+        torch.backends.mkldnn.enabled = precision == "bf16"
     model.to(device).train()
     losses, epoch_means, step, t0 = [], [], 0, time.perf_counter()
     report_every = max(1, total // 10)
+    sync_every = max(1, int(sync_every))
+    pending: list[torch.Tensor] = []  # the losses of steps not yet read back (on the device)
+
+    def read_back() -> None:
+        """The pending losses to the host (one wait for the device), checked, appended in step order."""
+        if not pending:
+            return
+        values = torch.stack(pending).cpu().tolist()
+        first_step = step - len(values) + 1
+        pending.clear()
+        for i, value in enumerate(values):
+            if not math.isfinite(value):
+                raise FloatingPointError(f"training loss became {value} at step {first_step + i}/{total}; "
+                                         "lower the learning rate")
+            losses.append(value)
+            epoch_losses.append(value)
     start_epoch, start_batch, order, epoch_losses = 0, 0, None, []
     resumed = checkpoint.load() if checkpoint else None
     if resumed:
@@ -173,78 +256,92 @@ def fine_tune(model: Classifier, waves: list[np.ndarray], labels: np.ndarray, cf
         start_epoch, start_batch, order, epoch_losses = (resumed["epoch"], resumed["batch"], resumed["order"],
                                                          resumed["epoch_losses"])
         log(f"resumed from checkpoint at step {step}/{total}")
-    for epoch in range(start_epoch, cfg["epochs"]):
-        if epoch > start_epoch or order is None:
-            order, epoch_losses = torch.randperm(n, generator=generator).tolist(), []
-        for b in range(start_batch if epoch == start_epoch else 0, steps_per_epoch):
-            idx = order[b * bs:(b + 1) * bs]
-            x, mask = make_batch([waves[i] for i in idx], crop, generator, model.inputs)
-            loss = F.cross_entropy(model(x.to(device), _to(mask, device)), targets[idx].to(device))
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.get("grad_clip"):
-                torch.nn.utils.clip_grad_norm_(params, cfg["grad_clip"])
-            optimiser.step()
-            scheduler.step()
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                raise FloatingPointError(f"training loss became {value} at step {step + 1}/{total}; lower the learning rate")
-            losses.append(value)
-            epoch_losses.append(value)
-            step += 1
-            if step % report_every == 0 or step == total:
-                log(f"epoch {epoch + 1}/{cfg['epochs']} step {step}/{total} loss {value:.4f} "
-                    f"({time.perf_counter() - t0:.1f} s)")
-            if checkpoint and step < total and checkpoint.due():
-                from cltm.checkpoints import rng_state
+    with matmul_precision(device, precision):
+        for epoch in range(start_epoch, cfg["epochs"]):
+            if epoch > start_epoch or order is None:
+                order, epoch_losses = torch.randperm(n, generator=generator).tolist(), []
+            for b in range(start_batch if epoch == start_epoch else 0, steps_per_epoch):
+                idx = order[b * bs:(b + 1) * bs]
+                x, mask = make_batch([waves[i] for i in idx], crop, generator, model.inputs)
+                x, mask, y = to_device(x, device), to_device(mask, device), to_device(targets[idx], device)
+                with autocast(device, precision):
+                    loss = F.cross_entropy(model(x, mask), y)
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.get("grad_clip"):
+                    torch.nn.utils.clip_grad_norm_(params, cfg["grad_clip"])
+                optimiser.step()
+                scheduler.step()
+                pending.append(loss.detach().float())
+                step += 1
+                reporting = step % report_every == 0 or step == total
+                saving = bool(checkpoint) and step < total and checkpoint.due()
+                if reporting or saving or len(pending) >= sync_every:
+                    read_back()
+                if reporting:
+                    log(f"epoch {epoch + 1}/{cfg['epochs']} step {step}/{total} loss {losses[-1]:.4f} "
+                        f"({time.perf_counter() - t0:.1f} s)")
+                if saving:
+                    from cltm.checkpoints import rng_state
 
-                checkpoint.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(),
-                                 "scheduler": scheduler.state_dict(), "generator": generator.get_state(),
-                                 "rng": rng_state(), "losses": losses, "epoch_means": epoch_means,
-                                 "step": step, "epoch": epoch, "batch": b + 1, "order": order,
-                                 "epoch_losses": epoch_losses})
-        epoch_means.append(float(np.mean(epoch_losses)))
+                    checkpoint.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(),
+                                     "scheduler": scheduler.state_dict(), "generator": generator.get_state(),
+                                     "rng": rng_state(), "losses": losses, "epoch_means": epoch_means,
+                                     "step": step, "epoch": epoch, "batch": b + 1, "order": order,
+                                     "epoch_losses": epoch_losses})
+            read_back()
+            epoch_means.append(float(np.mean(epoch_losses)))
     return {"steps": total, "first": losses[0], "last": losses[-1], "epoch_means": epoch_means}
 
 
-def _to(mask: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
-    return None if mask is None else mask.to(device)
+EVAL_BATCH = 8  # clips per evaluation batch
 
 
-EVAL_BATCH = 8  # clips per evaluation batch where the encoder pads exactly
-
-
-def _eval_batches(waves: list[np.ndarray], inputs: SpeechInputs, batch: int = EVAL_BATCH):
-    """(indices, values, mask) over whole clips: one clip at a time, or, where padding leaves a clip's
-    output unchanged, up to EVAL_BATCH clips of similar length padded together (sorted by length)."""
-    if not inputs.padded_batches:
-        for i, w in enumerate(waves):
-            yield [i], *inputs.pad([w])
-        return
+def _eval_batches(waves: list[np.ndarray], inputs: SpeechInputs, equal_lengths: bool = False,
+                  batch: int = EVAL_BATCH):
+    """(indices, values, mask) over whole clips, in batches of up to `batch` (default EVAL_BATCH): where
+    padding leaves a clip's output unchanged, clips of similar length padded together (sorted by length); otherwise
+    (a group-normalised feature encoder, which takes no mask) one clip at a time, or with `equal_lengths`
+    clips of exactly the same length together, unpadded, each clip's output the one it gets alone up to
+    float rounding (a clip of a length no other clip has goes alone)."""
     order = sorted(range(len(waves)), key=lambda i: waves[i].size, reverse=True)
-    for b in range(0, len(order), batch):
-        idx = order[b:b + batch]
+    if inputs.padded_batches:
+        groups = [order[b:b + batch] for b in range(0, len(order), batch)]
+    else:
+        groups = []
+        for i in order:
+            if (equal_lengths and groups and len(groups[-1]) < batch
+                    and waves[groups[-1][0]].size == waves[i].size):
+                groups[-1].append(i)
+            else:
+                groups.append([i])
+    for idx in groups:
         yield idx, *inputs.pad([waves[i] for i in idx])
 
 
-def _per_clip(model: Classifier, waves: list[np.ndarray], device: torch.device, fn) -> torch.Tensor:
+def _per_clip(model: Classifier, waves: list[np.ndarray], device: torch.device, fn, precision: str) -> torch.Tensor:
     model.to(device).eval()
     rows: list[torch.Tensor | None] = [None] * len(waves)
-    for idx, x, mask in _eval_batches(waves, model.inputs):
-        for i, row in zip(idx, fn(x.to(device), _to(mask, device)).cpu()):
+    # fp32, the paper protocol, keeps evaluation bit for bit what it was (a batched linear layer rounds
+    # differently from the clip alone, ~1e-8); the faster precisions, already not bit-exact, batch more
+    for idx, x, mask in _eval_batches(waves, model.inputs, equal_lengths=precision != "fp32"):
+        with matmul_precision(device, precision), autocast(device, precision):
+            out = fn(to_device(x, device), to_device(mask, device))
+        for i, row in zip(idx, out.float().cpu()):
             rows[i] = row
     return torch.stack(rows)
 
 
 @torch.inference_mode()
-def embed_clips(model: Classifier, waves: list[np.ndarray], device: torch.device) -> torch.Tensor:
-    """Whole clips (no crop), independent of batch composition: one at a time, or padded in batches where
-    padding does not change the encoder's output (the mask keeps it out; equal to the clip alone up to
-    float rounding, 1e-5 in the tests)."""
-    return _per_clip(model, waves, device, model.embed)
+def embed_clips(model: Classifier, waves: list[np.ndarray], device: torch.device, precision: str = "fp32") -> torch.Tensor:
+    """Whole clips (no crop), independent of batch composition, in the training's `precision`: in batches
+    where that does not change a clip's output (clips padded with a mask where padding is exact; else, in
+    tf32 and bf16, clips of equal length; equal to the clip alone up to float rounding, 1e-5 in the tests),
+    one at a time otherwise."""
+    return _per_clip(model, waves, device, model.embed, precision)
 
 
 @torch.inference_mode()
-def predict_proba(model: Classifier, waves: list[np.ndarray], device: torch.device) -> np.ndarray:
+def predict_proba(model: Classifier, waves: list[np.ndarray], device: torch.device, precision: str = "fp32") -> np.ndarray:
     """Class probabilities per whole clip, batched as embed_clips."""
-    return torch.softmax(_per_clip(model, waves, device, model), dim=-1).numpy()
+    return torch.softmax(_per_clip(model, waves, device, model, precision), dim=-1).numpy()

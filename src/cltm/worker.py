@@ -73,6 +73,10 @@ def _start_worker(path: Path, timeout: float = 600.0) -> socket.socket:
 
 def submit(argv: list[str]) -> int:
     """Run `cltm.cli` with argv in the warm worker; stream its output; return its exit code."""
+    from cltm.cli import restore_only
+
+    if restore_only(argv):
+        return 0
     if os.environ.get("CLTM_WORKER", "1") == "0":
         from cltm.cli import main
 

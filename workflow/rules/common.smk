@@ -44,6 +44,8 @@ from cltm.results import FIGURES  # noqa: E402
 from cltm.runs import (  # noqa: E402 - the conditions' names and the run path scheme, one definition
     AUDIO,
     AUDIO_INDEX,
+    CELL_JSON,
+    CELL_LOG,
     CONDITION_PATTERN,
     LANGUAGE_PATTERN,
     RUN_JSON,
@@ -196,6 +198,21 @@ if workflow.is_main_process:
     warn_on_changed_settings()
 
 
+def prepare_kept_runs():
+    """Before any job (onstart): a run named with -f (or --forcerun) is trained again, so its kept copy
+    is dropped (cltm.cells.forget); results/ made by a version without kept runs has its finished runs
+    adopted once (cltm.cells.adopt_existing), so that its cell jobs reuse them."""
+    from cltm.cells import adopt_existing, forget
+
+    adopted = adopt_existing()
+    if adopted:
+        print(f"cltm: {adopted} finished run(s) found in results/ are kept for reuse", file=sys.stderr)
+    settings = workflow.dag_settings
+    named = set(settings.forcerun) | (set(settings.targets) if settings.forcetargets else set())
+    for name in forget(sorted(named)):
+        print(f"cltm: {name} will be trained again (named with -f)", file=sys.stderr)
+
+
 def encoder_files(wildcards):
     """A local encoder directory's model files, so that replacing the model rebuilds results/encoder/."""
     if ENCODER_KIND != "local":
@@ -264,15 +281,46 @@ def finetune_inputs(wildcards):
     langs = run_languages(wildcards)
     return {
         "settings": SETTINGS.format(task=wildcards.task),
+        # the weights; config.json and preprocessor_config.json beside them come from the same job
         "encoder": "results/encoder/model.safetensors",
-        "preprocessor": "results/encoder/preprocessor_config.json",  # read beside the weights
-        # every language prepared and checked (no speaker leakage) before any GPU hour; `ancient`: it
-        # orders the jobs only, so a new language (which redoes the report) leaves existing runs alone
-        "data_report": ancient("results/data_report.tsv"),
+        # no data report here: a job that every cell waited for made Snakemake's planning of a thesis-
+        # scale grid (and of SLURM bundles) walk every language's jobs once per cell. Each run checks
+        # on its own files, before it trains, that no test voice of its target is in its training set
+        # (cltm.runner.check_run_speakers); the data report checks the whole grid.
         "subsets": [SUBSETS.format(task=wildcards.task, lang=l) for l in langs],
+        # each .npy's index (.tsv) is read beside it, written by the same job (one input per language
+        # keeps Snakemake's work per cell down; cltm.cells keys a run on the index's contents too)
         "audio": [AUDIO.format(lang=l) for l in langs],
-        "index": [AUDIO_INDEX.format(lang=l) for l in langs],  # read beside each .npy
     }
+
+
+def cell_files(task):
+    """The cell files of a task's grid (cltm.runs.CELL_JSON): what the matrix is assembled from."""
+    return [
+        CELL_JSON.format(task=task, target=target, condition=condition)
+        for target in task_languages(config, task)
+        for condition in conditions(config, task, target)
+    ]
+
+
+def missing_run_files():
+    """Run JSONs deleted from a cell that was done (its cell file exists): targets, so that the cell job
+    runs again (Snakemake does not rebuild a missing file that no job needs) and puts back the kept run
+    or, without one, trains it. One directory listing per cell: milliseconds at thesis scale."""
+    out = []
+    for task in TASKS:
+        for target in task_languages(config, task):
+            for condition in conditions(config, task, target):
+                if not os.path.exists(CELL_JSON.format(task=task, target=target, condition=condition)):
+                    continue
+                folder = Path(run_path(task, target, condition, 0)).parent
+                present = set(os.listdir(folder)) if folder.is_dir() else set()
+                out += [
+                    str(folder / f"seed{seed}.json")
+                    for seed in SEEDS
+                    if f"seed{seed}.json" not in present
+                ]
+    return out
 
 
 def run_files(task, suffix=".json"):
@@ -318,14 +366,9 @@ def final_targets():
             for fig in FIGURES
             for ext in ("png", "svg")
         ]
-        # every run's files too: Snakemake does not rebuild a deleted intermediate file while the
-        # files made from it exist, so without them a deleted run JSON would leave the matrix
-        # holding a run that no longer exists ("Nothing to be done")
-        + [
-            f
-            for t in TASKS
-            for suffix in (".json", ".scores.tsv")
-            for f in run_files(t, suffix)
-        ]
+        # a run JSON deleted from a finished cell: Snakemake does not rebuild a deleted intermediate
+        # file while the files made from it exist, so without this the matrix would hold a run that
+        # no longer exists ("Nothing to be done")
+        + missing_run_files()
         + ANALYSIS_TARGETS  # workflow/rules/analysis.smk
     )

@@ -23,29 +23,35 @@ rule settings:
         "../scripts/settings.py"
 
 
-# The shell command is the rule's code for Snakemake's rerun triggers: it spells out the checkpoint path
-# (cltm.runs.RUN_CHECKPOINT, checked by tests/test_runs.py) so that no edit of it reruns existing runs.
+# One job per cell (task x target x condition) with all its seeds: at thesis scale a job per run
+# would cost Snakemake minutes of planning (README, "Thesis scale"). Its outputs are the runs' files,
+# so one run is rebuilt by naming its file (-f); the job trains only the runs that are not kept with
+# the inputs they have now (cltm.cells), so a rerun of the cell never retrains a finished run.
+# The shell command is the rule's code for Snakemake's rerun triggers: it spells out no path that an
+# edit could change (checkpoints and per-run logs follow cltm.runs, checked by tests/test_runs.py).
 rule finetune:
     input:
         unpack(finetune_inputs),
     output:
-        run=RUN_JSON,
-        scores=RUN_SCORES,
+        # each run's scores are written beside its JSON (not outputs: one file per run is enough for
+        # Snakemake to track, and a run counts as done only when its JSON exists)
+        runs=expand(RUN_JSON, seed=SEEDS, allow_missing=True),
+        cell=CELL_JSON,
     log:
-        RUN_LOG,
+        CELL_LOG,
     conda:
         "../../envs/cltm.yaml"
     threads: 1
     resources:
         gpu=1,
-        # minutes per run on a cluster, by the task's kind (cltm.tasks.RUNTIME_MINUTES); `attempt` grows on
-        # retries. A profile or --set-resources finetune:runtime=... overrides it.
+        # minutes per run on a cluster, by the task's kind (cltm.tasks.RUNTIME_MINUTES), times the
+        # cell's seeds; `attempt` grows on retries. A profile or --set-resources finetune:runtime=... overrides it.
         runtime=lambda wildcards, attempt: task_of(wildcards.task).runtime_minutes
+        * len(SEEDS)
         * attempt,
     shell:
-        "python -m cltm.worker finetune --settings {input.settings} --task {wildcards.task}"
-        " --target {wildcards.target} --condition {wildcards.condition} --seed {wildcards.seed}"
+        "python -m cltm.worker finetune-cell --settings {input.settings} --task {wildcards.task}"
+        " --target {wildcards.target} --condition {wildcards.condition}"
         " --encoder {input.encoder} --subsets {input.subsets} --audio {input.audio}"
-        " --threads {threads} --run {output.run} --scores {output.scores}"
-        " --checkpoint results/{wildcards.task}/checkpoints/{wildcards.target}/{wildcards.condition}/seed{wildcards.seed}.pt"
+        " --threads {threads} --runs {output.runs} --cell {output.cell}"
         " > {log} 2>&1"

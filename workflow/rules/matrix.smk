@@ -3,7 +3,7 @@
 
 rule assemble:
     input:
-        runs=lambda w: run_files(w.task),
+        cells=lambda w: cell_files(w.task),
     output:
         runs=report(
             "results/{task}/runs.csv", caption="../report/runs.rst", category="{task}"

@@ -7,7 +7,7 @@ import pandas as pd
 from cltm.analysis import family_summary
 from cltm.io import run_script, script_logger, write_json, write_table
 from cltm.matrix import matrix_summary, transfer_matrices
-from cltm.results import FIGURES, load_runs
+from cltm.results import FIGURES, load_cells
 
 log = script_logger(snakemake.log[0])
 
@@ -23,7 +23,7 @@ def remove_figures():
 
 def main():
     remove_figures()
-    runs = load_runs(snakemake.input.runs)
+    runs = load_cells(snakemake.input.cells)
     task = snakemake.wildcards.task
     metric = runs["metric"].iloc[0]
     result = transfer_matrices(runs, metric, snakemake.params.languages, flag_z=snakemake.params.flag_z)

@@ -1,0 +1,64 @@
+"""benchmarks/gpu_throughput.py runs on the CPU at reduced size and prints every mode's figures."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+
+from conftest import ROOT
+
+SCRIPT = ROOT / "benchmarks" / "gpu_throughput.py"
+MODES = ["reference", "warm fp32", "bf16", "bf16 packed K=1", "bf16 packed K=2"]
+POSITIVE = ["steps_per_s", "train_audio_s_per_s", "eval_audio_s_per_s", "startup_s_per_run", "runs_per_gpu_hour_gender",
+            "runs_per_gpu_hour_speaker", "peak_memory_bytes", "peak_memory_per_run_bytes", "achieved_tflops"]
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("gpu_throughput", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_reduced_benchmark_prints_every_mode(tmp_path):
+    out = tmp_path / "bench.json"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--device", "cpu", "--reduced", "--steps", "2",
+                           "--json", str(out)], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    printed = json.loads(lines[-1].removeprefix("BENCHMARK_JSON "))
+    assert json.loads(out.read_text()) == printed
+    assert printed["device"] == "cpu" and printed["reduced"] and printed["extrapolated"]
+    assert "EXTRAPOLATED" in proc.stdout and printed["memory"] == "peak RSS"
+    assert printed["preset"] == {"gender_train_clips": 240, "speaker_train_clips": 2000, "test_clips": 800,
+                                 "epochs": 1, "batch_size": 1}
+    assert [m["mode"] for m in printed["modes"]] == MODES
+    for mode in printed["modes"]:
+        for key in POSITIVE:
+            assert math.isfinite(mode[key]) and mode[key] > 0, (mode["mode"], key, mode[key])
+        assert mode["mfu"] is None  # no peak figure for a CPU
+        assert any(line.startswith(mode["mode"] + " ") for line in lines)  # a row of the table
+    packed = {m["k"]: m for m in printed["modes"] if m["mode"].startswith("bf16 packed")}
+    assert packed[2]["peak_memory_bytes"] > packed[1]["peak_memory_bytes"]  # two processes' memory, summed
+
+
+def test_flops_and_peak_table():
+    bench = _module()
+    one, two = (bench.forward_flops(bench.HUBERT_BASE, s * 16000) for s in (1, 2))
+    # HuBERT base: about 95M parameters, ~50 frames a second: of the order of 2 x 95M x 50 = 9.5 GFLOPs per
+    # second of audio, plus the convolutional front end
+    assert 5e9 < one < 2e10 and 1.9 < two / one < 2.2
+    assert bench.device_peaks("NVIDIA H200")[0] == "H200"
+    assert bench.device_peaks("NVIDIA H100 PCIe")[0] == "H100 PCIe"
+    assert bench.device_peaks("NVIDIA H100 80GB HBM3")[1]["bf16"] == 989.0
+    assert bench.device_peaks("NVIDIA A100-SXM4-80GB")[0] == "A100"
+    assert bench.device_peaks("cpu") == (None, None)
+    lengths = bench.clip_lengths(5000, 0)
+    mean = sum(lengths) / len(lengths) / 16000
+    assert 4.5 < mean < 5.5 and min(lengths) >= 16000 - 384 and max(lengths) <= 12 * 16000 + 384
+    assert all(n % 384 == 0 for n in lengths)
