@@ -423,8 +423,10 @@ def selected_clips(selections: dict[str, dict]) -> set[str]:
 def selection_config(config: dict, lang: str | None = None) -> dict:
     """The part of the config that selection reads: training hyper-parameters left out, so editing them
     does not redo selection or audio preparation. With `lang`, only what that language's selection
-    reads (adding another language to the matrix then leaves its audio preparation alone)."""
-    tasks = {t: {k: v for k, v in c.items() if k != "training"} for t, c in config["tasks"].items()}
+    reads (adding another language to the matrix then leaves its audio preparation alone). A task's
+    `mode` and `probe` head settings are training settings too."""
+    tasks = {t: {k: v for k, v in c.items() if k not in ("training", "mode", "probe")}
+             for t, c in config["tasks"].items()}
     if lang is None:
         return {"languages": list(config["languages"]), "data": config["data"], "tasks": tasks}
     tasks = {t: {k: v for k, v in c.items() if k != "languages"} for t, c in tasks.items()

@@ -270,13 +270,19 @@ class ClassificationTask(_Task):
         return np.array([self.index[c] for c in classes]), len(self.classes)
 
     def evaluate(self, model, store, selection: dict, cfg: dict, device) -> tuple[dict, pd.DataFrame]:
-        from cltm.metrics import classification_metrics
         from cltm.training import precision_of, predict_proba
 
         test = selection["test"]
+        return self.score(store, test, predict_proba(model, [store[u] for u in test], device,
+                                                     precision_of(cfg.get("training") or {})))
+
+    def score(self, store, test: list, proba: np.ndarray) -> tuple[dict, pd.DataFrame]:
+        """(metrics, per-clip predictions) of class probabilities `proba` [clips, classes] of the test clips
+        (`store.meta` gives their labels): shared by fine-tuning and probe runs."""
+        from cltm.metrics import classification_metrics
+
         classes = self.class_of(pd.Series([store.meta(u)[self.label_column] for u in test], dtype=object))
         y_true = np.array([self.index[c] for c in classes])
-        proba = predict_proba(model, [store[u] for u in test], device, precision_of(cfg.get("training") or {}))
         y_pred = proba.argmax(axis=1)
         metrics = classification_metrics(y_true, y_pred, n_classes=len(self.classes))
         if self.is_gender and self.classes == GENDER_CLASSES:  # the columns gender runs have always written
@@ -326,19 +332,26 @@ class SpeakerVerificationTask(_Task):
         return np.array([classes[k] for k in keys]), len(classes)
 
     def evaluate(self, model, store, selection: dict, cfg: dict, device) -> tuple[dict, pd.DataFrame]:
-        import torch
-
         from cltm.audio import trim_silence
-        from cltm.metrics import verification_metrics
         from cltm.training import embed_clips, precision_of
 
         test = selection["test"]
         waves = [trim_silence(store[u], cfg.get("trim_db")) for u in test]
-        emb = torch.nn.functional.normalize(embed_clips(model, waves, device, precision_of(cfg.get("training") or {})), dim=-1)
+        return self.score(test, embed_clips(model, waves, device, precision_of(cfg.get("training") or {})),
+                          selection)
+
+    def score(self, test: list, embeddings, selection: dict) -> tuple[dict, pd.DataFrame]:
+        """(metrics, trials with their cosine scores) of the test clips' embeddings [clips, dim] (a torch
+        tensor): shared by fine-tuning and probe runs."""
+        import torch
+
+        from cltm.metrics import verification_metrics
+
+        emb = torch.nn.functional.normalize(embeddings, dim=-1)
         pos = {u: i for i, u in enumerate(test)}
         trials = pd.DataFrame(selection["trials"], columns=["enroll", "test", "label"])
-        a = emb[[pos[u] for u in trials["enroll"]]]
-        b = emb[[pos[u] for u in trials["test"]]]
+        a = emb[torch.tensor(trials["enroll"].map(pos).to_numpy(np.int64))]
+        b = emb[torch.tensor(trials["test"].map(pos).to_numpy(np.int64))]
         trials["score"] = (a * b).sum(dim=-1).numpy().astype(float)
         metrics = verification_metrics(trials["score"].to_numpy(), trials["label"].to_numpy())
         return metrics, trials[["enroll", "test", "score", "label"]]

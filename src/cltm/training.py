@@ -46,35 +46,8 @@ class Classifier(nn.Module):
 
     def layer_states(self, waves: torch.Tensor, attention_mask: torch.Tensor | None = None
                      ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """(last_hidden_state, states): states[0] is the input of the first transformer layer, states[i]
-        the output of layer i (its input when LayerDrop skipped it), num_hidden_layers + 1 of them, the
-        same indexing as transformers' `hidden_states` without LayerDrop; the last one is last_hidden_state."""
-        stack = self.encoder.encoder
-        n_layers = len(stack.layers)
-        outputs: list[torch.Tensor | None] = [None] * (n_layers + 1)
-
-        def record(i):
-            def hook(module, args, output):
-                outputs[i] = output[0] if isinstance(output, tuple) else output  # WavLM: (states, position bias)
-            return hook
-
-        # stack.dropout is applied to the positional-embedded features just before the first layer, in the
-        # encoders of every supported family (HuBERT, wav2vec2, WavLM, data2vec-audio) and their
-        # stable-layer-norm variants alike: its output is states[0]
-        handles = [stack.dropout.register_forward_hook(record(0))]
-        handles += [layer.register_forward_hook(record(i + 1)) for i, layer in enumerate(stack.layers)]
-        try:
-            last = self.encoder(waves, attention_mask=attention_mask).last_hidden_state
-        finally:
-            for h in handles:
-                h.remove()
-        if outputs[0] is None:
-            raise RuntimeError("the encoder's layer input was not recorded (an unsupported encoder layout)")
-        for i in range(1, n_layers + 1):
-            if outputs[i] is None:  # skipped by LayerDrop: the identity
-                outputs[i] = outputs[i - 1]
-        outputs[-1] = last  # the stable-layer-norm variant normalises after the last layer
-        return last, outputs
+        """(last_hidden_state, states) of the encoder: see `layer_states`."""
+        return layer_states(self.encoder, waves, attention_mask)
 
     def embed(self, waves: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         if self.pooling == "last":
@@ -89,6 +62,40 @@ class Classifier(nn.Module):
 
     def forward(self, waves: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         return self.head(self.embed(waves, attention_mask))
+
+
+def layer_states(encoder: nn.Module, waves: torch.Tensor, attention_mask: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """(last_hidden_state, states): states[0] is the input of the first transformer layer, states[i]
+    the output of layer i (its input when LayerDrop skipped it), num_hidden_layers + 1 of them, the
+    same indexing as transformers' `hidden_states` without LayerDrop; the last one is last_hidden_state.
+    (A function of the encoder alone, so that frozen-encoder feature extraction shares it.)"""
+    stack = encoder.encoder
+    n_layers = len(stack.layers)
+    outputs: list[torch.Tensor | None] = [None] * (n_layers + 1)
+
+    def record(i):
+        def hook(module, args, output):
+            outputs[i] = output[0] if isinstance(output, tuple) else output  # WavLM: (states, position bias)
+        return hook
+
+    # stack.dropout is applied to the positional-embedded features just before the first layer, in the
+    # encoders of every supported family (HuBERT, wav2vec2, WavLM, data2vec-audio) and their
+    # stable-layer-norm variants alike: its output is states[0]
+    handles = [stack.dropout.register_forward_hook(record(0))]
+    handles += [layer.register_forward_hook(record(i + 1)) for i, layer in enumerate(stack.layers)]
+    try:
+        last = encoder(waves, attention_mask=attention_mask).last_hidden_state
+    finally:
+        for h in handles:
+            h.remove()
+    if outputs[0] is None:
+        raise RuntimeError("the encoder's layer input was not recorded (an unsupported encoder layout)")
+    for i in range(1, n_layers + 1):
+        if outputs[i] is None:  # skipped by LayerDrop: the identity
+            outputs[i] = outputs[i - 1]
+    outputs[-1] = last  # the stable-layer-norm variant normalises after the last layer
+    return last, outputs
 
 
 SYNC_EVERY = 25  # steps between reads of the loss back to the host (each read waits for the device)
@@ -290,19 +297,20 @@ def fine_tune(model: Classifier, waves: list[np.ndarray], labels: np.ndarray, cf
 EVAL_BATCH = 8  # clips per evaluation batch
 
 
-def _eval_batches(waves: list[np.ndarray], inputs: SpeechInputs, equal_lengths: bool = False):
-    """(indices, values, mask) over whole clips, in batches of up to EVAL_BATCH: where padding leaves a
-    clip's output unchanged, clips of similar length padded together (sorted by length); otherwise
+def _eval_batches(waves: list[np.ndarray], inputs: SpeechInputs, equal_lengths: bool = False,
+                  batch: int = EVAL_BATCH):
+    """(indices, values, mask) over whole clips, in batches of up to `batch` (default EVAL_BATCH): where
+    padding leaves a clip's output unchanged, clips of similar length padded together (sorted by length); otherwise
     (a group-normalised feature encoder, which takes no mask) one clip at a time, or with `equal_lengths`
     clips of exactly the same length together, unpadded, each clip's output the one it gets alone up to
     float rounding (a clip of a length no other clip has goes alone)."""
     order = sorted(range(len(waves)), key=lambda i: waves[i].size, reverse=True)
     if inputs.padded_batches:
-        groups = [order[b:b + EVAL_BATCH] for b in range(0, len(order), EVAL_BATCH)]
+        groups = [order[b:b + batch] for b in range(0, len(order), batch)]
     else:
         groups = []
         for i in order:
-            if (equal_lengths and groups and len(groups[-1]) < EVAL_BATCH
+            if (equal_lengths and groups and len(groups[-1]) < batch
                     and waves[groups[-1][0]].size == waves[i].size):
                 groups[-1].append(i)
             else:

@@ -1,0 +1,236 @@
+"""Probe mode: the encoder frozen, a small head trained on cached features (`cltm.features`), per run.
+
+`tasks.<name>.mode: probe` (default `finetune`) makes a task's runs probe runs: same conditions, seeds,
+subsets, test sets, trials and metrics as fine-tuning, but each run trains only
+
+- a learned softmax-weighted sum over the encoder's layers (SUPERB's weighted sum: one logit per layer,
+  initialised to zero, i.e. equal weights), over each clip's layer features pooled over time, then
+- classification: a linear classifier (cross-entropy over the task's classes);
+- speaker verification: a linear projection to `embedding_dim` and a linear speaker-identification
+  classifier over the training speakers (cross-entropy; donor speakers are extra classes); the
+  projection's output is the embedding, L2-normalised, trials scored by cosine (as fine-tuning does).
+  Its test clips' features are those of the silence-trimmed clips (`trim_db`), training clips untrimmed.
+
+Hyper-parameters (`tasks.<name>.probe`, each optional; the defaults live here, never in the config):
+
+    key            classification   speaker_verification   meaning
+    stats          [mean]           [mean, std]             pooled statistics fed to the head
+    normalize      true             true                    per-clip layer norm of each layer's pooled vector
+    embedding_dim  -                128                     projection size (speaker verification only)
+    epochs         50               5                       passes over the training set (at least)
+    min_steps      50               80                      ... and at least this many updates
+    batch_size     null             128                     null = full batch
+    lr             1.0e-2           5.0e-3                  AdamW, constant
+    weight_decay   1.0e-2           1.0e-2                  AdamW (not on the layer logits)
+
+A run is deterministic and independent of what ran before it in the process: its initial weights and data
+order come from generators of its own seed (`torch.Generator`, never the global ones), and no state is
+shared between runs but the read-only feature blocks (`FeatureStore.block`, shared to save the
+conversion). Bit-for-bit equality holds on one machine for one thread count (torch's CPU kernels reduce
+in an order that depends on the number of threads): pass `threads` or set torch.set_num_threads once.
+
+Cost of a run: one shuffled copy of its training features (minibatches), then `updates` steps, each reading
+its rows twice (the layer mixing is a matrix-vector product over [rows * features, layers], forward and
+backward) and multiplying them by the projection; updates = max(epochs * steps per epoch, min_steps). So a
+speaker run with the defaults costs about the same up to N = 2048 (80 updates of 128 rows) and grows
+linearly beyond; a classification run (full batch) grows linearly with N. Evaluation grows with the test
+set and the trials. Measured figures: benchmarks/probe_scale.py.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cltm.runs import donor_of
+from cltm.tasks import task_kind, training_items
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+MODES = ("finetune", "probe")
+
+DEFAULTS = {
+    "classification": {"stats": ["mean"], "normalize": True, "epochs": 50, "min_steps": 50, "batch_size": None,
+                       "lr": 1e-2, "weight_decay": 1e-2},
+    "speaker_verification": {"stats": ["mean", "std"], "normalize": True, "embedding_dim": 128, "epochs": 5,
+                             "min_steps": 80, "batch_size": 128, "lr": 5e-3, "weight_decay": 1e-2},
+}
+
+
+def mode_of(cfg: dict) -> str:
+    return (cfg or {}).get("mode") or "finetune"
+
+
+def probe_settings(kind: str, cfg: dict) -> dict:
+    """The probe hyper-parameters of a task section: DEFAULTS of its kind updated by `probe:`."""
+    return {**DEFAULTS[kind], **((cfg or {}).get("probe") or {})}
+
+
+def _uniform(shape, bound: float, generator: torch.Generator) -> torch.Tensor:
+    return (torch.rand(shape, generator=generator) * 2 - 1) * bound
+
+
+class ProbeHead(nn.Module):
+    """Softmax-weighted sum over layers, then (optionally) a projection, then a linear classifier.
+
+    Initial weights as nn.Linear's (uniform within 1/sqrt(fan_in)), drawn from the run's own generator."""
+
+    def __init__(self, layers: int, width: int, n_classes: int, embedding_dim: int | None,
+                 generator: torch.Generator):
+        super().__init__()
+        self.layer_logits = nn.Parameter(torch.zeros(layers))
+        self.projection = None
+        if embedding_dim:
+            b = 1 / math.sqrt(width)
+            self.projection = nn.ParameterList([nn.Parameter(_uniform((embedding_dim, width), b, generator)),
+                                                nn.Parameter(_uniform((embedding_dim,), b, generator))])
+            width = embedding_dim
+        b = 1 / math.sqrt(width)
+        self.classifier = nn.ParameterList([nn.Parameter(_uniform((n_classes, width), b, generator)),
+                                            nn.Parameter(_uniform((n_classes,), b, generator))])
+
+    def layer_weights(self) -> torch.Tensor:
+        return torch.softmax(self.layer_logits, dim=0)
+
+    def mix(self, x: torch.Tensor) -> torch.Tensor:
+        """[clips, features, layers] -> [clips, features]: one matrix-vector product."""
+        n, f, layers = x.shape
+        return (x.reshape(n * f, layers) @ self.layer_weights()).view(n, f)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.mix(x)
+        return z if self.projection is None else F.linear(z, *self.projection)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(self.embed(x), *self.classifier)
+
+
+def _blocks(target: str, condition: str, selections: dict) -> list[tuple[str, list]]:
+    """The training set as (language, subset clips) blocks, in `training_items` order."""
+    blocks = [(target, selections[target]["single"])]
+    donor = donor_of(condition)
+    if condition == "dual":
+        blocks.append((target, selections[target]["extra"]))
+    elif donor is not None:
+        blocks.append((donor, selections[donor]["single"]))
+    return blocks
+
+
+def train_head(head: ProbeHead, blocks: list[torch.Tensor], labels: torch.Tensor, settings: dict,
+               generator: torch.Generator) -> dict:
+    """AdamW on the head, constant learning rate, max(epochs, ceil(min_steps / steps per epoch)) epochs;
+    the loss summary.
+
+    Full batch: every epoch is one step over the whole set. Minibatches: the training set is gathered once
+    in a random order of the run's generator, and each epoch visits its contiguous minibatches in a fresh
+    random order. The loss is read back to the host once per epoch."""
+    decay = [p for n, p in head.named_parameters() if n != "layer_logits"]
+    optimiser = torch.optim.AdamW([{"params": [head.layer_logits], "weight_decay": 0.0},
+                                   {"params": decay, "weight_decay": settings["weight_decay"]}],
+                                  lr=settings["lr"])
+    n = len(labels)
+    bs = settings.get("batch_size")
+    if bs and bs < n:
+        # one copy of the training set, in a random order: x[position[j]] = (blocks concatenated)[j]
+        order = torch.randperm(n, generator=generator)
+        position = torch.empty_like(order)
+        position[order] = torch.arange(n)
+        x = torch.empty((n, *blocks[0].shape[1:]))
+        start = 0
+        for block in blocks:
+            x.index_copy_(0, position[start:start + len(block)], block)
+            start += len(block)
+        y = labels[order]
+        starts = list(range(0, n, bs))
+    else:
+        x, y, bs, starts = (blocks[0] if len(blocks) == 1 else torch.cat(blocks)), labels, n, [0]
+    # at least min_steps updates: small training sets (the demo's) get more epochs, at little cost
+    epochs = max(settings["epochs"], math.ceil(settings.get("min_steps", 0) / len(starts)))
+    epoch_means, first = [], None
+    for _ in range(epochs):
+        total = torch.zeros(())
+        batch_order = torch.randperm(len(starts), generator=generator).tolist() if len(starts) > 1 else [0]
+        for b in batch_order:
+            s = starts[b]
+            yb = y[s:s + bs]
+            loss = F.cross_entropy(head(x[s:s + bs]), yb)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            total += loss.detach() * len(yb)
+            if first is None:
+                first = float(loss.detach())
+        epoch_means.append(float(total) / n)
+    if not math.isfinite(epoch_means[-1]):
+        raise FloatingPointError(f"probe training loss became {epoch_means[-1]}; lower tasks.<task>.probe.lr")
+    return {"steps": epochs * len(starts), "first": first, "last": epoch_means[-1],
+            "epoch_means": epoch_means}
+
+
+def run_probe(task: str, cfg: dict, *, target: str, condition: str, seed: int, features: dict,
+              selections: dict[str, dict], sample_rate: int = 16000, threads: int | None = None,
+              log=print) -> tuple[dict, "pd.DataFrame"]:
+    """Train a probe head on the condition's training set (features: {language: FeatureStore}, holding
+    every clip the selections reference, `cltm.features.feature_plan`), evaluate on the target's test set;
+    return the run record (the shape of `cltm.tasks.run_one`'s, plus `mode` and `layer_weights`) and its
+    per-item scores (the fine-tuning evaluation's format)."""
+    from cltm import __version__
+
+    if threads:
+        torch.set_num_threads(threads)
+    t0 = time.perf_counter()
+    plugin = task_kind(task, cfg)
+    settings = probe_settings(plugin.kind, cfg)
+    stats = tuple(settings["stats"])
+    sv = plugin.kind == "speaker_verification"
+    items = training_items(target, condition, selections)
+    blocks = _blocks(target, condition, selections)
+    metas = [features[lang].meta(u) for lang, u in items]
+    labels, n_classes = plugin.labels(metas, items)
+    log(f"{task} {target} {condition} seed {seed} (probe): {len(items)} training clips, {n_classes} classes")
+
+    generator = torch.Generator().manual_seed(int(seed))
+    xs = [features[lang].block(ids, stats=stats, normalize=settings["normalize"]) for lang, ids in blocks]
+    store = features[target]
+    head = ProbeHead(store.layers, xs[0].shape[1], n_classes, settings.get("embedding_dim") if sv else None,
+                     generator)
+    with torch.enable_grad():
+        loss = train_head(head, xs, torch.as_tensor(labels, dtype=torch.long), settings, generator)
+    t_train = time.perf_counter() - t0
+
+    test = selections[target]["test"]
+    with torch.no_grad():
+        if sv:
+            x = store.block(test, trim_db=cfg.get("trim_db"), stats=stats, normalize=settings["normalize"])
+            metrics, scores = plugin.score(test, head.embed(x), selections[target])
+        else:
+            x = store.block(test, stats=stats, normalize=settings["normalize"])
+            metrics, scores = plugin.score(store, test, torch.softmax(head(x), dim=-1).numpy())
+        weights = head.layer_weights().tolist()
+    log(f"{task} {target} {condition} seed {seed} (probe): " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+
+    donor = donor_of(condition)
+    target_clips = sum(1 for lang, _ in items if lang == target)
+    record = {
+        "task": task, "target": target, "condition": condition, "donor": donor, "seed": seed,
+        "metric": plugin.metric, "value": metrics[plugin.metric], "metrics": metrics,
+        "sizes": {
+            "train_clips": len(items), "target_clips": target_clips, "donor_clips": len(items) - target_clips,
+            "train_speakers": len({(lang, m["speaker"]) for (lang, _), m in zip(items, metas)}),
+            "train_seconds": round(sum(int(m["n_samples"]) for m in metas) / sample_rate, 2),
+            "classes": n_classes, "test_clips": len(test),
+            "test_speakers": len(selections[target]["test_speakers"]),
+            "trials": len(selections[target].get("trials", [])),
+        },
+        "loss": loss,
+        "timing": {"train_s": round(t_train, 4), "eval_s": round(time.perf_counter() - t0 - t_train, 4)},
+        "device": "cpu", "precision": "fp32", "torch": torch.__version__, "cltm": __version__,
+        "mode": "probe", "layer_weights": weights,
+    }
+    return record, scores
