@@ -125,6 +125,40 @@ def enabled_tasks(config: dict) -> list[str]:
     return [t for t, v in (config.get("tasks") or {}).items() if v is not None]
 
 
+def expand_twins(config: dict) -> dict:
+    """A task with `subsets_from: <other>` (a probe instance beside its fine-tuning twin, README "Probe
+    mode") runs on the other task's subsets, test sets and trials: it takes every key of that task it
+    does not set itself (kind, labels, N, metric, languages, training), in place, before validation.
+    Selection skips it (`cltm.sampling.selection_config`), and the report compares the two matrices."""
+    tasks = config.get("tasks") if isinstance(config, dict) else None
+    if not isinstance(tasks, dict):
+        return config
+    for name, cfg in list(tasks.items()):
+        if not isinstance(cfg, dict) or "subsets_from" not in cfg:
+            continue
+        twin = cfg["subsets_from"]
+        key = f"config key 'tasks.{name}.subsets_from'"
+        if twin == name or not isinstance(tasks.get(twin), dict):
+            raise ConfigError(f"{key}: '{twin}' is not another enabled task of the config; name the task whose "
+                              f"subsets this one reuses, e.g. subsets_from: gender")
+        if "subsets_from" in tasks[twin]:
+            raise ConfigError(f"{key}: '{twin}' reuses the subsets of '{tasks[twin]['subsets_from']}' itself; "
+                              f"name that task instead")
+        inherited = {k: v for k, v in tasks[twin].items() if k not in ("mode", "probe", "display_name")}
+        if twin in ("gender", "speaker"):  # the kind a name implies is not written in its section
+            inherited.setdefault("kind", "classification" if twin == "gender" else "speaker_verification")
+            if twin == "gender":
+                inherited.setdefault("label_column", "gender")
+        tasks[name] = {**inherited, **cfg}
+    return config
+
+
+def twins(config: dict) -> dict[str, str]:
+    """{task: the task whose subsets it reuses} (`subsets_from`)."""
+    return {t: c["subsets_from"] for t, c in (config.get("tasks") or {}).items()
+            if isinstance(c, dict) and c.get("subsets_from")}
+
+
 def drop_disabled_tasks(config: dict) -> dict:
     """Remove the disabled (null) tasks from `config` in place, after validation, so that every later use of
     config["tasks"] (rules, selection, preflight) sees the tasks that run only."""

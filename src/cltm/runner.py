@@ -51,6 +51,13 @@ class _Shared:
             self.settings[path] = read_json(path)
         return self.settings[path]
 
+    def features(self, npy: str):
+        from cltm.features import FeatureStore
+
+        if npy not in self.stores:
+            self.stores[npy] = FeatureStore(npy, Path(npy).with_suffix(".tsv"))
+        return self.stores[npy]
+
     def store(self, npy: str) -> AudioStore:
         if npy not in self.stores:
             self.stores[npy] = AudioStore(npy, Path(npy).with_suffix(".tsv"))
@@ -97,8 +104,17 @@ def execute_run(spec: RunSpec, *, log=print, shared: _Shared | None = None) -> d
     spec_file = shared.spec_settings(spec.settings)
     settings = spec_file["settings"]
     selections = {lang: read_json(path) for lang, path in zip(spec.languages, spec.subsets)}
-    stores = {lang: shared.store(npy) for lang, npy in zip(spec.languages, spec.audio)}
+    probe = settings["task"].get("mode") == "probe"
+    # a probe run's `audio` are the languages' feature stores (cltm.features), a fine-tuning run's the audio
+    stores = {lang: (shared.features if probe else shared.store)(npy) for lang, npy in zip(spec.languages, spec.audio)}
     check_run_speakers(spec, selections, stores, settings["data"].get("speaker_ids", "corpus"))
+    if probe:
+        from cltm.probe import run_probe
+
+        record, scores = run_probe(spec.task, settings["task"], target=spec.target, condition=spec.condition,
+                                   seed=spec.seed, features=stores, selections=selections,
+                                   sample_rate=settings["data"]["sample_rate"], threads=spec.threads, log=log)
+        return _write_run(spec, spec_file, record, scores, t0)
     checkpoint = None
     if spec.checkpoint:
         every = float(os.environ.get("CLTM_CHECKPOINT_SECONDS", "600"))
@@ -109,15 +125,22 @@ def execute_run(spec: RunSpec, *, log=print, shared: _Shared | None = None) -> d
         device=pick_device(spec_file["device"]), sample_rate=settings["data"]["sample_rate"], log=log,
         checkpoint=checkpoint,
     )
+    _write_run(spec, spec_file, record, scores, t0)
+    if checkpoint:
+        checkpoint.remove()  # the result exists now; a checkpoint must never outlive it
+    return record
+
+
+def _write_run(spec: RunSpec, spec_file: dict, record: dict, scores, t0: float) -> dict:
+    """The scores, then the run JSON (last, atomically), then the kept copy of a grid run (cltm.cells)."""
+    record.setdefault("mode", "finetune")
     record.update(config_digest=spec_file["digest"], inputs_key=inputs_key(spec, spec_file["digest"]),
-                  synthetic_demo=spec_file["synthetic"], encoder=settings["encoder"]["source"],
+                  synthetic_demo=spec_file["synthetic"], encoder=spec_file["settings"]["encoder"]["source"],
                   wall_s=round(time.perf_counter() - t0, 2))
     write_table(spec.scores, scores, index=False)
     write_json(spec.run, record)
     if parse_run_path(spec.run):  # a run of the workflow's grid: kept at once for its cell (cltm.cells)
         keep(spec)
-    if checkpoint:
-        checkpoint.remove()  # the result exists now; a checkpoint must never outlive it
     return record
 
 

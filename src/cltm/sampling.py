@@ -319,7 +319,7 @@ def select_language(config: dict, manifest: pd.DataFrame, lang: str, rules: Spea
     checks = speaker_checks(manifest, train_pool, test_spk, rules)
     out = {}
     for task, cfg in config["tasks"].items():
-        if lang not in task_languages(config, task):
+        if lang not in task_languages(config, task) or cfg.get("subsets_from"):  # a twin reuses another's
             continue
         task_test, subsets = task_kind(task, cfg).select(manifest, train_pool, test_spk, test, rules, seed)
         sel = {"task": task, "language": lang, "data_seed": seed, "test_speakers": test_spk, "test": task_test,
@@ -426,7 +426,7 @@ def selection_config(config: dict, lang: str | None = None) -> dict:
     reads (adding another language to the matrix then leaves its audio preparation alone). A task's
     `mode` and `probe` head settings are training settings too."""
     tasks = {t: {k: v for k, v in c.items() if k not in ("training", "mode", "probe")}
-             for t, c in config["tasks"].items()}
+             for t, c in config["tasks"].items() if not c.get("subsets_from")}  # a twin reuses another's
     if lang is None:
         return {"languages": list(config["languages"]), "data": config["data"], "tasks": tasks}
     tasks = {t: {k: v for k, v in c.items() if k != "languages"} for t, c in tasks.items()

@@ -191,6 +191,6 @@ rule learning_curves:
     input:
         expand(
             "results/{task}/learning_curve.{ext}",
-            task=TASKS,
+            task=FINETUNE_TASKS,  # probe tasks have no learning-curve runs
             ext=("csv", "json", "png", "svg"),
         ),

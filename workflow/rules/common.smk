@@ -35,9 +35,11 @@ from cltm.config import (  # noqa: E402
     drop_disabled_tasks,
     encoder_settings,
     encoder_source_kind,
+    expand_twins,
     is_synthetic,
     run_settings,
     task_languages,
+    twins,
     validate_config,
 )
 from cltm.results import FIGURES  # noqa: E402
@@ -70,6 +72,7 @@ if (
     config["encoder"]["source"] = str(Path(workflow.basedir) / _source)
 
 try:
+    expand_twins(config)  # a task with `subsets_from` takes its twin's keys first (README, "Probe mode")
     validate_config(config)
     check_paths(config)
     drop_disabled_tasks(config)  # `tasks.<task>: null` runs without that task
@@ -98,6 +101,15 @@ def check_device():
 
 
 TASKS = list(config["tasks"])
+# fine-tuning tasks train the encoder per run (rule finetune); probe tasks train a head on features
+# extracted once per clip (rules features, probe; README "Probe mode")
+PROBE_TASKS = [t for t in TASKS if config["tasks"][t].get("mode") == "probe"]
+FINETUNE_TASKS = [t for t in TASKS if t not in PROBE_TASKS]
+TWINS = twins(config)  # {task: the task whose subsets it reuses}
+# where a language's features for the probe tasks are kept: per encoder (its settings' digest), so that
+# another encoder extracts its own and switching back finds them again
+FEATURES_DIR = "results/features/" + digest(encoder_settings(config))[:12]
+FEATURES = FEATURES_DIR + "/{lang}.npy"
 LANGUAGES = list(config["languages"])
 SEEDS = list(config["seeds"])
 SYNTHETIC = is_synthetic(config)
@@ -277,6 +289,40 @@ def run_languages(wildcards):
     return [wildcards.target] + ([donor] if donor else [])
 
 
+def subsets_task(task):
+    """The task whose subsets a task reads: its own, or its twin's (`subsets_from`)."""
+    return TWINS.get(task, task)
+
+
+def tasks_pattern(tasks):
+    """A wildcard constraint matching exactly these task names (none: a name no task has)."""
+    return "|".join(tasks) if tasks else "(?!)"
+
+
+def probe_inputs(wildcards):
+    """A probe cell reads the features of its languages (and the encoder's weights for the runs' key)."""
+    langs = run_languages(wildcards)
+    task = subsets_task(wildcards.task)
+    return {
+        "settings": SETTINGS.format(task=wildcards.task),
+        "encoder": "results/encoder/model.safetensors",
+        "subsets": [SUBSETS.format(task=task, lang=l) for l in langs],
+        "features": [FEATURES.format(lang=l) for l in langs],
+    }
+
+
+def features_inputs(wildcards):
+    """A language's features: its audio, the encoder, and the subsets of the probe tasks that read it."""
+    tasks = sorted(
+        {subsets_task(t) for t in PROBE_TASKS if wildcards.lang in task_languages(config, t)}
+    )
+    return {
+        "audio": AUDIO.format(lang=wildcards.lang),
+        "encoder": "results/encoder/model.safetensors",
+        "subsets": [SUBSETS.format(task=t, lang=wildcards.lang) for t in tasks],
+    }
+
+
 def finetune_inputs(wildcards):
     langs = run_languages(wildcards)
     return {
@@ -287,7 +333,7 @@ def finetune_inputs(wildcards):
         # scale grid (and of SLURM bundles) walk every language's jobs once per cell. Each run checks
         # on its own files, before it trains, that no test voice of its target is in its training set
         # (cltm.runner.check_run_speakers); the data report checks the whole grid.
-        "subsets": [SUBSETS.format(task=wildcards.task, lang=l) for l in langs],
+        "subsets": [SUBSETS.format(task=subsets_task(wildcards.task), lang=l) for l in langs],
         # each .npy's index (.tsv) is read beside it, written by the same job (one input per language
         # keeps Snakemake's work per cell down; cltm.cells keys a run on the index's contents too)
         "audio": [AUDIO.format(lang=l) for l in langs],
@@ -371,4 +417,11 @@ def final_targets():
         # no longer exists ("Nothing to be done")
         + missing_run_files()
         + ANALYSIS_TARGETS  # workflow/rules/analysis.smk
+        # a probe task beside its fine-tuning twin: their agreement (rule compare_modes)
+        + [
+            f"results/compare/{probe}_vs_{twin}.{ext}"
+            for probe, twin in TWINS.items()
+            if probe in PROBE_TASKS and twin in FINETUNE_TASKS
+            for ext in ("json", "png", "svg")
+        ]
     )

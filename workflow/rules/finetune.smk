@@ -30,6 +30,8 @@ rule settings:
 # The shell command is the rule's code for Snakemake's rerun triggers: it spells out no path that an
 # edit could change (checkpoints and per-run logs follow cltm.runs, checked by tests/test_runs.py).
 rule finetune:
+    wildcard_constraints:
+        task=tasks_pattern(FINETUNE_TASKS),
     input:
         unpack(finetune_inputs),
     output:
@@ -57,4 +59,59 @@ rule finetune:
         " --target {wildcards.target} --condition {wildcards.condition}"
         " --encoder {input.encoder} --subsets {input.subsets} --audio {input.audio}"
         " --threads {threads} --pack {resources.runs_per_gpu} --runs {output.runs} --cell {output.cell}"
+        " > {log} 2>&1"
+
+
+# Probe mode (README, "Probe mode"): the encoder is frozen, each selected clip of a language is encoded
+# once (every hidden layer pooled over time), and each run trains a small head on those features.
+# Features per language and per encoder (FEATURES_DIR holds the encoder settings' digest); on a GPU
+# where there is one (`device`), else on CPU.
+rule features:
+    input:
+        unpack(features_inputs),
+    output:
+        npy=FEATURES,
+        index=FEATURES.replace(".npy", ".tsv"),
+    log:
+        "results/logs/features/{lang}.log",
+    params:
+        # the probe tasks' settings that decide what is stored (statistics, test-time trimming)
+        tasks=lambda w: {
+            t: config["tasks"][t]
+            for t in PROBE_TASKS
+            if w.lang in task_languages(config, t)
+        },
+        device=config["device"],
+    conda:
+        "../../envs/cltm.yaml"
+    threads: 1
+    resources:
+        gpu=1,
+    script:
+        "../scripts/features.py"
+
+
+# A probe cell: the same outputs, kept runs and per-run keys as a fine-tuning cell (cltm.cells), in one
+# process; its runs read features instead of audio. On SLURM, probe cells are bundled many to a job
+# (profiles/slurm: group probe_bundle), on the partition the profile names.
+rule probe:
+    wildcard_constraints:
+        task=tasks_pattern(PROBE_TASKS),
+    input:
+        unpack(probe_inputs),
+    output:
+        runs=expand(RUN_JSON, seed=SEEDS, allow_missing=True),
+        cell=CELL_JSON,
+    log:
+        CELL_LOG,
+    conda:
+        "../../envs/cltm.yaml"
+    threads: 1
+    resources:
+        runtime=lambda wildcards, attempt: 2 * len(SEEDS) * attempt,  # minutes: seconds per run on a CPU
+    shell:
+        "python -m cltm.worker finetune-cell --settings {input.settings} --task {wildcards.task}"
+        " --target {wildcards.target} --condition {wildcards.condition}"
+        " --encoder {input.encoder} --subsets {input.subsets} --audio {input.features}"
+        " --threads {threads} --runs {output.runs} --cell {output.cell}"
         " > {log} 2>&1"

@@ -77,3 +77,34 @@ rule plot:
         display_name=lambda w: task_of(w.task).display_name,
     script:
         "../scripts/plot.py"
+
+
+# A probe task beside its fine-tuning twin (`subsets_from`): how well the cheap probe's matrix agrees.
+rule compare_modes:
+    input:
+        probe="results/{probe}/cells.csv",
+        finetune="results/{twin}/cells.csv",
+    output:
+        json=report(
+            "results/compare/{probe}_vs_{twin}.json",
+            caption="../report/compare.rst",
+            category="probe vs fine-tuning",
+        ),
+        png=report(
+            "results/compare/{probe}_vs_{twin}.png",
+            caption="../report/compare.rst",
+            category="probe vs fine-tuning",
+        ),
+        svg="results/compare/{probe}_vs_{twin}.svg",
+    wildcard_constraints:
+        probe=tasks_pattern(PROBE_TASKS),
+        twin=tasks_pattern(FINETUNE_TASKS),
+    log:
+        "results/logs/compare_modes/{probe}_vs_{twin}.log",
+    conda:
+        "../../envs/cltm.yaml"
+    params:
+        note=DEMO_NOTE,
+        synthetic=SYNTHETIC,
+    script:
+        "../scripts/compare_modes.py"

@@ -1,0 +1,27 @@
+"""A probe task's matrix against its fine-tuning twin's (subsets_from): rank agreement, sign agreement,
+and a scatter plot of the cells (cltm.compare)."""
+
+import pandas as pd
+
+from cltm.compare import compare_matrices, scatter
+from cltm.io import run_script, script_logger, write_json
+from cltm.plots import _save
+
+log = script_logger(snakemake.log[0])
+
+
+def main():
+    probe, finetune = pd.read_csv(snakemake.input.probe), pd.read_csv(snakemake.input.finetune)
+    result = compare_matrices(probe, finetune)
+    names = {"probe": snakemake.wildcards.probe, "finetune": snakemake.wildcards.twin}
+    write_json(snakemake.output.json, {**names, **result, "synthetic_demo": bool(snakemake.params.synthetic)})
+    fig = scatter(probe, finetune, result, probe_name=names["probe"], finetune_name=names["finetune"],
+                  note=snakemake.params.note)
+    _save(fig, snakemake.output.png, snakemake.output.svg)
+    stats = result["all_cells"]
+    log(f"{names['probe']} vs {names['finetune']}: {stats['cells']} cells, Spearman rho (relative change) "
+        f"{stats['relative_change']['rho']} {stats['relative_change']['ci95']}, (CLTM) {stats['cltm']['rho']} "
+        f"{stats['cltm']['ci95']}, same sign {stats['sign_agreement']}")
+
+
+run_script(main, log)

@@ -1,0 +1,35 @@
+"""Features of one language for the probe tasks: every selected clip encoded once by the frozen encoder,
+every hidden layer pooled over time (cltm.features), written as a memory-mapped float16 store."""
+
+from pathlib import Path
+
+from cltm.audio import AudioStore
+from cltm.encoder import load_encoder
+from cltm.features import extract_features, feature_plan
+from cltm.io import read_json, run_script, script_logger
+from cltm.tasks import pick_device, task_kind
+
+log = script_logger(snakemake.log[0])
+
+
+def main():
+    import torch
+
+    torch.set_num_threads(snakemake.threads)
+    tasks = {name: task_kind(name, cfg) for name, cfg in snakemake.params.tasks.items()}
+    selections = {}
+    for name, cfg in snakemake.params.tasks.items():
+        source = cfg.get("subsets_from", name)
+        path = next(p for p in snakemake.input.subsets if Path(p).parent.name == source)
+        selections[name] = read_json(path)
+    plan = feature_plan(tasks, selections)
+    audio = AudioStore(snakemake.input.audio, Path(snakemake.input.audio).with_suffix(".tsv"))
+    encoder = load_encoder(Path(snakemake.input.encoder).parent)
+    device = pick_device(snakemake.params.device)
+    log(f"{snakemake.wildcards.lang}: {len(plan['utt_ids'])} clips (+ {sum(len(v) for v in plan['trim'].values())} "
+        f"trimmed test clips), statistics {'+'.join(plan['stats'])}, device {device}")
+    extract_features(encoder, audio, plan["utt_ids"], snakemake.output.npy, snakemake.output.index,
+                     stats=plan["stats"], trim=plan["trim"], device=device, log=log)
+
+
+run_script(main, log)
