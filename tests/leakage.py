@@ -62,7 +62,9 @@ def assert_no_leakage(workdir: str | Path, speaker_ids: str = "corpus") -> int:
     for path in runs:
         run = json.loads(path.read_text())
         task, target, condition = run["task"], run["target"], run["condition"]
-        subsets = {p.stem: json.loads(p.read_text()) for p in (results / "subsets" / task).glob("*.json")}
+        # a probe twin (`subsets_from`) trains on its fine-tuning twin's subsets
+        source = json.loads((results / task / "settings.json").read_text())["settings"]["task"].get("subsets_from", task)
+        subsets = {p.stem: json.loads(p.read_text()) for p in (results / "subsets" / source).glob("*.json")}
         items = training_clips(target, condition, subsets)
         assert run["sizes"]["train_clips"] == len(items), f"{path}: the run trained on other clips than its subsets"
         bad = leaks(target, condition, subsets, speaker_of, speaker_ids)

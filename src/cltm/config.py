@@ -282,7 +282,9 @@ def run_settings(config: dict, task: str) -> dict:
     return {
         "corpus": {"type": config["corpus"]["type"], **(config["corpus"].get(config["corpus"]["type"]) or {})},
         "data": config["data"],
-        "task": {k: v for k, v in config["tasks"][task].items() if k != "languages"},
+        # a probe task trains no encoder: its twin's `training` (inherited, unread) is not its setting
+        "task": {k: v for k, v in config["tasks"][task].items()
+                 if k != "languages" and not (k == "training" and config["tasks"][task].get("mode") == "probe")},
         "encoder": encoder_settings(config),
     }
 

@@ -311,6 +311,22 @@ def probe_inputs(wildcards):
     }
 
 
+def features_settings(wildcards):
+    """Per probe task reading this language: its kind, the statistics its head asks for (null: the
+    kind's default, cltm.probe.DEFAULTS), its test-time trimming, the task whose subsets it reads."""
+    out = {}
+    for t in PROBE_TASKS:
+        if wildcards.lang in task_languages(config, t):
+            cfg = config["tasks"][t]
+            out[t] = {
+                "kind": task_of(t).kind,
+                "stats": (cfg.get("probe") or {}).get("stats"),
+                "trim_db": cfg.get("trim_db"),
+                "subsets_from": subsets_task(t),
+            }
+    return out
+
+
 def features_inputs(wildcards):
     """A language's features: its audio, the encoder, and the subsets of the probe tasks that read it."""
     tasks = sorted(

@@ -75,12 +75,8 @@ rule features:
     log:
         "results/logs/features/{lang}.log",
     params:
-        # the probe tasks' settings that decide what is stored (statistics, test-time trimming)
-        tasks=lambda w: {
-            t: config["tasks"][t]
-            for t in PROBE_TASKS
-            if w.lang in task_languages(config, t)
-        },
+        # only what decides what is stored (a head's other settings must not re-extract features)
+        tasks=features_settings,
         device=config["device"],
     conda:
         "../../envs/cltm.yaml"

@@ -2,12 +2,13 @@
 every hidden layer pooled over time (cltm.features), written as a memory-mapped float16 store."""
 
 from pathlib import Path
+from types import SimpleNamespace
 
 from cltm.audio import AudioStore
 from cltm.encoder import load_encoder
 from cltm.features import extract_features, feature_plan
 from cltm.io import read_json, run_script, script_logger
-from cltm.tasks import pick_device, task_kind
+from cltm.tasks import pick_device
 
 log = script_logger(snakemake.log[0])
 
@@ -16,11 +17,13 @@ def main():
     import torch
 
     torch.set_num_threads(snakemake.threads)
-    tasks = {name: task_kind(name, cfg) for name, cfg in snakemake.params.tasks.items()}
+    # what feature_plan reads of a task: its kind, its head's statistics, its trimming
+    tasks = {name: SimpleNamespace(kind=t["kind"], cfg={"trim_db": t["trim_db"],
+                                                        **({"probe": {"stats": t["stats"]}} if t["stats"] else {})})
+             for name, t in snakemake.params.tasks.items()}
     selections = {}
-    for name, cfg in snakemake.params.tasks.items():
-        source = cfg.get("subsets_from", name)
-        path = next(p for p in snakemake.input.subsets if Path(p).parent.name == source)
+    for name, t in snakemake.params.tasks.items():
+        path = next(p for p in snakemake.input.subsets if Path(p).parent.name == t["subsets_from"])
         selections[name] = read_json(path)
     plan = feature_plan(tasks, selections)
     audio = AudioStore(snakemake.input.audio, Path(snakemake.input.audio).with_suffix(".tsv"))
