@@ -72,7 +72,9 @@ if (
     config["encoder"]["source"] = str(Path(workflow.basedir) / _source)
 
 try:
-    expand_twins(config)  # a task with `subsets_from` takes its twin's keys first (README, "Probe mode")
+    expand_twins(
+        config
+    )  # a task with `subsets_from` takes its twin's keys first (README, "Probe mode")
     validate_config(config)
     check_paths(config)
     drop_disabled_tasks(config)  # `tasks.<task>: null` runs without that task
@@ -108,8 +110,8 @@ FINETUNE_TASKS = [t for t in TASKS if t not in PROBE_TASKS]
 TWINS = twins(config)  # {task: the task whose subsets it reuses}
 # where a language's features for the probe tasks are kept: per encoder (its settings' digest), so that
 # another encoder extracts its own and switching back finds them again
-FEATURES_DIR = "results/features/" + digest(encoder_settings(config))[:12]
-FEATURES = FEATURES_DIR + "/{lang}.npy"
+ENCODER_DIGEST = digest(encoder_settings(config))[:12]
+FEATURES = f"results/features/{ENCODER_DIGEST}/{{lang}}.npy"
 LANGUAGES = list(config["languages"])
 SEEDS = list(config["seeds"])
 SYNTHETIC = is_synthetic(config)
@@ -218,9 +220,14 @@ def prepare_kept_runs():
 
     adopted = adopt_existing()
     if adopted:
-        print(f"cltm: {adopted} finished run(s) found in results/ are kept for reuse", file=sys.stderr)
+        print(
+            f"cltm: {adopted} finished run(s) found in results/ are kept for reuse",
+            file=sys.stderr,
+        )
     settings = workflow.dag_settings
-    named = set(settings.forcerun) | (set(settings.targets) if settings.forcetargets else set())
+    named = set(settings.forcerun) | (
+        set(settings.targets) if settings.forcetargets else set()
+    )
     for name in forget(sorted(named)):
         print(f"cltm: {name} will be trained again (named with -f)", file=sys.stderr)
 
@@ -313,7 +320,8 @@ def probe_inputs(wildcards):
 
 def features_settings(wildcards):
     """Per probe task reading this language: its kind, the statistics its head asks for (null: the
-    kind's default, cltm.probe.DEFAULTS), its test-time trimming, the task whose subsets it reads."""
+    kind's default, cltm.probe.DEFAULTS), its test-time trimming, the task whose subsets it reads.
+    """
     out = {}
     for t in PROBE_TASKS:
         if wildcards.lang in task_languages(config, t):
@@ -330,7 +338,11 @@ def features_settings(wildcards):
 def features_inputs(wildcards):
     """A language's features: its audio, the encoder, and the subsets of the probe tasks that read it."""
     tasks = sorted(
-        {subsets_task(t) for t in PROBE_TASKS if wildcards.lang in task_languages(config, t)}
+        {
+            subsets_task(t)
+            for t in PROBE_TASKS
+            if wildcards.lang in task_languages(config, t)
+        }
     )
     return {
         "audio": AUDIO.format(lang=wildcards.lang),
@@ -349,7 +361,9 @@ def finetune_inputs(wildcards):
         # scale grid (and of SLURM bundles) walk every language's jobs once per cell. Each run checks
         # on its own files, before it trains, that no test voice of its target is in its training set
         # (cltm.runner.check_run_speakers); the data report checks the whole grid.
-        "subsets": [SUBSETS.format(task=subsets_task(wildcards.task), lang=l) for l in langs],
+        "subsets": [
+            SUBSETS.format(task=subsets_task(wildcards.task), lang=l) for l in langs
+        ],
         # each .npy's index (.tsv) is read beside it, written by the same job (one input per language
         # keeps Snakemake's work per cell down; cltm.cells keys a run on the index's contents too)
         "audio": [AUDIO.format(lang=l) for l in langs],
@@ -368,12 +382,15 @@ def cell_files(task):
 def missing_run_files():
     """Run JSONs deleted from a cell that was done (its cell file exists): targets, so that the cell job
     runs again (Snakemake does not rebuild a missing file that no job needs) and puts back the kept run
-    or, without one, trains it. One directory listing per cell: milliseconds at thesis scale."""
+    or, without one, trains it. One directory listing per cell: milliseconds at thesis scale.
+    """
     out = []
     for task in TASKS:
         for target in task_languages(config, task):
             for condition in conditions(config, task, target):
-                if not os.path.exists(CELL_JSON.format(task=task, target=target, condition=condition)):
+                if not os.path.exists(
+                    CELL_JSON.format(task=task, target=target, condition=condition)
+                ):
                     continue
                 folder = Path(run_path(task, target, condition, 0)).parent
                 present = set(os.listdir(folder)) if folder.is_dir() else set()

@@ -30,8 +30,6 @@ rule settings:
 # The shell command is the rule's code for Snakemake's rerun triggers: it spells out no path that an
 # edit could change (checkpoints and per-run logs follow cltm.runs, checked by tests/test_runs.py).
 rule finetune:
-    wildcard_constraints:
-        task=tasks_pattern(FINETUNE_TASKS),
     input:
         unpack(finetune_inputs),
     output:
@@ -41,6 +39,8 @@ rule finetune:
         cell=CELL_JSON,
     log:
         CELL_LOG,
+    wildcard_constraints:
+        task=tasks_pattern(FINETUNE_TASKS),
     conda:
         "../../envs/cltm.yaml"
     threads: 1
@@ -64,7 +64,7 @@ rule finetune:
 
 # Probe mode (README, "Probe mode"): the encoder is frozen, each selected clip of a language is encoded
 # once (every hidden layer pooled over time), and each run trains a small head on those features.
-# Features per language and per encoder (FEATURES_DIR holds the encoder settings' digest); on a GPU
+# Features per language and per encoder (FEATURES holds the encoder settings' digest); on a GPU
 # where there is one (`device`), else on CPU.
 rule features:
     input:
@@ -74,15 +74,15 @@ rule features:
         index=FEATURES.replace(".npy", ".tsv"),
     log:
         "results/logs/features/{lang}.log",
-    params:
-        # only what decides what is stored (a head's other settings must not re-extract features)
-        tasks=features_settings,
-        device=config["device"],
     conda:
         "../../envs/cltm.yaml"
     threads: 1
     resources:
         gpu=1,
+    params:
+        # only what decides what is stored (a head's other settings must not re-extract features)
+        tasks=features_settings,
+        device=config["device"],
     script:
         "../scripts/features.py"
 
@@ -91,8 +91,6 @@ rule features:
 # process; its runs read features instead of audio. On SLURM, probe cells are bundled many to a job
 # (profiles/slurm: group probe_bundle), on the partition the profile names.
 rule probe:
-    wildcard_constraints:
-        task=tasks_pattern(PROBE_TASKS),
     input:
         unpack(probe_inputs),
     output:
@@ -100,6 +98,8 @@ rule probe:
         cell=CELL_JSON,
     log:
         CELL_LOG,
+    wildcard_constraints:
+        task=tasks_pattern(PROBE_TASKS),
     conda:
         "../../envs/cltm.yaml"
     threads: 1

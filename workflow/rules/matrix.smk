@@ -96,11 +96,11 @@ rule compare_modes:
             category="probe vs fine-tuning",
         ),
         svg="results/compare/{probe}_vs_{twin}.svg",
+    log:
+        "results/logs/compare_modes/{probe}_vs_{twin}.log",
     wildcard_constraints:
         probe=tasks_pattern(PROBE_TASKS),
         twin=tasks_pattern(FINETUNE_TASKS),
-    log:
-        "results/logs/compare_modes/{probe}_vs_{twin}.log",
     conda:
         "../../envs/cltm.yaml"
     params:
