@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -27,22 +26,14 @@ from pathlib import Path
 
 import yaml
 
+from machine import machine
+
 ROOT = Path(__file__).resolve().parents[1]
 # the paper's 16 first (so L = 16 is the paper preset's grid), then Common Voice locales with data
 LANGUAGES = ["ar", "en", "de", "ckb", "kmr", "fr", "ca", "es", "be", "ru", "uk", "eu", "zh-CN", "zh-TW", "ky", "tr",
              "it", "pl", "fa", "ja", "nl", "pt", "rw", "sw", "ta", "th", "cy", "hu", "lg", "mhr", "ka", "cs",
              "sv-SE", "fy-NL", "ro", "lt", "et", "sl", "el", "id", "mn", "ab", "tt", "ur", "bn", "ga-IE", "gl",
              "sk", "uz", "hi", "mr", "lv", "sr", "ha"]
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def prepare(work: Path, workflow: Path, langs: list[str]) -> None:
@@ -97,7 +88,7 @@ def main() -> None:
         sys.exit(f"at most {len(LANGUAGES)} languages")
     label = args.label or subprocess.run(["git", "-C", str(args.workflow), "log", "-1", "--format=%h"],
                                          capture_output=True, text=True).stdout.strip() or str(args.workflow)
-    print(f"{label}: {os.cpu_count()} CPUs ({cpu_model()}), Python {platform.python_version()}")
+    print(f"{label}: {machine()}")
     print(f"{'languages':>9} {'runs':>7} {'profile':>8} {'jobs':>7} {'bundles':>8} {'dry run (s)':>12} "
           f"{'CPU (s)':>8} {'peak (MB)':>10}")
     for n in args.languages:

@@ -373,9 +373,7 @@ def run_one(task: str, cfg: dict, *, target: str, condition: str, seed: int, enc
     """Fine-tune `encoder` (consumed: pass a fresh copy) on the condition's training set, evaluate on the
     target's test set; return the run record and its per-item scores. `checkpoint` (a
     `cltm.checkpoints.Checkpoint`) makes the training resumable."""
-    import torch
 
-    from cltm import __version__
     from cltm.rng import RunGenerators
     from cltm.training import Classifier, fine_tune, precision_of
 
@@ -397,22 +395,34 @@ def run_one(task: str, cfg: dict, *, target: str, condition: str, seed: int, enc
         metrics, scores = plugin.evaluate(model, stores[target], selections[target], cfg, device)
     log(f"{task} {target} {condition} seed {seed}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
 
-    donor = donor_of(condition)
+    record = run_record(plugin, task=task, target=target, condition=condition, seed=seed, metrics=metrics,
+                        items=items, metas=metas, train_samples=sum(w.size for w in waves), n_classes=n_classes,
+                        selections=selections, loss=loss, sample_rate=sample_rate,
+                        timing={"train_s": round(t_train, 2), "eval_s": round(time.perf_counter() - t0 - t_train, 2)},
+                        device=str(device), precision=precision_of(cfg["training"]))
+    return record, scores
+
+
+def run_record(plugin, *, task: str, target: str, condition: str, seed: int, metrics: dict, items, metas,
+               train_samples: int, n_classes: int, selections: dict, loss: dict, sample_rate: int, timing: dict,
+               device: str, precision: str) -> dict:
+    """A run's record, the same fields whichever mode made it (fine-tuning here, `cltm.probe`)."""
+    import torch
+
+    from cltm import __version__
+
     target_clips = sum(1 for lang, _ in items if lang == target)
-    record = {
-        "task": task, "target": target, "condition": condition, "donor": donor, "seed": seed,
+    return {
+        "task": task, "target": target, "condition": condition, "donor": donor_of(condition), "seed": seed,
         "metric": plugin.metric, "value": metrics[plugin.metric], "metrics": metrics,
         "sizes": {
             "train_clips": len(items), "target_clips": target_clips, "donor_clips": len(items) - target_clips,
             "train_speakers": len({(lang, m["speaker"]) for (lang, _), m in zip(items, metas)}),
-            "train_seconds": round(sum(w.size for w in waves) / sample_rate, 2),
+            "train_seconds": round(train_samples / sample_rate, 2),
             "classes": n_classes, "test_clips": len(selections[target]["test"]),
             "test_speakers": len(selections[target]["test_speakers"]),
             "trials": len(selections[target].get("trials", [])),
         },
-        "loss": loss,
-        "timing": {"train_s": round(t_train, 2), "eval_s": round(time.perf_counter() - t0 - t_train, 2)},
-        "device": str(device), "precision": precision_of(cfg["training"]), "torch": torch.__version__,
+        "loss": loss, "timing": timing, "device": device, "precision": precision, "torch": torch.__version__,
         "cltm": __version__,
     }
-    return record, scores
