@@ -29,9 +29,11 @@ shared between runs but the read-only feature blocks (`FeatureStore.block`, shar
 conversion). Bit-for-bit equality holds on one machine for one thread count (torch's CPU kernels reduce
 in an order that depends on the number of threads): pass `threads` or set torch.set_num_threads once.
 
-Cost of a run: one shuffled copy of its training features (minibatches), then `updates` steps, each reading
-its rows twice (the layer mixing is a matrix-vector product over [rows * features, layers], forward and
-backward) and multiplying them by the projection; updates = max(epochs * steps per epoch, min_steps). So a
+Cost of a run: one shuffled copy of its training features (minibatches; into a buffer the process reuses),
+then `updates` steps, each reading its rows twice (the layer mixing is a vector-matrix product over the
+features' [layers, rows * features] layout, forward and backward) and multiplying them by the projection
+(three [rows, features] x [features, embedding_dim] products: forward, and the backward's two, which is
+most of a speaker run's time); updates = max(epochs * steps per epoch, min_steps). AdamW runs fused. So a
 speaker run with the defaults costs about the same up to N = 2048 (80 updates of 128 rows) and grows
 linearly beyond; a classification run (full batch) grows linearly with N. Evaluation grows with the test
 set and the trials. Measured figures: benchmarks/probe_scale.py.
