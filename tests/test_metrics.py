@@ -174,3 +174,15 @@ def test_verification_errors_are_clear(fn):
 def test_min_dcf_rejects_bad_prior():
     with pytest.raises(ValueError, match="p_target"):
         min_dcf([0.1, 0.9], [0, 1], 1.0)
+
+
+def test_verification_metrics_equal_each_metric_computed_alone():
+    # verification_metrics checks its inputs and computes the ROC once for all four: bit-for-bit the values
+    # of the functions called one by one (and scikit-learn's ROC-AUC)
+    from sklearn.metrics import roc_auc_score
+
+    for scores, labels in _trial_lists(seed=3, n_lists=60):
+        got = verification_metrics(scores, labels)
+        assert got == {"roc_auc": roc_auc(scores, labels), "eer": eer(scores, labels),
+                       "min_dcf_p0.01": min_dcf(scores, labels, 0.01), "min_dcf_p0.05": min_dcf(scores, labels, 0.05)}
+        assert got["roc_auc"] == float(roc_auc_score(labels, scores))

@@ -130,6 +130,10 @@ def test_feature_store_round_trip_holds_every_clip_and_the_trimmed_test_clips(pr
     b = store.block(test[:3], stats=("mean",), layout="nlf")
     assert b.dtype == torch.float32 and b.shape == (3, store.layers, store.dim)
     assert store.block(test[:3], stats=("mean",), layout="nlf") is b
+    # the probe's layout (the default): [layers, clips, features], the same values
+    lnf = store.block(test[:3], stats=("mean",))
+    assert lnf.is_contiguous() and torch.equal(lnf, b.transpose(0, 1))
+    assert torch.equal(store.block(test[:3], stats=("mean",), layout="nfl"), b.transpose(1, 2))
 
 
 def test_the_plan_of_a_gender_only_language_stores_means_untrimmed(prepared):
@@ -175,6 +179,30 @@ def test_probe_runs_are_bit_for_bit_reproducible_whatever_ran_before(prepared):
         pd.testing.assert_frame_equal(sa, sb, check_exact=True)
         c, _ = _probe(prepared, task, "dual", seed=4)
         assert c["loss"] != a["loss"]
+
+
+def test_speaker_scoring_equals_the_trial_table_computation_and_its_cache(prepared):
+    # SpeakerVerificationTask.score builds the trial columns once per trial list (cached): the same scores,
+    # columns, dtypes and metrics as the DataFrame + map computation it replaced, on a hit as on a miss
+    from cltm.metrics import verification_metrics
+
+    cfg, _, _, selections, _ = prepared
+    sel = selections["speaker"]["en"]
+    plugin = tasks_of(cfg)["speaker"]
+    emb = torch.randn(len(sel["test"]), 16, generator=torch.Generator().manual_seed(0))
+    ref = pd.DataFrame(sel["trials"], columns=["enroll", "test", "label"])
+    pos = {u: i for i, u in enumerate(sel["test"])}
+    e = torch.nn.functional.normalize(emb, dim=-1)
+    a = e[torch.tensor(ref["enroll"].map(pos).to_numpy(np.int64))]
+    b = e[torch.tensor(ref["test"].map(pos).to_numpy(np.int64))]
+    ref["score"] = (a * b).sum(dim=-1).numpy().astype(float)
+    ref = ref[["enroll", "test", "score", "label"]]
+    for _ in range(2):
+        metrics, scores = plugin.score(sel["test"], emb, sel)
+        pd.testing.assert_frame_equal(scores, ref, check_exact=True)
+        assert metrics == verification_metrics(ref["score"].to_numpy(), ref["label"].to_numpy())
+    scores["score"] = 0.0  # a caller's change to its table never reaches the cache
+    pd.testing.assert_frame_equal(plugin.score(sel["test"], emb, sel)[1], ref, check_exact=True)
 
 
 @pytest.fixture(scope="module")

@@ -185,10 +185,11 @@ class FeatureStore:
             raise ValueError(f"the feature store holds {'+'.join(self.stats)}, not {'+'.join(missing)}")
         return [i for s in stats for i in range(self.stats.index(s) * self.dim, (self.stats.index(s) + 1) * self.dim)]
 
-    def block(self, utt_ids, *, trim_db=None, stats=("mean",), normalize: bool = False, layout: str = "nfl"
+    def block(self, utt_ids, *, trim_db=None, stats=("mean",), normalize: bool = False, layout: str = "lnf"
               ) -> torch.Tensor:
-        """float32 features of `utt_ids` (cached): layout 'nfl' = [clips, features, layers] contiguous
-        (what the probe's layer mixing reads fastest), 'nlf' = [clips, layers, features]. `normalize`: each
+        """float32 features of `utt_ids` (cached): layout 'lnf' = [layers, clips, features] contiguous
+        (what the probe's layer mixing reads fastest: one long matrix-vector product per minibatch),
+        'nfl' = [clips, features, layers], 'nlf' = [clips, layers, features]. `normalize`: each
         clip's pooled vector of each layer and stat made zero-mean / unit-variance over its `dim` values
         (parameter-free layer normalisation, SUPERB's weighted-sum `layer_norm`; per clip, so the same in
         every run)."""
@@ -202,7 +203,10 @@ class FeatureStore:
                 n, layers, _ = x.shape
                 x = torch.nn.functional.layer_norm(x.reshape(n, layers, len(stats), self.dim), (self.dim,),
                                                    eps=1e-5).reshape(n, layers, -1)
-            self._blocks[key] = x.transpose(1, 2).contiguous() if layout == "nfl" else x
+            if layout not in ("lnf", "nfl", "nlf"):
+                raise ValueError(f"layout must be lnf, nfl or nlf, got {layout!r}")
+            self._blocks[key] = {"nfl": lambda: x.transpose(1, 2).contiguous(), "nlf": lambda: x,
+                                 "lnf": lambda: x.transpose(0, 1).contiguous()}[layout]()
         return self._blocks[key]
 
     def clear(self) -> None:

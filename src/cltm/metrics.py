@@ -156,7 +156,10 @@ def eer(scores, labels) -> float:
     ``brentq(lambda x: 1 - x - interp1d(fpr, tpr)(x), 0, 1)``.
     """
     s, y = _verification_inputs(scores, labels)
-    far, frr = _roc_points(s, y)
+    return _eer_of(*_roc_points(s, y))
+
+
+def _eer_of(far: np.ndarray, frr: np.ndarray) -> float:
     diff = frr - far  # +1 at "accept nothing", -1 at "accept everything", non-increasing
     k = int(np.argmax(diff <= 0))  # first point at or past the crossing (k >= 1)
     if diff[k] == 0:
@@ -178,7 +181,10 @@ def min_dcf(scores, labels, p_target, c_miss=1.0, c_fa=1.0) -> float:
     if c_miss <= 0 or c_fa <= 0:
         raise ValueError(f"c_miss and c_fa must be positive, got {c_miss} and {c_fa}")
     s, y = _verification_inputs(scores, labels)
-    far, frr = _roc_points(s, y)
+    return _min_dcf_of(*_roc_points(s, y), p_target, c_miss, c_fa)
+
+
+def _min_dcf_of(far: np.ndarray, frr: np.ndarray, p_target, c_miss=1.0, c_fa=1.0) -> float:
     c_det = c_miss * p_target * frr + c_fa * (1.0 - p_target) * far
     c_default = min(c_miss * p_target, c_fa * (1.0 - p_target))
     return float(c_det.min() / c_default)
@@ -190,11 +196,15 @@ def verification_metrics(scores, labels) -> dict:
     Returns ``{"roc_auc", "eer", "min_dcf_p0.01", "min_dcf_p0.05"}``
     (EER and minDCF as fractions; minDCF normalised, c_miss = c_fa = 1,
     p_target 0.01 as NIST/WeSpeaker and 0.05 as VoxSRC).
+
+    The inputs are checked once and the ROC computed once for EER and both minDCFs (the values are those of
+    `roc_auc`, `eer` and `min_dcf` called one by one, at a third of the cost).
     """
     s, y = _verification_inputs(scores, labels)
+    far, frr = _roc_points(s, y)
     return {
-        "roc_auc": roc_auc(s, y),
-        "eer": eer(s, y),
-        "min_dcf_p0.01": min_dcf(s, y, 0.01),
-        "min_dcf_p0.05": min_dcf(s, y, 0.05),
+        "roc_auc": float(roc_auc_score(y, s)),
+        "eer": _eer_of(far, frr),
+        "min_dcf_p0.01": _min_dcf_of(far, frr, 0.01),
+        "min_dcf_p0.05": _min_dcf_of(far, frr, 0.05),
     }
