@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cltm.runs import donor_of
-from cltm.tasks import task_kind, training_items
+from cltm.tasks import run_record, task_kind, training_items
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -201,7 +201,6 @@ def run_probe(task: str, cfg: dict, *, target: str, condition: str, seed: int, f
     every clip the selections reference, `cltm.features.feature_plan`), evaluate on the target's test set;
     return the run record (the shape of `cltm.tasks.run_one`'s, plus `mode` and `layer_weights`) and its
     per-item scores (the fine-tuning evaluation's format)."""
-    from cltm import __version__
 
     if threads:
         torch.set_num_threads(threads)
@@ -236,22 +235,10 @@ def run_probe(task: str, cfg: dict, *, target: str, condition: str, seed: int, f
         weights = head.layer_weights().tolist()
     log(f"{task} {target} {condition} seed {seed} (probe): " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
 
-    donor = donor_of(condition)
-    target_clips = sum(1 for lang, _ in items if lang == target)
-    record = {
-        "task": task, "target": target, "condition": condition, "donor": donor, "seed": seed,
-        "metric": plugin.metric, "value": metrics[plugin.metric], "metrics": metrics,
-        "sizes": {
-            "train_clips": len(items), "target_clips": target_clips, "donor_clips": len(items) - target_clips,
-            "train_speakers": len({(lang, m["speaker"]) for (lang, _), m in zip(items, metas)}),
-            "train_seconds": round(sum(int(m["n_samples"]) for m in metas) / sample_rate, 2),
-            "classes": n_classes, "test_clips": len(test),
-            "test_speakers": len(selections[target]["test_speakers"]),
-            "trials": len(selections[target].get("trials", [])),
-        },
-        "loss": loss,
-        "timing": {"train_s": round(t_train, 4), "eval_s": round(time.perf_counter() - t0 - t_train, 4)},
-        "device": "cpu", "precision": "fp32", "torch": torch.__version__, "cltm": __version__,
-        "mode": "probe", "layer_weights": weights,
-    }
+    record = run_record(plugin, task=task, target=target, condition=condition, seed=seed, metrics=metrics,
+                        items=items, metas=metas, train_samples=sum(int(m["n_samples"]) for m in metas),
+                        n_classes=n_classes, selections=selections, loss=loss, sample_rate=sample_rate,
+                        timing={"train_s": round(t_train, 4), "eval_s": round(time.perf_counter() - t0 - t_train, 4)},
+                        device="cpu", precision="fp32")
+    record.update(mode="probe", layer_weights=weights)
     return record, scores
