@@ -86,11 +86,14 @@ def test_probe_settings_rerun_only_probe_runs(probed):
 def test_one_probe_run_is_rebuilt_by_its_file(probed):
     target = "results/speaker_probe/runs/en/single/seed2.json"
     before = json.loads((probed / target).read_text())
-    snakemake(probed, target, "-f", "--cores", "1", "--configfile", "probe.yaml")
-    log = (probed / "results/logs/finetune/speaker_probe/en/single.log").read_text()
-    assert "speaker_probe en single seed 1: kept" in log and "training 1" in log
+    other = (probed / "results/speaker_probe/runs/en/single/seed1.json").read_bytes()
+    proc = snakemake(probed, target, "-f", "--cores", "1", "--configfile", "probe.yaml")
+    assert "1 of 1 steps (100%) done" in proc.stdout + proc.stderr
     after = json.loads((probed / target).read_text())
     assert after["metrics"] == before["metrics"] and after["layer_weights"] == before["layer_weights"]
+    assert (probed / "results/speaker_probe/runs/en/single/seed1.json").read_bytes() == other
+    cell = json.loads((probed / "results/speaker_probe/cells/en/single.json").read_text())
+    assert [r["record"] for r in cell["runs"] if r["record"]["seed"] == 2] == [after]
 
 
 def test_a_twin_naming_no_task_is_refused(probed):

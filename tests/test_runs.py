@@ -70,7 +70,9 @@ def test_the_workflow_writes_runs_where_the_package_says():
 
     rule = (ROOT / "workflow" / "rules" / "finetune.smk").read_text()
     outputs = re.search(r"rule finetune:.*?output:(.*?)log:(.*?)conda:", rule, re.S)
-    assert re.findall(r"^\s*(\w+)=(?:expand\()?(\w+)", outputs.group(1), re.M) == [("runs", "RUN_JSON"), ("cell", "CELL_JSON")]
+    assert re.findall(r"^\s*(\w+)=(\w+)", outputs.group(1), re.M) == [("cell", "CELL_JSON")]
+    one = re.search(r"rule run:.*?output:(.*?)log:", rule, re.S)
+    assert re.findall(r"^\s*(\w+)=(\w+)", one.group(1), re.M) == [("run", "RUN_JSON")]
     assert "CELL_LOG" in outputs.group(2) and "--checkpoint" not in rule
     common = (ROOT / "workflow" / "rules" / "common.smk").read_text()
     assert "condition=CONDITION_PATTERN" in common and "CELL_JSON.format(task=task, target=target, condition=condition)" in common
@@ -259,8 +261,8 @@ def test_a_dry_run_plans_the_runs_at_the_paths_of_the_scheme(tmp_path):
     assert proc.returncode == 0, out[-4000:]
     command = next(line for line in out.splitlines() if "cltm.worker finetune-cell" in line)
     for part in (f"--condition {spec.condition}", f"--settings {spec.settings}", f"--encoder {spec.encoder}",
-                 f"--subsets {' '.join(spec.subsets)}", f"--audio {' '.join(spec.audio)}", f"--runs {spec.run}",
-                 "--cell results/gender/cells/en/donor-tr.json"):
+                 f"--subsets {' '.join(spec.subsets)}", f"--audio {' '.join(spec.audio)}", "--seeds 1",
+                 "--update-cell results/gender/cells/en/donor-tr.json"):
         assert part in command, (part, command)
 
 

@@ -32,7 +32,6 @@ from test_workflow import REDUCED, write_config  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 PROFILES = ["--profile", "slurm", "--profile", "tests/slurm/profile"]
-BUNDLE = yaml.safe_load((ROOT / "tests/slurm/profile/config.yaml").read_text())["group-components"]["bundle"]
 RUNS = 2 * 2 * 3 * 2  # tasks x targets x (single, dual, one donor) x seeds
 CELLS = RUNS // 2  # one finetune job per cell, with both seeds
 
@@ -68,19 +67,16 @@ def run(work: Path, *args: str, env: dict | None = None, check: bool = True) -> 
 # ---------------------------------------------------------------- plans (no cluster needed)
 
 
-def test_slurm_profile_bundles_runs_and_asks_one_gpu_per_bundle(tmp_path):
+def test_slurm_profile_asks_one_gpu_per_cell(tmp_path):
+    """One SLURM job per cell (its seeds' runs together); no Snakemake job groups for the grid (they
+    doubled planning at thesis scale: README, "Thesis scale")."""
     work = checkout(tmp_path / "checkout")
-    proc = run(work, "-n", *PROFILES, "--configfile", "reduced.yaml")
-    out = proc.stdout + proc.stderr
-    groups = out.count("Group job bundle")
-    assert groups == -(-CELLS // BUNDLE), out[-3000:]
-    stats = dict(re.findall(r"^(\w+)\s+(\d+)$", out.split("Job stats:")[1], re.M))
-    assert int(stats["finetune"]) == CELLS
-    # the shipped profile itself: plans 5,440 runs (544 cells) as 272 bundles is benchmarks/slurm_bundles.py's
-    # job; here: its keys parse and it bundles the reduced grid's cells K at a time
-    shipped = run(work, "-n", "--profile", "slurm", "--configfile", "reduced.yaml")
-    k = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())["group-components"]["bundle"]
-    assert (shipped.stdout + shipped.stderr).count("Group job bundle") == -(-CELLS // k)
+    for profiles in (PROFILES, ["--profile", "slurm"]):  # the test cluster's, and the shipped profile alone
+        proc = run(work, "-n", *profiles, "--configfile", "reduced.yaml")
+        out = proc.stdout + proc.stderr
+        assert "Group job" not in out, out[-3000:]
+        stats = dict(re.findall(r"^(\w+)\s+(\d+)$", out.split("Job stats:")[1], re.M))
+        assert int(stats["finetune"]) == CELLS
 
 
 def test_workstation_profile_plans_the_grid_locally(tmp_path):
@@ -147,23 +143,23 @@ def test_demo_runs_through_slurm_in_bundles(on_cluster):
         assert not list((work / f"results/{task}").glob("checkpoints/**/*.pt"))  # removed with each result
 
     jobs = slurm_jobs(out)
-    bundles = {j: log for j, log in jobs.items() if "/group_bundle_finetune/" in log}
-    cpu_jobs = {j: log for j, log in jobs.items() if "/rule_" in log}
-    assert len(bundles) == -(-CELLS // BUNDLE), out[-3000:]  # 24 runs in 12 cells, a few SLURM jobs
+    bundles = {j: log for j, log in jobs.items() if "/rule_finetune/" in log}  # one SLURM job per cell
+    cpu_jobs = {j: log for j, log in jobs.items() if "/rule_" in log and j not in bundles}
+    assert len(bundles) == CELLS, out[-3000:]  # 24 runs in 12 cells
     rules = {part[5:] for log in cpu_jobs.values() for part in Path(log).parts if part.startswith("rule_")}
     assert rules == {"synthesize_demo", "manifest", "speakers", "test_speakers", "select", "data_summary",
                      "prepare_audio", "data_report", "preflight", "encoder", "settings", "assemble", "plot", "analyse",
                      "analysis_plots"}
     for jobid, log in bundles.items():
         info = scontrol(jobid)
-        assert "gres:gpu:1" in info and "JobState=COMPLETED" in info, info  # one GPU for the whole bundle
+        assert "gres:gpu:1" in info and "JobState=COMPLETED" in info, info  # one GPU for the cell's runs
         assert Path(log).exists()  # kept: slurm-keep-successful-logs
         assert "Finished jobid" in Path(log).read_text()
     for jobid in cpu_jobs:
         info = scontrol(jobid)
         assert "gpu" not in info.lower(), info  # CPU work asks for CPUs only
         assert "JobState=COMPLETED" in info
-    # the runs of one bundle share one warm worker, private to its SLURM job
+    # the runs of one cell share one warm worker, private to its SLURM job
     started = [line for log in on_cluster["workers"].glob("*.sock.log") for line in log.read_text().splitlines()
                if "serving" in line]
     served = [re.search(r"for SLURM job (\d+)", line).group(1) for line in started]
@@ -195,8 +191,9 @@ def test_a_packed_cell_gives_the_runs_it_gives_alone(on_cluster):
             ".json", ".scores.tsv")).read_bytes()
 
     before = [result(r) for r in runs]
-    proc = run(work, *runs, "-f", "--cores", "2", *PROFILES, "--set-resources", "finetune:runs_per_gpu=2",
-               "--configfile", "reduced.yaml", env=on_cluster["env"])
+    # -f on the cell file: its job trains both runs again (their kept copies are dropped first)
+    proc = run(work, "results/gender/cells/tr/dual.json", "-f", "--cores", "2", *PROFILES, "--set-resources",
+               "finetune:runs_per_gpu=2", "-p", "--configfile", "reduced.yaml", env=on_cluster["env"])
     out = proc.stdout + proc.stderr
     assert len(slurm_jobs(out)) == 1 and "--pack 2" in out, out[-3000:]
     log = (work / "results/logs/finetune/gender/tr/dual.log").read_text()
@@ -227,7 +224,7 @@ def test_stopped_run_resumes_from_its_checkpoint(on_cluster, tmp_path):
                 raise AssertionError(f"no checkpoint was written:\n{first.stdout.read()[-4000:] if first.poll() is not None else ''}")
             time.sleep(1)
         jobid = subprocess.run(["squeue", "-h", "-o", "%i %k"], capture_output=True, text=True).stdout
-        jobid = [line.split()[0] for line in jobid.splitlines() if "finetune" in line]
+        jobid = [line.split()[0] for line in jobid.splitlines() if line.strip()]  # the run's job, alone
         assert len(jobid) == 1, jobid
         subprocess.run(["scancel", jobid[0]], check=True)  # SIGTERM to the job, as preemption does
         out, _ = first.communicate(timeout=600)

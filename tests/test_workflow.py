@@ -100,14 +100,15 @@ def test_one_run_is_rebuilt_by_its_file_with_the_same_result(workflow):
     other = (workflow / "results/gender/runs/tr/single/seed1.json").stat().st_mtime_ns
     same_cell = (workflow / "results/gender/runs/tr/donor-en/seed2.json").read_bytes()  # with its timing
     proc = snakemake(workflow, "--cores", "1", "--configfile", "reduced.yaml", "-f", target)
-    assert "1 of 1 steps (100%) done" in proc.stdout + proc.stderr
+    assert "1 of 1 steps (100%) done" in proc.stdout + proc.stderr  # the run rule: that run alone
     after = json.loads((workflow / target).read_text())
     assert after["metrics"] == before["metrics"] and after["loss"] == before["loss"]  # same seed, same result
+    assert after["wall_s"] != before["wall_s"] or after["timing"] != before["timing"]  # trained again
     assert (workflow / "results/gender/runs/tr/single/seed1.json").stat().st_mtime_ns == other
-    # its cell's job trained that run only; the other seed of the cell was put back as it was
     assert (workflow / "results/gender/runs/tr/donor-en/seed2.json").read_bytes() == same_cell
-    log = (workflow / "results/logs/finetune/gender/tr/donor-en.log").read_text()
-    assert "gender tr donor-en seed 2: kept" in log and "training 1" in log
+    # its record in the cell file, which the matrix is assembled from, is the new one
+    cell = json.loads((workflow / "results/gender/cells/tr/donor-en.json").read_text())
+    assert [r["record"] for r in cell["runs"] if r["record"]["seed"] == 1] == [after]
     snakemake(workflow, "--cores", "2", "--configfile", "reduced.yaml")  # reassembles from the rebuilt run
     dry = snakemake(workflow, "-n", "--configfile", "reduced.yaml")
     assert "Nothing to be done" in dry.stdout + dry.stderr
@@ -267,9 +268,9 @@ def test_adding_a_language_adds_only_its_runs(finished):
     # per task: fi's own 4 cells (conditions), plus en and tr with fi as donor (one job per cell)
     assert jobs["finetune"] == 2 * (4 + 2)
     assert jobs["select"] == jobs["prepare_audio"] == 1  # fi's; en and tr keep their selections and audio
-    runs = [line.split("output: ")[1].split(",")[0] for line in out.splitlines() if "output: results/" in line
-            and "/runs/" in line]
-    assert runs and all("/fi/" in r or "donor-fi" in r for r in runs), runs
+    cells = [line.split("output: ")[1].split(",")[0] for line in out.splitlines() if "output: results/" in line
+             and "/cells/" in line]
+    assert cells and all("/fi/" in c or "donor-fi" in c for c in cells), cells
 
 
 def test_one_cell_without_the_config_file_is_refused(finished):
@@ -278,13 +279,20 @@ def test_one_cell_without_the_config_file_is_refused(finished):
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "--configfile" in out and "reduced.yaml" in out
     assert planned(finished, "--configfile", "reduced.yaml") == {}  # nothing was rewritten
-    assert planned(finished, target, "-f", "--configfile", "reduced.yaml") == {"finetune": 1, "total": 1}
+    assert planned(finished, target, "-f", "--configfile", "reduced.yaml") == {"run": 1, "total": 1}
 
 
-def test_a_deleted_run_is_rebuilt_and_reassembled(finished):
-    (finished / "results/gender/runs/tr/dual/seed2.json").unlink()
-    jobs = planned(finished, "--configfile", "reduced.yaml")
-    assert jobs["finetune"] == 1 and jobs["assemble"] == 1 and "select" not in jobs
+def test_a_deleted_run_json_is_put_back_by_naming_it(finished):
+    """The matrix is assembled from the cell files, which hold every run's record: a deleted run JSON
+    reruns nothing; named, it is put back from its kept copy, byte for byte, without training."""
+    run = finished / "results/gender/runs/tr/dual/seed2.json"
+    before = run.read_bytes()
+    run.unlink()
+    assert planned(finished, "--configfile", "reduced.yaml") == {}
+    snakemake(finished, "results/gender/runs/tr/dual/seed2.json", "--cores", "1", "--configfile", "reduced.yaml")
+    assert run.read_bytes() == before
+    log = (finished / "results/logs/finetune/gender/tr/dual/seed2.job.log").read_text()
+    assert "gender tr dual seed 2: kept" in log and "training" not in log
 
 
 def test_a_new_seed_trains_only_that_seed(finished):
@@ -296,12 +304,18 @@ def test_a_new_seed_trains_only_that_seed(finished):
     assert planned(finished, "--configfile", "reduced.yaml")["finetune"] == 2 * 2 * 3  # every cell
     cell = "results/speaker/cells/en/dual.json"
     before = {s: (finished / f"results/speaker/runs/en/dual/seed{s}.json").read_bytes() for s in (1, 2)}
-    snakemake(finished, "results/speaker/runs/en/dual/seed3.json", "--cores", "1", "--configfile", "reduced.yaml")
+    snakemake(finished, cell, "-f", "--cores", "1", "--configfile", "reduced.yaml")  # the cell's job
     log = (finished / "results/logs/finetune/speaker/en/dual.log").read_text()
-    assert "2 of 3 run(s) kept; training 1" in log and "run 1/1: speaker en dual seed 3" in log
-    # byte for byte, timings included: put back, not trained again
-    assert {s: (finished / f"results/speaker/runs/en/dual/seed{s}.json").read_bytes() for s in (1, 2)} == before
+    assert "0 of 3 run(s) kept; training 3" in log  # -f on a cell file: the whole cell trained again
+    assert {s: json.loads((finished / f"results/speaker/runs/en/dual/seed{s}.json").read_text())["metrics"]
+            for s in (1, 2)} == {s: json.loads(b)["metrics"] for s, b in before.items()}  # same seeds, same results
     assert [r["record"]["seed"] for r in json.loads((finished / cell).read_text())["runs"]] == [1, 2, 3]
+    before = {s: (finished / f"results/speaker/runs/en/single/seed{s}.json").read_bytes() for s in (1, 2)}
+    snakemake(finished, "results/speaker/cells/en/single.json", "--cores", "1", "--configfile", "reduced.yaml")
+    log = (finished / "results/logs/finetune/speaker/en/single.log").read_text()
+    assert "2 of 3 run(s) kept; training 1" in log and "run 1/1: speaker en single seed 3" in log
+    # byte for byte, timings included: put back, not trained again
+    assert {s: (finished / f"results/speaker/runs/en/single/seed{s}.json").read_bytes() for s in (1, 2)} == before
 
 
 # last: a failing selection removes the fixture's subsets, as it should

@@ -2,17 +2,18 @@
 
 At thesis scale (54 languages, 59,400 runs) Snakemake's planning costs about 2.7 ms and 30 KB per job,
 so the workflow plans one job per cell (5,940 at that scale) instead of one per run (README, "Thesis
-scale"). A cell job's outputs are its runs' files (results/<task>/runs/<target>/<condition>/seed<k>.json
-and .scores.tsv), so that a run is still rebuilt by naming its file.
+scale"). A cell job's one output is its cell file (`cltm.runs.CELL_JSON`: every run's record, what the
+matrix is assembled from); each run's JSON and scores are written at their usual paths beside it. One
+run is rebuilt by naming its file: the workflow's `run` rule trains it and updates its record in the
+cell file (`update_cell`).
 
-Snakemake deletes a job's outputs before it starts, so a rerun of a cell (a new seed, a run named with
-`-f`, an interrupted bundle, an input touched but not changed) would retrain every seed. It does not:
-every finished run is also kept, as hard links, under results/.cltm/kept/ (`cltm.runs.KEPT_STEM`), with
-the key of its inputs in its record (`inputs_key`: the task's settings digest, the run's identity, and
-the contents of its subset files, its audio indexes and the encoder's weights). A cell job gets back
-each kept run whose key is that of its inputs now, and trains only the others. So a run is trained
-again exactly when one of its own inputs changed, or when it is named with `-f` (the workflow's
-onstart drops it from the kept runs first: `forget`), or when its kept files are gone.
+A cell's job reruns for any change of its inputs or seeds, and Snakemake deletes its output first; it
+does not retrain every seed: every finished run is also kept, as hard links, under results/.cltm/kept/
+(`cltm.runs.KEPT_STEM`), with the key of its inputs in its record (`inputs_key`: the task's settings
+digest, the run's identity, and the contents of its subset files, its audio indexes and the encoder's
+weights). A cell job gets back each kept run whose key is that of its inputs now, and trains only the
+others. So a run is trained again exactly when one of its own inputs changed, or when it is named with
+`-f` (the workflow's onstart drops it from the kept runs first: `forget`), or when its kept files are gone.
 
 Standard library only: the job's client (`python -m cltm.worker finetune-cell`) restores a cell whose
 runs are all kept without starting the worker (no torch import).
@@ -23,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 from cltm.runs import (
@@ -142,11 +144,23 @@ def keep(spec: RunSpec) -> None:
     _link(Path(spec.run), record_file)
 
 
+_CELL_FILE = re.compile(r"(?:.*/)?results/(?P<task>[^/]+)/cells/(?P<target>[^/]+)/(?P<condition>[^/]+)\.json$")
+
+
 def forget(run_files, root: str | Path = ".") -> list[str]:
     """Drop the kept copies of the runs whose files are named (a `-f` target): they will be trained again.
-    Returns the runs forgotten (task target condition seed)."""
+    A cell file named stands for every run of its cell. Returns the runs forgotten (task target condition seed)."""
     out = []
+    named = []
     for f in run_files:
+        cell = _CELL_FILE.fullmatch(str(f))
+        if cell:
+            kept = Path(root) / KEPT_STEM.format(**cell.groupdict(), seed=0)
+            named += [str(Path(root) / "results" / cell["task"] / "runs" / cell["target"] / cell["condition"] / k.name)
+                      for k in sorted(kept.parent.glob("seed*.json"))]
+        else:
+            named.append(f)
+    for f in named:
         ids = parse_run_path(f)
         if ids is None:
             continue
@@ -213,6 +227,30 @@ def write_cell(path: str | Path, specs: list[RunSpec]) -> None:
 
     write_json(path, {"task": specs[0].task, "target": specs[0].target, "condition": specs[0].condition,
                       "runs": [{"file": spec.run, "record": read_run(spec.run)} for spec in specs]})
+
+
+def update_cell(path: str | Path, specs: list[RunSpec], seeds) -> bool:
+    """Replace these runs' records in an existing cell file (a run rebuilt by its file), under a lock, in
+    seed order; a run of a seed the cell does not hold is added only if `seeds` (the config's) lists it.
+    Returns whether the file was updated (False: no cell file yet; its cell's job will write it)."""
+    import fcntl
+
+    from cltm.io import write_json
+    from cltm.results import read_run
+
+    path = Path(path)
+    if not path.exists():
+        return False
+    with open(path.with_name(f".{path.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two runs of one cell rebuilt at once
+        data = json.loads(path.read_text())
+        items = {int(item["record"]["seed"]): item for item in data["runs"]}
+        for spec in specs:
+            if spec.seed in items or spec.seed in set(seeds):
+                items[spec.seed] = {"file": spec.run, "record": read_run(spec.run)}
+        data["runs"] = [items[s] for s in sorted(items)]
+        write_json(path, data)
+    return True
 
 
 def run_log(spec: RunSpec) -> Path:

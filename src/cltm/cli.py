@@ -29,7 +29,10 @@ def finetune(args) -> None:
 def cell_of(args) -> list[RunSpec]:
     from cltm.cells import cell_specs
 
-    return cell_specs(task=args.task, target=args.target, condition=args.condition, runs=args.runs,
+    from cltm.runs import run_path
+
+    return cell_specs(task=args.task, target=args.target, condition=args.condition,
+                      runs=[run_path(args.task, args.target, args.condition, seed) for seed in args.seeds],
                       settings=args.settings, encoder=args.encoder, subsets=args.subsets, audio=args.audio,
                       threads=args.threads)
 
@@ -38,7 +41,12 @@ def finetune_cell(args) -> None:
     """The runs of one cell: kept ones put back, the others trained (`cltm.runner.execute_cell`)."""
     from cltm.runner import execute_cell
 
-    execute_cell(cell_of(args), cell=args.cell, pack=args.pack, log=script_logger(None))
+    from cltm.cells import update_cell
+
+    specs = cell_of(args)
+    execute_cell(specs, cell=args.cell, pack=args.pack, log=script_logger(None))
+    if args.update_cell:
+        update_cell(args.update_cell, specs, args.cell_seeds or [])
 
 
 def finetune_many(args) -> None:
@@ -87,9 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
         c.add_argument(flag, required=True)
     c.add_argument("--subsets", nargs="+", required=True, help="subset JSON of the target (and donor)")
     c.add_argument("--audio", nargs="+", required=True, help="prepared audio .npy of the same languages")
-    c.add_argument("--runs", nargs="+", required=True, help="the cell's run JSONs (seeds from their names; "
-                   "each run's scores beside its JSON)")
-    c.add_argument("--cell", required=True, help="output: the cell file, every run's record (results/<task>/cells/...)")
+    c.add_argument("--seeds", nargs="+", type=int, required=True, help="the runs to do (each at the workflow's "
+                   "paths, cltm.runs: results/<task>/runs/<target>/<condition>/seed<k>.json and its scores)")
+    c.add_argument("--cell", help="output: the cell file, every run's record (results/<task>/cells/...)")
+    c.add_argument("--update-cell", help="a cell file whose records of these runs are replaced (one run named "
+                   "by its file), if it exists")
+    c.add_argument("--cell-seeds", nargs="*", type=int, help="with --update-cell: the seeds the cell holds "
+                   "(a run of another seed is added only if listed)")
     c.add_argument("--threads", type=int, default=1)
     c.add_argument("--pack", type=int, default=1, help="runs trained at once on this node's device "
                    "(the rule's resource runs_per_gpu; cltm.packing)")
@@ -127,6 +139,11 @@ def restore_only(argv: list[str]) -> bool:
         return False  # split_cell put back what it could; the worker trains the rest and says so
     for spec in kept:
         log(f"{spec.name}: kept (finished earlier with the same inputs)")
-    write_cell(args.cell, specs)
+    if args.cell:
+        write_cell(args.cell, specs)
+    if args.update_cell:
+        from cltm.cells import update_cell
+
+        update_cell(args.update_cell, specs, args.cell_seeds or [])
     log(f"all {len(kept)} run(s) of the cell kept; nothing to train")
     return True

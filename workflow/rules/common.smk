@@ -306,15 +306,23 @@ def tasks_pattern(tasks):
     return "|".join(tasks) if tasks else "(?!)"
 
 
+def cell_inputs(wildcards):
+    """What a cell's (or one run's) job reads: a fine-tuning task's audio, a probe task's features."""
+    if wildcards.task in PROBE_TASKS:
+        return probe_inputs(wildcards)
+    return finetune_inputs(wildcards)
+
+
 def probe_inputs(wildcards):
-    """A probe cell reads the features of its languages (and the encoder's weights for the runs' key)."""
+    """A probe cell reads the features of its languages (`audio` of its runs) and, for the runs' key,
+    the encoder's weights."""
     langs = run_languages(wildcards)
     task = subsets_task(wildcards.task)
     return {
         "settings": SETTINGS.format(task=wildcards.task),
         "encoder": "results/encoder/model.safetensors",
         "subsets": [SUBSETS.format(task=task, lang=l) for l in langs],
-        "features": [FEATURES.format(lang=l) for l in langs],
+        "audio": [FEATURES.format(lang=l) for l in langs],
     }
 
 
@@ -379,29 +387,6 @@ def cell_files(task):
     ]
 
 
-def missing_run_files():
-    """Run JSONs deleted from a cell that was done (its cell file exists): targets, so that the cell job
-    runs again (Snakemake does not rebuild a missing file that no job needs) and puts back the kept run
-    or, without one, trains it. One directory listing per cell: milliseconds at thesis scale.
-    """
-    out = []
-    for task in TASKS:
-        for target in task_languages(config, task):
-            for condition in conditions(config, task, target):
-                if not os.path.exists(
-                    CELL_JSON.format(task=task, target=target, condition=condition)
-                ):
-                    continue
-                folder = Path(run_path(task, target, condition, 0)).parent
-                present = set(os.listdir(folder)) if folder.is_dir() else set()
-                out += [
-                    str(folder / f"seed{seed}.json")
-                    for seed in SEEDS
-                    if f"seed{seed}.json" not in present
-                ]
-    return out
-
-
 def run_files(task, suffix=".json"):
     return [
         run_path(task, target, condition, seed, suffix)
@@ -445,10 +430,6 @@ def final_targets():
             for fig in FIGURES
             for ext in ("png", "svg")
         ]
-        # a run JSON deleted from a finished cell: Snakemake does not rebuild a deleted intermediate
-        # file while the files made from it exist, so without this the matrix would hold a run that
-        # no longer exists ("Nothing to be done")
-        + missing_run_files()
         + ANALYSIS_TARGETS  # workflow/rules/analysis.smk
         # a probe task beside its fine-tuning twin: their agreement (rule compare_modes)
         + [

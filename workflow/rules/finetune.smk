@@ -23,19 +23,16 @@ rule settings:
         "../scripts/settings.py"
 
 
-# One job per cell (task x target x condition) with all its seeds: at thesis scale a job per run
-# would cost Snakemake minutes of planning (README, "Thesis scale"). Its outputs are the runs' files,
-# so one run is rebuilt by naming its file (-f); the job trains only the runs that are not kept with
-# the inputs they have now (cltm.cells), so a rerun of the cell never retrains a finished run.
+# One job per cell (task x target x condition) with all its seeds: at thesis scale a job per run would
+# cost Snakemake minutes of planning (README, "Thesis scale"). Its one output is the cell file (every
+# run's record; the matrix is assembled from these); each run's JSON and scores are written beside as
+# before. The job trains only the runs that are not kept with the inputs they have now (cltm.cells).
 # The shell command is the rule's code for Snakemake's rerun triggers: it spells out no path that an
 # edit could change (checkpoints and per-run logs follow cltm.runs, checked by tests/test_runs.py).
 rule finetune:
     input:
-        unpack(finetune_inputs),
+        unpack(cell_inputs),
     output:
-        # each run's scores are written beside its JSON (not outputs: one file per run is enough for
-        # Snakemake to track, and a run counts as done only when its JSON exists)
-        runs=expand(RUN_JSON, seed=SEEDS, allow_missing=True),
         cell=CELL_JSON,
     log:
         CELL_LOG,
@@ -54,11 +51,48 @@ rule finetune:
         # runs of the cell trained at once on its GPU (README, "Running fast on GPUs"); results are
         # each run's alone, so a change retrains nothing (resources are not rerun triggers)
         runs_per_gpu=1,
+    params:
+        seeds=SEEDS,  # a seed added reruns the cell's job, which trains that seed only
     shell:
         "python -m cltm.worker finetune-cell --settings {input.settings} --task {wildcards.task}"
         " --target {wildcards.target} --condition {wildcards.condition}"
         " --encoder {input.encoder} --subsets {input.subsets} --audio {input.audio}"
-        " --threads {threads} --pack {resources.runs_per_gpu} --runs {output.runs} --cell {output.cell}"
+        " --threads {threads} --pack {resources.runs_per_gpu} --seeds {params.seeds} --cell {output.cell}"
+        " > {log} 2>&1"
+
+
+# One run, by its file: `snakemake results/<task>/runs/<target>/<condition>/seed<k>.json -f`. The grid
+# never asks for it (its cells do the runs); named, it trains that run (or, named without -f and
+# missing, puts its kept copy back) and updates the run's record in its cell's file, so that the next
+# assembly takes it. Fine-tuning and probe tasks alike.
+rule run:
+    input:
+        unpack(cell_inputs),
+    output:
+        run=RUN_JSON,
+    log:
+        RUN_LOG.replace(".log", ".job.log"),
+    conda:
+        "../../envs/cltm.yaml"
+    threads: 1
+    resources:
+        gpu=lambda w: 0 if w.task in PROBE_TASKS else 1,
+        runtime=lambda wildcards, attempt: (
+            2
+            if wildcards.task in PROBE_TASKS
+            else task_of(wildcards.task).runtime_minutes
+        )
+        * attempt,
+    params:
+        seeds=SEEDS,
+        cell=lambda w: CELL_JSON.format(
+            task=w.task, target=w.target, condition=w.condition
+        ),
+    shell:
+        "python -m cltm.worker finetune-cell --settings {input.settings} --task {wildcards.task}"
+        " --target {wildcards.target} --condition {wildcards.condition}"
+        " --encoder {input.encoder} --subsets {input.subsets} --audio {input.audio}"
+        " --threads {threads} --seeds {wildcards.seed} --update-cell {params.cell} --cell-seeds {params.seeds}"
         " > {log} 2>&1"
 
 
@@ -92,9 +126,8 @@ rule features:
 # (profiles/slurm: group probe_bundle), on the partition the profile names.
 rule probe:
     input:
-        unpack(probe_inputs),
+        unpack(cell_inputs),
     output:
-        runs=expand(RUN_JSON, seed=SEEDS, allow_missing=True),
         cell=CELL_JSON,
     log:
         CELL_LOG,
@@ -105,9 +138,11 @@ rule probe:
     threads: 1
     resources:
         runtime=lambda wildcards, attempt: 2 * len(SEEDS) * attempt,  # minutes: seconds per run on a CPU
+    params:
+        seeds=SEEDS,
     shell:
         "python -m cltm.worker finetune-cell --settings {input.settings} --task {wildcards.task}"
         " --target {wildcards.target} --condition {wildcards.condition}"
-        " --encoder {input.encoder} --subsets {input.subsets} --audio {input.features}"
-        " --threads {threads} --runs {output.runs} --cell {output.cell}"
+        " --encoder {input.encoder} --subsets {input.subsets} --audio {input.audio}"
+        " --threads {threads} --seeds {params.seeds} --cell {output.cell}"
         " > {log} 2>&1"
