@@ -1,13 +1,12 @@
 """How many SLURM jobs does a paper-scale grid become under profiles/slurm? Prints figures.
 
-    python benchmarks/slurm_bundles.py [K ...]
+    python benchmarks/slurm_bundles.py
 
 Builds the paper's grid (16 targets x 17 conditions (single, dual, 15 donors) x 10 seeds x 2 tasks
 = 5,440 fine-tuning runs) over a placeholder Common Voice tree (empty clip lists: nothing is read),
 lets Snakemake plan it with `--profile slurm` in a dry run, and counts the SLURM jobs it would submit:
-one per bundle of fine-tuning cells, one per CPU job. A cell is a (task, target, condition) with its
-10 seeds, one finetune job (544 cells); K = cells per bundle (the profile's `group-components: bundle`);
-default: the profile's value and a few others. A bundle asks for K x seeds x the per-run `runtime`.
+one per fine-tuning cell (a task, target and condition with its 10 seeds: 544 cells, each asking for
+10 x the per-run `runtime`), one per CPU job.
 """
 
 from __future__ import annotations
@@ -28,17 +27,15 @@ ROOT = Path(__file__).resolve().parents[1]
 LANGUAGES = ["ar", "en", "de", "ckb", "kmr", "fr", "ca", "es", "be", "ru", "uk", "eu", "zh-CN", "zh-TW", "ky", "tr"]
 
 
-def plan(work: Path, k: int | None) -> tuple[collections.Counter, float]:
+def plan(work: Path) -> tuple[collections.Counter, float]:
     cmd = [sys.executable, "-m", "snakemake", "-n", "--profile", "slurm", "--configfile", "paper_scale.yaml"]
-    if k is not None:
-        cmd += ["--group-components", f"bundle={k}"]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, env={**os.environ, "CLTM_NEW_CONFIG": "1"})
     if proc.returncode != 0:
         sys.exit(f"snakemake failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     out = proc.stdout + proc.stderr
     counts = collections.Counter()
-    counts["bundles"] = len(re.findall(r"Group job bundle", out))
+    counts["groups"] = len(re.findall(r"Group job", out))
     for line in out.split("Job stats:")[1].split("Reasons")[0].splitlines():
         m = re.match(r"(\w+)\s+(\d+)$", line.strip())
         if m and m.group(1) not in ("total", "all"):
@@ -47,9 +44,6 @@ def plan(work: Path, k: int | None) -> tuple[collections.Counter, float]:
 
 
 def main() -> None:
-    profile = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())
-    default_k = profile["group-components"]["bundle"]
-    ks = [int(a) for a in sys.argv[1:]] or [default_k, 1, 4]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for item in ("Snakefile", "workflow", "config", "envs", "profiles", "src"):
@@ -63,16 +57,14 @@ def main() -> None:
             "corpus": {"type": "common_voice", "common_voice": {"root": str(work / "cv")}},
         }))
         print(f"paper-scale grid: {len(LANGUAGES)} targets x {len(LANGUAGES) + 1} conditions x 10 seeds x 2 tasks")
-        print(f"{'K':>4} {'cells':>6} {'runs':>6} {'runs/bundle':>11} {'bundles':>8} {'CPU jobs':>9} "
-              f"{'SLURM jobs':>11} {'plan (s)':>9}")
-        for k in ks:
-            counts, seconds = plan(work, k)
-            cells = counts["finetune"]
-            cpu = sum(v for name, v in counts.items() if name not in ("finetune", "bundles"))
-            print(f"{k:>4} {cells:>6} {cells * 10:>6} {k * 10:>11} {counts['bundles']:>8} {cpu:>9} "
-                  f"{counts['bundles'] + cpu:>11} {seconds:>9.1f}")
-    print(f"a bundle asks for K x 10 seeds x the per-run runtime (by the task's kind: 30 min gender, 120 min "
-          f"speaker; README); default K = {default_k}")
+        counts, seconds = plan(work)
+        cells = counts.pop("finetune")
+        groups = counts.pop("groups")
+        cpu = sum(counts.values())
+        print(f"{'cells':>6} {'runs':>6} {'GPU jobs':>9} {'CPU jobs':>9} {'SLURM jobs':>11} {'job groups':>11} {'plan (s)':>9}")
+        print(f"{cells:>6} {cells * 10:>6} {cells:>9} {cpu:>9} {cells + cpu:>11} {groups:>11} {seconds:>9.1f}")
+    print("each cell's SLURM job asks for 10 seeds x the per-run runtime (by the task's kind: 30 min gender, "
+          "120 min speaker; README)")
 
 
 if __name__ == "__main__":
