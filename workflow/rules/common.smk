@@ -365,10 +365,12 @@ def finetune_inputs(wildcards):
         "settings": SETTINGS.format(task=wildcards.task),
         # the weights; config.json and preprocessor_config.json beside them come from the same job
         "encoder": "results/encoder/model.safetensors",
-        # no data report here: a job that every cell waited for made Snakemake's planning of a thesis-
-        # scale grid (and of SLURM bundles) walk every language's jobs once per cell. Each run checks
-        # on its own files, before it trains, that no test voice of its target is in its training set
-        # (cltm.runner.check_run_speakers); the data report checks the whole grid.
+        # every language prepared and checked (no speaker leakage) before any GPU hour; `ancient`: it
+        # orders the jobs only, so a new language (which redoes the report) leaves existing runs alone.
+        # (Cells are not job groups on SLURM: with groups, this edge made Snakemake walk every
+        # language's jobs once per cell.) Each run also checks its own speakers before it trains
+        # (cltm.runner.check_run_speakers).
+        "data_report": ancient("results/data_report.tsv"),
         "subsets": [
             SUBSETS.format(task=subsets_task(wildcards.task), lang=l) for l in langs
         ],
