@@ -41,6 +41,11 @@ def test_probe_and_finetune_matrices_side_by_side(probed):
         twin_scores = pd.read_csv(probed / f"results/{task.removesuffix('_probe')}/runs/tr/donor-en/seed1.scores.tsv",
                                   sep="\t")
         assert list(scores.columns) == list(twin_scores.columns) and len(scores) == len(twin_scores)
+        weights = pd.read_csv(probed / f"results/{task}/layer_weights.csv", index_col="target")
+        assert list(weights.index) == ["en", "tr", "all"] and list(weights["runs"]) == [6, 6, 12]
+        layers = weights.drop(columns="runs")
+        assert layers.shape[1] == 5 and (layers.sum(axis=1) - 1).abs().max() < 1e-5  # a mean of softmaxes
+        assert (probed / f"results/{task}/layer_weights.png").stat().st_size > 5_000
     assert not (probed / "results/subsets/gender_probe").exists()  # no selection of its own
     assert len(list((probed / "results/features").glob("*/en.npy"))) == 1
 

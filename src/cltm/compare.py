@@ -97,3 +97,37 @@ def scatter(probe: pd.DataFrame, finetune: pd.DataFrame, result: dict, *, probe_
     if note:
         _add_footnote(fig, ax, note)
     return fig
+
+
+def layer_weights_table(records: list[dict]) -> pd.DataFrame:
+    """Rows: each target's mean layer weights over all its runs (every condition and seed), then `all`;
+    columns: layer 0 (the transformer's input) to L, then `runs`. Probe runs only (`layer_weights`)."""
+    rows = [{"target": r["target"], **{f"layer_{i}": w for i, w in enumerate(r["layer_weights"])}}
+            for r in records if r.get("layer_weights") is not None]
+    if not rows:
+        raise ValueError("no run of these cells has layer weights (probe mode)")
+    df = pd.DataFrame(rows)
+    layers = [c for c in df.columns if c.startswith("layer_")]
+    table = df.groupby("target", sort=False)[layers].mean()
+    table["runs"] = df.groupby("target", sort=False).size()
+    overall = df[layers].mean().to_frame("all").T
+    overall["runs"] = len(df)
+    return pd.concat([table, overall]).rename_axis("target")
+
+
+def plot_layer_weights(table: pd.DataFrame, *, title: str, note: str = ""):
+    """A heatmap of `layer_weights_table`: targets (and all) by layers."""
+    from cltm.plots import _add_footnote, _new_figure, _wrap_title
+
+    values = table.drop(columns=["runs"])
+    fig = _new_figure(1.2 + 0.45 * values.shape[1], 1.4 + 0.35 * values.shape[0])
+    ax = fig.add_subplot(1, 1, 1)
+    im = ax.imshow(values.to_numpy(float), aspect="auto", cmap="viridis")
+    ax.set_xticks(range(values.shape[1]), [c.removeprefix("layer_") for c in values.columns], fontsize=8)
+    ax.set_yticks(range(values.shape[0]), list(values.index), fontsize=8)
+    ax.set_xlabel("layer (0 = the transformer's input)")
+    fig.colorbar(im, ax=ax, label="mean softmax weight")
+    ax.set_title(_wrap_title(title, fig.get_figwidth()), fontsize=9)
+    if note:
+        _add_footnote(fig, ax, note)
+    return fig

@@ -433,6 +433,8 @@ def final_targets():
             for ext in ("png", "svg")
         ]
         + ANALYSIS_TARGETS  # workflow/rules/analysis.smk
+        # a probe task's layer weights per target (rule layer_weights)
+        + [f"results/{t}/layer_weights.{ext}" for t in PROBE_TASKS for ext in ("csv", "png", "svg")]
         # a probe task beside its fine-tuning twin: their agreement (rule compare_modes)
         + [
             f"results/compare/{probe}_vs_{twin}.{ext}"

@@ -108,3 +108,31 @@ rule compare_modes:
         synthetic=SYNTHETIC,
     script:
         "../scripts/compare_modes.py"
+
+
+# A probe task's learned layer weights, averaged per target: which layers carry the task.
+rule layer_weights:
+    input:
+        cells=lambda w: cell_files(w.task),
+    output:
+        csv=report(
+            "results/{task}/layer_weights.csv",
+            caption="../report/layer_weights.rst",
+            category="{task}",
+        ),
+        png=report(
+            "results/{task}/layer_weights.png",
+            caption="../report/layer_weights.rst",
+            category="{task}",
+        ),
+        svg="results/{task}/layer_weights.svg",
+    wildcard_constraints:
+        task=tasks_pattern(PROBE_TASKS),
+    log:
+        "results/logs/layer_weights/{task}.log",
+    conda:
+        "../../envs/cltm.yaml"
+    params:
+        note=DEMO_NOTE,
+    script:
+        "../scripts/layer_weights.py"
