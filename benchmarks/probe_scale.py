@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from cltm.demo.features import synthetic_language  # noqa: E402
 from cltm.probe import run_probe  # noqa: E402
 from cltm.runs import conditions_of  # noqa: E402
+from machine import cpu_model  # noqa: E402 - benchmarks/machine.py
 
 PAPER_LANGUAGES = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())["languages"]
 
@@ -118,7 +119,7 @@ def main(argv=None) -> int:
                  test_speakers_per_gender=paper["data"]["test"]["speakers_per_gender"] // div,
                  test_clips=paper["data"]["test"]["max_clips_per_speaker"], layers=13, dim=768)
     languages = PAPER_LANGUAGES[:n_lang]
-    print(f"machine: {os.cpu_count()} CPUs ({_cpu_model()}); torch threads per worker {a.threads}, workers {a.workers}")
+    print(f"machine: {os.cpu_count()} CPUs ({cpu_model()}); torch threads per worker {a.threads}, workers {a.workers}")
     print(f"sizes: {n_lang} languages, {n_seeds} seeds, {sizes}")
     t0 = time.perf_counter()
     features, selections = build(Path(a.out), languages, **sizes)
@@ -201,16 +202,6 @@ def scaling(out: Path, tasks, threads: int, quick: bool):
                 times.append(time.perf_counter() - t)
             print(f"{task:8s} {len(sel[task]['single']):<6d} {np.mean(times[1:]):.3f}")
             store.clear()
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 if __name__ == "__main__":

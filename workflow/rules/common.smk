@@ -52,11 +52,9 @@ from cltm.runs import (  # noqa: E402 - the conditions' names and the run path s
     LANGUAGE_PATTERN,
     RUN_JSON,
     RUN_LOG,
-    RUN_SCORES,
     SETTINGS,
     SUBSETS,
     donor_of,
-    run_path,
 )
 from cltm.sampling import selection_config  # noqa: E402
 from cltm.tasks import label_columns, task_kind  # noqa: E402
@@ -386,15 +384,6 @@ def cell_files(task):
         CELL_JSON.format(task=task, target=target, condition=condition)
         for target in task_languages(config, task)
         for condition in conditions(config, task, target)
-    ]
-
-
-def run_files(task, suffix=".json"):
-    return [
-        run_path(task, target, condition, seed, suffix)
-        for target in task_languages(config, task)
-        for condition in conditions(config, task, target)
-        for seed in SEEDS
     ]
 
 
