@@ -1,6 +1,6 @@
 # cltm: Cross-Lingual Transfer Matrices for paralinguistic speech tasks.
 # `snakemake --cores N` runs config/config.yaml (the synthetic demo); a real experiment adds
-# `--configfile my_experiment.yaml`. See README.md for the path scheme and the outputs.
+# `--configfile my_experiment.yaml`. See README.md and docs/outputs.md for the path scheme and the outputs.
 
 import os
 
@@ -25,11 +25,11 @@ report: "workflow/report/workflow.rst"
 
 onstart:
     check_device()  # device: cuda on a machine without CUDA stops here, before any job (local runs only)
-    check_and_record_config_files()  # other config files than results/ was made with stop here (a forgotten --configfile)
-    prepare_kept_runs()  # a run named with -f is trained again; the others of its cell are reused
+    record_config_files()  # other config files than results/ was made with stop here (a forgotten --configfile)
+    keep_or_forget_runs()  # a run named with -f is trained again; the others of its cell are reused
 
 
 rule all:
     default_target: True
     input:
-        final_targets(),
+        final_targets(config),

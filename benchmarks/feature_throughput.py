@@ -1,6 +1,6 @@
 """Feature-extraction throughput of probe mode: a HuBERT-base-size encoder (random weights, mHuBERT-147's
 architecture: hidden 768, 12 layers, 12 heads, intermediate 3072, conv_dim 512 x 7) through
-`cltm.features.encode_clips`, the path `extract_features` takes: every layer pooled (mean + std), whole clips.
+`cltm.train.features.encode_clips`, the path `extract_features` takes: every layer pooled (mean + std), whole clips.
 
 Clips have a Common Voice-like length distribution: gamma-distributed, 2-10 s, mean about 5 s. Prints
 audio seconds encoded per wall second, on CPU and on CUDA when available. mHuBERT-147's feature encoder is
@@ -39,7 +39,7 @@ def clip_lengths(total_seconds: float, seed: int = 0) -> list[float]:
 def measure(encoder, waves, device, batch: int, sample_rate: int = 16000) -> float:
     import torch
 
-    from cltm.features import encode_clips
+    from cltm.train.features import encode_clips
 
     encode_clips(encoder, waves[:2], stats=("mean", "std"), device=device, batch=batch)  # warm-up
     if device.type == "cuda":
@@ -54,7 +54,7 @@ def measure(encoder, waves, device, batch: int, sample_rate: int = 16000) -> flo
 def main(argv=None) -> int:
     import torch
 
-    from cltm.encoder import build_encoder
+    from cltm.model.encoder import build_encoder
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--audio-seconds", type=float, default=60.0)

@@ -5,14 +5,14 @@
 A HuBERT-base-size encoder (mHuBERT-147's architecture, random weights: no download) on synthetic clips
 with Common Voice's length distribution (lognormal, mean about 5 s, clipped to 1-12 s, lengths whole
 multiples of 384 samples as 48 kHz MP3 frames resampled to 16 kHz are), trained and evaluated with the
-project's own code (`cltm.training`). Modes, each measured in its own process:
+project's own code (`cltm.train.loop`). Modes, each measured in its own process:
 
   reference   a fresh Python process per run: imports, model load from disk, batch 1, fp32, the loss read
               back every step, clip-by-clip evaluation (what the reference's one-SLURM-job-per-run does)
   warm fp32   the warm worker: imports and the encoder loaded once, a forked child per run (CUDA
               initialised again per run), fp32, loss read back every SYNC_EVERY steps
   bf16        as warm fp32, in bf16 autocast (equal-length test clips evaluated together)
-  bf16 packed K   K persistent processes on the device at once (cltm.packing), each training its own run
+  bf16 packed K   K persistent processes on the device at once (cltm.grid.pack), each training its own run
 
 For each: runs per GPU-hour of the paper preset's runs (config/paper.yaml: a gender run of 240 clips and a
 speaker run of 2000 utterances, the dual and donor conditions that make up nearly all of a matrix's runs,
@@ -136,7 +136,9 @@ def measure(encoder, job: dict, barrier=None) -> dict:
     import numpy as np
     import torch
 
-    from cltm.training import Classifier, fine_tune, predict_proba
+    from cltm.model.heads import Classifier
+    from cltm.train.evaluate import predict_proba
+    from cltm.train.loop import fine_tune
 
     torch.set_num_threads(job["threads"])
     device = torch.device(job["device"])
@@ -237,7 +239,7 @@ def _reference_child(args: str) -> None:
     t0 = time.perf_counter()
     import torch  # noqa: F401 - the imports a fresh run pays
 
-    from cltm.encoder import load_encoder
+    from cltm.model.encoder import load_encoder
     import_s = time.perf_counter() - t0
     job = json.loads(args)
     t0 = time.perf_counter()
@@ -302,7 +304,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from cltm.encoder import build_encoder
+    from cltm.model.encoder import build_encoder
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")  # no CUDA context in this process
     reduced = (device == "cpu") if args.reduced is None else args.reduced

@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 import yaml
-
 from machine import machine
 
 ROOT = Path(__file__).resolve().parents[1]

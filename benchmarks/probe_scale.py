@@ -31,10 +31,11 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from cltm.demo.features import synthetic_language  # noqa: E402
-from cltm.probe import run_probe  # noqa: E402
-from cltm.runs import conditions_of  # noqa: E402
 from machine import cpu_model  # noqa: E402 - benchmarks/machine.py
+
+from cltm.demo.features import synthetic_language  # noqa: E402
+from cltm.paths import conditions_of  # noqa: E402
+from cltm.train.probe import run_probe  # noqa: E402
 
 PAPER_LANGUAGES = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())["languages"]
 
@@ -58,11 +59,11 @@ def build(out: Path, languages, *, n_per_class, n_utterances, test_speakers_per_
 
 def warm(features, selections, tasks):
     """Load every block the grid reads (float32), once, before the workers fork."""
-    from cltm.probe import probe_settings
-    from cltm.tasks import task_kind
+    from cltm.tasks import make_task
+    from cltm.train.probe import probe_settings
 
     for task, cfg in tasks.items():
-        s = probe_settings(task_kind(task, cfg).kind, cfg)
+        s = probe_settings(make_task(task, cfg).kind, cfg)
         for lang, sel in selections[task].items():
             for name in ("single", "extra"):
                 features[lang].block(sel[name], stats=tuple(s["stats"]), normalize=s["normalize"])

@@ -30,7 +30,7 @@ def copy_checkout(where: Path) -> Path:
 
     where.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "Snakefile", where)
-    for folder in ("workflow", "config", "envs", "models"):
+    for folder in ("workflow", "config", "models"):
         shutil.copytree(ROOT / folder, where / folder)
     return where
 

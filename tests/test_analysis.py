@@ -1,4 +1,4 @@
-"""Reading the matrix (cltm.analysis, cltm.families): each analysis checked by hand on small matrices,
+"""Reading the matrix (cltm.analysis, cltm.analysis.families): each analysis checked by hand on small matrices,
 the Mantel test against a brute-force enumeration."""
 
 import itertools
@@ -9,22 +9,12 @@ import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
-from cltm.analysis import (
-    analysis_settings,
-    cluster_order,
-    family_means,
-    family_positive_mass,
-    ladder_sizes,
-    learning_curve_table,
-    mantel_test,
-    recommend_n,
-    seed_plan,
-    top_pairs,
-    transfer_profiles,
-    typology_table,
-)
-from cltm.families import DISTANCE_TYPES, family_order, language_distances, language_table
-from cltm.sampling import SelectionError, nested_subset
+from cltm.analysis.curves import learning_curve_table, recommend_n
+from cltm.analysis.seeds import seed_plan
+from cltm.analysis.typology import cluster_order, family_means, family_positive_mass, mantel_test, top_pairs, transfer_profiles, typology_table
+from cltm.config import analysis_settings, ladder_sizes
+from cltm.analysis.families import DISTANCE_TYPES, family_order, language_distances, language_table
+from cltm.data.selection import SelectionError, nested_subset
 
 LANGS = ["a", "b", "c", "d"]
 FAM = pd.Series({"a": "F", "b": "F", "c": "G", "d": "H"})
@@ -254,7 +244,7 @@ def test_nested_subset_is_nested_balanced_and_speaker_disjoint():
 
 
 def test_reading_figures_are_written(tmp_path):
-    from cltm.plots import plot_language_map, plot_learning_curve, plot_matrix, plot_typology
+    from cltm.analysis.figures import plot_language_map, plot_learning_curve, plot_matrix, plot_typology
 
     langs = ["en", "es", "tr", "fi"]
     m = square(M.to_numpy(), langs)
@@ -279,7 +269,7 @@ def test_reading_figures_are_written(tmp_path):
 def test_family_summary_is_strict_json_and_two_languages_work():
     import json
 
-    from cltm.analysis import family_summary
+    from cltm.analysis.typology import family_summary
 
     s = family_summary(M, FAM)
     text = json.dumps(s, allow_nan=False)  # a one-language family has no in-family mean: null, not NaN
@@ -292,7 +282,7 @@ def test_family_summary_is_strict_json_and_two_languages_work():
 
 
 def test_learning_curve_runs_reuse_the_grid_at_n():
-    from cltm.analysis import learning_curve_runs
+    from cltm.config.targets import learning_curve_runs
 
     config = {"languages": ["en", "tr"], "seeds": [1, 2], "tasks": {"gender": {"n_per_class": 12}},
               "analysis": {"learning_curve": {"factors": [0.5, 1.0], "seeds": [1, 2, 3]}}}

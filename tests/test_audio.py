@@ -3,8 +3,9 @@ import pytest
 import soundfile as sf
 
 from conftest import tone, write_wav
-from cltm.audio import AudioError, AudioStore, load_audio, prepare_language, trim_silence
-from cltm.corpora import read_common_voice
+from cltm.data.audio import AudioError, AudioStore, load_audio, trim_silence
+from cltm.data.prepare import prepare_language
+from cltm.data.corpora import read_common_voice
 
 
 def test_load_audio_resamples_and_downmixes(tmp_path):

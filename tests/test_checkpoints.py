@@ -7,10 +7,11 @@ import pytest
 import torch
 
 from conftest import TINY_ENCODER, tone
-from cltm.checkpoints import Checkpoint, run_key
-from cltm.encoder import build_encoder
-from cltm.rng import RunGenerators
-from cltm.training import Classifier, fine_tune
+from cltm.train.checkpoints import Checkpoint, run_key
+from cltm.model.encoder import build_encoder
+from cltm.train.rng import RunGenerators
+from cltm.model.heads import Classifier
+from cltm.train.loop import fine_tune
 
 CFG = {"epochs": 2, "batch_size": 2, "crop_seconds": 0.5, "lr": 2e-3, "schedule": "linear",
        "warmup_ratio": 0.1, "weight_decay": 0.05, "grad_clip": 1.0}
@@ -40,7 +41,7 @@ def train(data, checkpoint=None, stop_at=None, messages=None):
         if stop_at and f"step {stop_at}/" in message:
             raise Stop(message)
 
-    with RunGenerators(7).active():  # as cltm.tasks.run_one: the run's own generators
+    with RunGenerators(7).active():  # as cltm.train.finetune.finetune_run: the run's own generators
         model = Classifier(copy.deepcopy(encoder), 2)
         loss = fine_tune(model, waves, labels, CFG, seed=7, device=torch.device("cpu"), log=log, checkpoint=checkpoint)
     return loss, {k: v.clone() for k, v in model.state_dict().items()}

@@ -2,16 +2,9 @@ import copy
 
 import pytest
 
-from cltm.config import (
-    ConfigError,
-    conditions,
-    digest,
-    donor_of,
-    min_speakers,
-    run_settings,
-    task_languages,
-    validate_config,
-)
+from cltm.config import ConfigError, conditions, digest, run_settings, task_languages, validate_config
+from cltm.paths import donor_of
+from cltm.data.selection import min_speakers
 
 
 def test_default_config_is_valid(config):

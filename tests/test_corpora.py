@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from conftest import tone, write_wav
-from cltm.corpora import CorpusError, load_corpus_language, read_common_voice, read_manifest
+from cltm.data.corpora import CorpusError, load_corpus_language, read_common_voice, read_manifest
 
 NEW_HEADER = ["client_id", "path", "sentence_id", "sentence", "sentence_domain", "up_votes", "down_votes", "age",
               "gender", "accents", "variant", "locale", "segment"]

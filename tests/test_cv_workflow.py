@@ -13,8 +13,8 @@ import pytest
 from conftest import TINY_ENCODER
 from cv_release import CORRUPT, merged_config, overrides
 from test_workflow import ROOT, snakemake, write_config
-from cltm.corpora import read_common_voice
-from cltm.sampling import select_language
+from cltm.data.corpora import read_common_voice
+from cltm.data.plan import select_language
 
 
 def _checkout(tmp: Path) -> Path:
@@ -47,7 +47,7 @@ def cv_run(cv_release, tmp_path_factory, default_config):
     """Damage selected clips of a copy of the release, then run preflight and the whole workflow."""
     import os
 
-    from cltm.encoder import build_encoder
+    from cltm.model.encoder import build_encoder
 
     tmp = tmp_path_factory.mktemp("cv_run")
     release = Path(shutil.copytree(cv_release, tmp / cv_release.name))

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from conftest import TINY_ENCODER
-from cltm.encoder import build_encoder, load_encoder, materialise_encoder
+from cltm.model.encoder import build_encoder, load_encoder, materialise_encoder
 
 
 def _same(a, b, ignore=()):
@@ -39,7 +39,7 @@ def test_local_directory_source_with_overrides(tmp_path):
 
 
 def test_preloaded_encoder_is_handed_out_once_and_reloaded_when_rebuilt(tmp_path):
-    from cltm import encoder as enc_mod
+    from cltm.model import encoder as enc_mod
 
     settings = {"source": "random", "config": TINY_ENCODER, "init_seed": 2}
     materialise_encoder(settings, tmp_path / "enc")
@@ -56,7 +56,7 @@ def test_preloaded_encoder_is_handed_out_once_and_reloaded_when_rebuilt(tmp_path
 
 OFFLINE_SCRIPT = r"""
 import json, sys
-from cltm.encoder import EncoderError, build_encoder
+from cltm.model.encoder import EncoderError, build_encoder
 out = {}
 out["local"] = build_encoder(sys.argv[1], overrides={"mask_time_prob": 0.0}).config.hidden_size
 cached = build_encoder("test-org/tiny-hubert")
@@ -113,7 +113,7 @@ def test_offline_from_a_local_directory_and_from_a_prefetched_hub_cache(tmp_path
 
 def test_source_kinds_and_bad_directories(tmp_path):
     from cltm.config import encoder_source_kind
-    from cltm.encoder import EncoderError
+    from cltm.model.encoder import EncoderError
 
     assert encoder_source_kind("utter-project/mHuBERT-147") == ("hub", "utter-project/mHuBERT-147")
     assert encoder_source_kind(str(tmp_path / "nowhere"))[0] == "missing"
@@ -132,7 +132,7 @@ def test_an_unsupported_model_family_is_refused_by_the_encoder_job(tmp_path):
     naming the file and the families that are supported."""
     from transformers import UniSpeechSatConfig
 
-    from cltm.encoder import EncoderError
+    from cltm.model.encoder import EncoderError
 
     UniSpeechSatConfig(**TINY_ENCODER).save_pretrained(tmp_path / "m")
     with pytest.raises(EncoderError) as err:
@@ -153,7 +153,7 @@ def _saved_hubert(path, **config):
 def test_hubert_checkpoint_with_missing_or_unexpected_weights_is_refused(tmp_path):
     from safetensors.torch import load_file, save_file
 
-    from cltm.encoder import EncoderError
+    from cltm.model.encoder import EncoderError
 
     src = _saved_hubert(tmp_path / "m")
     weights = load_file(src / "model.safetensors")
@@ -176,7 +176,7 @@ def test_hubert_checkpoint_with_missing_or_unexpected_weights_is_refused(tmp_pat
 
 
 def test_overrides_that_change_the_layers_are_refused(tmp_path):
-    from cltm.encoder import EncoderError
+    from cltm.model.encoder import EncoderError
 
     src = _saved_hubert(tmp_path / "m")
     with pytest.raises(EncoderError, match=r"no place in the model \(encoder\.layers\.3\.") as err:

@@ -8,8 +8,10 @@ import pytest
 import torch
 
 from families import FAMILIES, PADDED, family_model, save_family
-from cltm.encoder import EncoderError, SpeechInputs, build_encoder, load_encoder, materialise_encoder
-from cltm.training import Classifier, embed_clips, make_batch, predict_proba
+from cltm.model.encoder import EncoderError, SpeechInputs, build_encoder, load_encoder, materialise_encoder
+from cltm.model.heads import Classifier
+from cltm.train.evaluate import embed_clips, predict_proba
+from cltm.train.loop import make_batch
 
 CLASSES = {"hubert": "HubertModel", "wav2vec2": "Wav2Vec2Model", "wavlm": "WavLMModel",
            "data2vec-audio": "Data2VecAudioModel"}
@@ -148,7 +150,7 @@ def test_training_batches_pad_or_crop_to_one_length():
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_the_feature_encoder_freezes_through_the_public_call(family):
-    from cltm.encoder import freeze_feature_encoder
+    from cltm.model.encoder import freeze_feature_encoder
 
     encoder = family_model(family)
     freeze_feature_encoder(encoder)

@@ -32,7 +32,7 @@ def test_write_json_turns_non_finite_floats_into_null(tmp_path):
 
 
 def test_summary_of_a_flagged_matrix_is_strict_json(tmp_path):
-    from cltm.matrix import matrix_summary, transfer_matrices
+    from cltm.analysis.matrix import matrix_summary, transfer_matrices
 
     rows = []  # en: single == dual (zero denominator, an infinite cell); tr: fine
     for target, other in (("en", "tr"), ("tr", "en")):
@@ -64,7 +64,8 @@ RUN = {"task": "gender", "target": "en", "condition": "single", "donor": None, "
     ("[1, 2]", "not a complete run record"),
 ])
 def test_damaged_run_json_is_named_with_the_fix(tmp_path, content, words):
-    from cltm.results import DamagedRunError, load_runs
+    from cltm.analysis.table import load_runs
+    from cltm.records import DamagedRunError
 
     good = tmp_path / "seed1.json"
     good.write_text(json.dumps(RUN))
@@ -81,7 +82,7 @@ def test_damaged_run_json_is_named_with_the_fix(tmp_path, content, words):
 
 
 def test_preflight_summary_names_the_capacity_table(config):
-    from cltm.preflight import summary_text
+    from cltm.data.preflight import summary_text
 
     capacity = pd.DataFrame([{"language": "en", "task": "gender", "ready": True, "spare_clips": 10, "problem": ""}])
     runs = pd.DataFrame([{"task": "gender", "languages": 4, "conditions_per_target": 5, "seeds": 3, "runs": 60,
@@ -103,8 +104,9 @@ def _manifest_with_labels(tmp_path, male: str, female: str):
 
 def test_unrecognised_gender_labels_are_named_with_the_mapping_key(tmp_path, config):
     from cltm.config import validate_config
-    from cltm.corpora import load_corpus_language
-    from cltm.sampling import SelectionError, select_language
+    from cltm.data.corpora import load_corpus_language
+    from cltm.data.plan import select_language
+    from cltm.data.selection import SelectionError
 
     path = _manifest_with_labels(tmp_path, "Man", "Woman")
     config["corpus"] = {"type": "manifest", "manifest": {"path": str(path)}}
@@ -124,8 +126,9 @@ def test_unrecognised_gender_labels_are_named_with_the_mapping_key(tmp_path, con
 
 
 def test_deliberate_non_binary_labels_are_not_called_unrecognised(tmp_path, config):
-    from cltm.corpora import load_corpus_language
-    from cltm.sampling import SelectionError, select_language
+    from cltm.data.corpora import load_corpus_language
+    from cltm.data.plan import select_language
+    from cltm.data.selection import SelectionError
 
     path = _manifest_with_labels(tmp_path, "other", "do_not_wish_to_say")
     config["corpus"] = {"type": "manifest", "manifest": {"path": str(path)}}

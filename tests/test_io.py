@@ -17,19 +17,20 @@ def test_io_imports_no_domain_module():
 
 
 def test_every_domain_error_is_a_cltm_error():
-    from cltm.audio import AudioError
+    from cltm.data.audio import AudioError
     from cltm.config import ConfigError
-    from cltm.corpora import CorpusError
-    from cltm.encoder import EncoderError
-    from cltm.results import DamagedRunError, StaleRunsError
-    from cltm.sampling import SelectionError
+    from cltm.data.corpora import CorpusError
+    from cltm.model.encoder import EncoderError
+    from cltm.analysis.table import StaleRunsError
+    from cltm.records import DamagedRunError
+    from cltm.data.selection import SelectionError
 
     for cls in (AudioError, ConfigError, CorpusError, EncoderError, DamagedRunError, StaleRunsError, SelectionError):
         assert issubclass(cls, CltmError) and issubclass(cls, ValueError), cls
 
 
 def test_run_script_reports_a_domain_error_in_one_line_and_lets_bugs_through():
-    from cltm.results import DamagedRunError
+    from cltm.records import DamagedRunError
 
     lines = []
 

@@ -1,4 +1,4 @@
-"""cltm.matrix on hand-built run tables with known values."""
+"""cltm.analysis.matrix on hand-built run tables with known values."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cltm.matrix import TransferResult, condition_table, matrix_summary, transfer_matrices
+from cltm.analysis.matrix import TransferResult, condition_table, matrix_summary, transfer_matrices
 
 LANGS = ["en", "zh-CN", "de"]  # zh-CN: a code with a hyphen
 

@@ -1,4 +1,4 @@
-"""cltm.metrics: scikit-learn computes macro-F1, accuracy, ROC-AUC and the ROC; tested here is what this
+"""cltm.tasks.metrics: scikit-learn computes macro-F1, accuracy, ROC-AUC and the ROC; tested here is what this
 module adds (the EER interpolated on that ROC, the normalised minDCF, the input checks) and the
 conventions it chooses (both classes in macro-F1, ties as half a win), against brute-force references."""
 
@@ -9,7 +9,7 @@ import pytest
 from scipy.interpolate import interp1d
 from scipy.optimize import brentq
 
-from cltm.metrics import classification_metrics, eer, min_dcf, roc_auc, verification_metrics
+from cltm.tasks.metrics import classification_metrics, eer, min_dcf, roc_auc, verification_metrics
 
 
 def _trial_lists(seed: int = 0, n_lists: int = 40):

@@ -16,12 +16,12 @@ def _name(requirement: str) -> str:
 def test_conda_env_matches_pyproject():
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     needed = {_name(d) for d in deps} - {"snakemake"}  # Snakemake runs the jobs; jobs do not import it
-    env = yaml.safe_load((ROOT / "envs" / "cltm.yaml").read_text())
+    env = yaml.safe_load((ROOT / "workflow" / "envs" / "cltm.yaml").read_text())
     listed = set()
     for item in env["dependencies"]:
         for dep in item["pip"] if isinstance(item, dict) else [item]:
             listed.add(_name(dep))
-    assert needed <= listed, f"envs/cltm.yaml lacks {sorted(needed - listed)}"
+    assert needed <= listed, f"workflow/envs/cltm.yaml lacks {sorted(needed - listed)}"
     assert "torchaudio" not in listed | needed  # deliberately not a dependency
 
 

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from cltm.packing import (PackingError, check_packing, count_parameters, estimate_run_memory, estimate_spec_memory,
-                          execute_packed, longest_clip_seconds)
-from cltm.runs import RunSpec
+from cltm.grid.pack import PackingError, check_packing, count_parameters, estimate_run_memory, estimate_spec_memory, execute_packed, longest_clip_seconds
+from cltm.grid.spec import RunSpec
 from test_runs import _result, _specs, experiment  # noqa: F401 - the experiment fixture of tests/test_runs.py
 
 PACKED_RUNS = [("gender", "en", "single", 1), ("speaker", "en", "donor-tr", 3), ("gender", "tr", "dual", 2)]
@@ -19,7 +18,7 @@ HUBERT_BASE = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads
 def test_runs_packed_two_at_a_time_equal_the_same_runs_one_after_another(experiment):  # noqa: F811
     """execute_packed(k=2): two child processes, three runs; run JSONs (all but timing) and scores are bit for
     bit those of execute_runs in this process; records come back in the order of the specs."""
-    from cltm.runner import execute_runs
+    from cltm.grid.execute import execute_runs
 
     one_by_one = _specs(experiment, "sequential", PACKED_RUNS)
     packed = _specs(experiment, "packed", PACKED_RUNS)
@@ -37,7 +36,7 @@ def test_runs_packed_two_at_a_time_equal_the_same_runs_one_after_another(experim
 
 
 def test_a_failed_packed_run_leaves_the_others_done(experiment):  # noqa: F811
-    from cltm.runner import RunFailures
+    from cltm.grid.execute import RunFailures
 
     good, bad, other = _specs(experiment, "packed-keep", [("gender", "en", "single", 1), ("gender", "tr", "single", 1),
                                                           ("gender", "en", "dual", 1)])
@@ -69,7 +68,7 @@ def test_the_memory_estimate_grows_with_clip_length_batch_and_precision():
 
 def test_the_parameter_count_is_the_model_s(experiment):  # noqa: F811
     """The formula against the encoder the experiment materialised (HuBERT layout, tiny sizes), plus a head."""
-    from cltm.encoder import load_encoder
+    from cltm.model.encoder import load_encoder
 
     model = load_encoder(experiment / "results" / "encoder")
     config = json.loads((experiment / "results" / "encoder" / "config.json").read_text())
@@ -108,13 +107,13 @@ def test_a_run_s_estimate_reads_its_longest_clip_and_settings(experiment):  # no
 def test_spawned_packed_processes_give_the_same_results(experiment):  # noqa: F811
     """Children that use several CPU threads are spawned (a forked one could hang in GNU OpenMP), as are
     the children of a parent that initialised CUDA; spawned children give the results of execute_runs too."""
-    from cltm.packing import _context
-    from cltm.runner import execute_runs
+    from cltm.grid.pack import start_context
+    from cltm.grid.execute import execute_runs
 
     runs = [("gender", "en", "single", 4), ("gender", "tr", "single", 4)]
     two_threads = [RunSpec.from_dict({**s.to_dict(), "threads": 2}) for s in _specs(experiment, "x", runs)]
-    assert _context(two_threads).get_start_method() == "spawn"
-    assert _context(_specs(experiment, "x", runs)).get_start_method() == "fork"
+    assert start_context(two_threads).get_start_method() == "spawn"
+    assert start_context(_specs(experiment, "x", runs)).get_start_method() == "fork"
     one_by_one, packed = _specs(experiment, "sequential-spawn", runs), _specs(experiment, "packed-spawn", runs)
     execute_runs(one_by_one, log=lambda m: None)
     execute_packed(packed, 2, log=lambda m: None, start_method="spawn")

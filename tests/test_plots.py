@@ -1,4 +1,4 @@
-"""cltm.plots: files are written, decode, and carry the title, values and flag footnote."""
+"""cltm.analysis.figures: files are written, decode, and carry the title, values and flag footnote."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cltm.plots import FLAG_FOOTNOTE, plot_baselines, plot_matrix
+from cltm.analysis.figures import FLAG_FOOTNOTE, plot_baselines, plot_matrix
 
 LANGS16 = ["ar", "en", "de", "ckb", "kmr", "fr", "ca", "es",
            "be", "ru", "uk", "eu", "zh-CN", "zh-TW", "ky", "tr"]
@@ -124,7 +124,7 @@ def test_plots_from_transfer_result(tmp_path):
 
 
 def _flagged_result(flag_z: float = 3.0):
-    from cltm.matrix import transfer_matrices
+    from cltm.analysis.matrix import transfer_matrices
 
     rows = []
     for target, means in {"en": (0.70, 0.80, 0.75), "de": (0.60, 0.601, 0.58)}.items():

@@ -9,14 +9,18 @@ import pytest
 import torch
 
 from conftest import ROOT
-from cltm.audio import AudioStore, prepare_language
-from cltm.config import PRECISIONS, ConfigError, digest, load_schema, run_settings, validate_config
-from cltm.corpora import read_common_voice
-from cltm.encoder import load_encoder
-from cltm.rng import RunGenerators
-from cltm.sampling import select_language
-from cltm.tasks import run_one
-from cltm.training import Classifier, _eval_batches, embed_clips, fine_tune, predict_proba
+from cltm.data.audio import AudioStore
+from cltm.data.prepare import prepare_language
+from cltm.config import ConfigError, digest, load_schema, run_settings, validate_config
+from cltm.model.precision import PRECISIONS
+from cltm.data.corpora import read_common_voice
+from cltm.model.encoder import load_encoder
+from cltm.train.rng import RunGenerators
+from cltm.data.plan import select_language
+from cltm.train.finetune import finetune_run
+from cltm.model.heads import Classifier
+from cltm.train.evaluate import embed_clips, eval_batches, predict_proba
+from cltm.train.loop import fine_tune
 
 TINY = ROOT / "models" / "tiny-hubert-synth"
 EASY = {"epochs": 4, "batch_size": 4, "crop_seconds": 1.0, "lr": 2e-3, "schedule": "constant",
@@ -98,9 +102,9 @@ def test_equal_length_clips_are_evaluated_together_each_as_alone(gender_data):
     waves = [w[:16000] for w in test[:5]] + [w[:12000] for w in test[5:8]] + [test[8][:9000]]
     waves = [waves[i] for i in rng.permutation(len(waves))]
     assert not model.inputs.padded_batches
-    batches = [idx for idx, _, mask in _eval_batches(waves, model.inputs, equal_lengths=True)]
+    batches = [idx for idx, _, mask in eval_batches(waves, model.inputs, equal_lengths=True)]
     assert sorted(len(b) for b in batches) == [1, 3, 5]
-    assert all(len(idx) == 1 for idx, _, _ in _eval_batches(waves, model.inputs))
+    assert all(len(idx) == 1 for idx, _, _ in eval_batches(waves, model.inputs))
     with torch.inference_mode():
         alone = torch.cat([model.embed(torch.from_numpy(model.inputs.prepare(w))[None]) for w in waves])
         proba_alone = torch.softmax(torch.cat([model(torch.from_numpy(model.inputs.prepare(w))[None])
@@ -114,11 +118,11 @@ def test_a_run_records_its_precision(gender_data):
     cfg, store, sel, *_ = gender_data
     task = copy.deepcopy(cfg["tasks"]["gender"])
     task["training"] = {**EASY, "epochs": 1, "precision": "bf16"}
-    record, scores = run_one("gender", task, target="en", condition="single", seed=1, encoder=load_encoder(TINY),
+    record, scores = finetune_run("gender", task, target="en", condition="single", seed=1, encoder=load_encoder(TINY),
                              stores={"en": store}, selections={"en": sel["gender"]}, device=CPU, log=lambda m: None)
     assert record["precision"] == "bf16" and math.isfinite(record["value"]) and len(scores) > 0
     task["training"] = {**EASY, "epochs": 1}
-    assert run_one("gender", task, target="en", condition="single", seed=1, encoder=load_encoder(TINY),
+    assert finetune_run("gender", task, target="en", condition="single", seed=1, encoder=load_encoder(TINY),
                    stores={"en": store}, selections={"en": sel["gender"]}, device=CPU,
                    log=lambda m: None)[0]["precision"] == "fp32"
 
@@ -137,7 +141,7 @@ def test_precision_is_a_training_key_without_a_written_default(default_config):
     validate_config(cfg)
     from snakemake.utils import validate  # a schema default would be written in by Snakemake's validation
 
-    validate(cfg, str(ROOT / "config" / "schemas" / "config.schema.yaml"), set_default=True)
+    validate(cfg, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"), set_default=True)
     assert "precision" not in cfg["tasks"]["gender"]["training"]
     assert {t: digest(run_settings(cfg, t)) for t in ("gender", "speaker")} == before
     cfg["tasks"]["gender"]["training"]["precision"] = "bf16"
@@ -149,7 +153,7 @@ def test_the_runs_table_has_the_precision_of_each_run(tmp_path):
     """load_runs: a precision column; run JSONs written before the key are fp32."""
     import json
 
-    from cltm.results import load_runs
+    from cltm.analysis.table import load_runs
     from test_errors import RUN
 
     (tmp_path / "old.json").write_text(json.dumps(RUN))
@@ -161,7 +165,7 @@ def test_the_runs_table_has_the_precision_of_each_run(tmp_path):
 def test_tf32_on_cuda_covers_the_whole_training_and_is_restored():
     """The TF32 switches (process-global) are set for the time of a training or evaluation, forward and
     backward, and put back afterwards; nothing changes for fp32 / bf16 or on the CPU. (Flags only: no GPU.)"""
-    from cltm.training import matmul_precision
+    from cltm.model.precision import matmul_precision
 
     before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = False

@@ -3,7 +3,7 @@
 import pytest
 
 from conftest import make_manifest
-from cltm.preflight import grid, language_capacity, preflight
+from cltm.data.preflight import grid, language_capacity, preflight
 
 
 def _cfg(config):

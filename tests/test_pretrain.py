@@ -11,7 +11,7 @@ import yaml
 from safetensors.torch import load_file
 from transformers import HubertConfig, HubertModel
 
-from cltm.encoder import build_encoder
+from cltm.model.encoder import build_encoder
 from cltm.demo.pretrain import TINY_CONFIG, assign_clusters, kmeans, mfcc_features, pretrain, span_mask
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""Probe mode: frozen-encoder features (cltm.features) and probe runs (cltm.probe) on real and synthetic data."""
+"""Probe mode: frozen-encoder features (cltm.train.features) and probe runs (cltm.train.probe) on real and synthetic data."""
 
 from __future__ import annotations
 
@@ -10,15 +10,18 @@ import pytest
 import torch
 
 from conftest import ROOT, TINY_ENCODER
-from cltm.audio import AudioStore, prepare_language
+from cltm.data.audio import AudioStore
+from cltm.data.prepare import prepare_language
 from cltm.config import ConfigError, run_settings, validate_config
-from cltm.corpora import read_common_voice
+from cltm.data.corpora import read_common_voice
 from cltm.demo.features import synthetic_language
-from cltm.encoder import build_encoder, load_encoder
-from cltm.features import FeatureStore, encode_clips, extract_features, feature_plan
-from cltm.probe import DEFAULTS, mode_of, probe_settings, run_probe
-from cltm.sampling import select_language
-from cltm.tasks import run_one, tasks_of
+from cltm.model.encoder import build_encoder, load_encoder
+from cltm.train.features import FeatureStore, encode_clips, extract_features, feature_plan
+from cltm.defaults import PROBE
+from cltm.train.probe import probe_settings, run_probe
+from cltm.data.plan import select_language
+from cltm.tasks import configured_tasks, make_task
+from cltm.train.finetune import finetune_run
 
 QUIET = dict(log=lambda s: None)
 FAST = {"epochs": 1, "batch_size": 4, "crop_seconds": 0.5, "lr": 1e-3, "schedule": "constant",
@@ -44,7 +47,7 @@ def prepared(demo_release, tmp_path_factory, default_config):
                                    training=FAST, mode="probe")
     out = tmp_path_factory.mktemp("probe_prepared")
     encoder = load_encoder(ROOT / "models" / "tiny-hubert-synth")
-    tasks = tasks_of(cfg)
+    tasks = configured_tasks(cfg)
     audio, features, selections = {}, {}, {"gender": {}, "speaker": {}}
     for lang in ("en", "tr"):
         m = read_common_voice(demo_release, lang)
@@ -89,7 +92,7 @@ def test_features_of_a_clip_in_a_batch_equal_the_clip_alone(norm):
     np.testing.assert_array_equal(batched.astype(np.float16), alone.astype(np.float16)) if norm == "group" else \
         np.testing.assert_allclose(batched.astype(np.float16), alone.astype(np.float16), rtol=2e-3, atol=1e-3)
     # the last layer's mean is what fine-tuning's 'last' pooling gives for the clip
-    from cltm.training import Classifier
+    from cltm.model.heads import Classifier
 
     model = Classifier(encoder, 2, "last").eval()
     with torch.no_grad():
@@ -111,7 +114,7 @@ def test_feature_store_round_trip_holds_every_clip_and_the_trimmed_test_clips(pr
     f16 = dict(rtol=2e-3, atol=1e-4)  # float16's resolution (the store was written with another thread count)
     np.testing.assert_allclose(store[u], again.astype(np.float16), **f16)
     # the trimmed variant is the trimmed clip's features (speaker verification's test-time trimming)
-    from cltm.audio import trim_silence
+    from cltm.data.audio import trim_silence
 
     trimmed = encode_clips(encoder, [trim_silence(audio["en"][u], cfg["tasks"]["speaker"]["trim_db"])],
                            stats=("mean", "std"))[0]
@@ -138,7 +141,7 @@ def test_feature_store_round_trip_holds_every_clip_and_the_trimmed_test_clips(pr
 
 def test_the_plan_of_a_gender_only_language_stores_means_untrimmed(prepared):
     cfg, _, _, selections, _ = prepared
-    tasks = tasks_of(cfg)
+    tasks = configured_tasks(cfg)
     plan = feature_plan({"gender": tasks["gender"]}, {"gender": selections["gender"]["en"]})
     assert plan["stats"] == ("mean",) and plan["trim"] == {}
     plan = feature_plan(tasks, {t: selections[t]["en"] for t in selections})
@@ -152,7 +155,7 @@ def test_probe_runs_on_real_audio_have_the_fine_tuning_record_and_scores(prepare
     cfg, audio, features, selections, encoder = prepared
     fine = {}
     for task in ("gender", "speaker"):
-        fine[task] = run_one(task, cfg["tasks"][task], target="en", condition="donor-tr", seed=1,
+        fine[task] = finetune_run(task, cfg["tasks"][task], target="en", condition="donor-tr", seed=1,
                              encoder=copy.deepcopy(encoder), stores=audio, selections=selections[task],
                              device=torch.device("cpu"), **QUIET)
     for task in ("gender", "speaker"):
@@ -184,11 +187,11 @@ def test_probe_runs_are_bit_for_bit_reproducible_whatever_ran_before(prepared):
 def test_speaker_scoring_equals_the_trial_table_computation_and_its_cache(prepared):
     # SpeakerVerificationTask.score builds the trial columns once per trial list (cached): the same scores,
     # columns, dtypes and metrics as the DataFrame + map computation it replaced, on a hit as on a miss
-    from cltm.metrics import verification_metrics
+    from cltm.tasks.metrics import verification_metrics
 
     cfg, _, _, selections, _ = prepared
     sel = selections["speaker"]["en"]
-    plugin = tasks_of(cfg)["speaker"]
+    plugin = configured_tasks(cfg)["speaker"]
     emb = torch.randn(len(sel["test"]), 16, generator=torch.Generator().manual_seed(0))
     ref = pd.DataFrame(sel["trials"], columns=["enroll", "test", "label"])
     pos = {u: i for i, u in enumerate(sel["test"])}
@@ -233,8 +236,8 @@ def test_probes_learn_separable_features_and_weight_the_informative_layers(synth
 def test_probe_settings_and_mode_keys(default_config):
     cfg = copy.deepcopy(default_config)
     before = run_settings(cfg, "gender")
-    assert mode_of(cfg["tasks"]["gender"]) == "finetune"
-    assert probe_settings("classification", cfg["tasks"]["gender"]) == DEFAULTS["classification"]
+    assert make_task("gender", cfg["tasks"]["gender"]).mode == "finetune"
+    assert probe_settings("classification", cfg["tasks"]["gender"]) == PROBE["classification"]
     validate_config(cfg)
     assert run_settings(cfg, "gender") == before  # no default is written into the config
     cfg["tasks"]["speaker"].update(mode="probe", probe={"embedding_dim": 32, "epochs": 3})

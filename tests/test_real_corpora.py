@@ -12,9 +12,11 @@ import pandas as pd
 import pytest
 
 from cv_release import CORRUPT, RECENT_HEADER, V12_HEADER, merged_config
-from cltm.audio import check_clip, prepare_selection
-from cltm.corpora import CorpusError, read_common_voice
-from cltm.sampling import SelectionError, select_language
+from cltm.data.audio import check_clip
+from cltm.data.prepare import prepare_selection
+from cltm.data.corpora import CorpusError, read_common_voice
+from cltm.data.plan import select_language
+from cltm.data.selection import SelectionError
 
 
 @pytest.fixture
@@ -147,7 +149,8 @@ def test_replacing_bad_clips_never_brings_a_test_voice_into_training(tmp_path, d
     that en already trains on; and replaced training clips must not come from en's test speakers."""
     from leakage import assert_selections_disjoint
 
-    from cltm.sampling import SpeakerRules, select_all
+    from cltm.data.plan import select_all
+    from cltm.data.speakers import SpeakerRules
 
     cfg = copy.deepcopy(default_config)
     cfg["languages"] = ["en", "es"]

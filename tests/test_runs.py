@@ -20,8 +20,8 @@ from conftest import copy_checkout
 import torch
 
 from conftest import ROOT, TINY_ENCODER
-from cltm.runs import (RUN_CHECKPOINT, RUN_JSON, RunSpec, conditions_of, donor_condition, donor_of, is_condition,
-                       run_path)
+from cltm.grid.spec import RunSpec
+from cltm.paths import RUN_CHECKPOINT, RUN_JSON, conditions_of, donor_condition, donor_of, is_condition, run_path
 
 # every global draw a run makes: dropout, LayerDrop (torch), time masking (numpy)
 RANDOM_ENCODER = {"source": "random", "config": TINY_ENCODER, "init_seed": 0,
@@ -57,16 +57,16 @@ def test_conditions_and_paths_have_one_definition():
 
 def test_run_specs_are_light():
     """What Snakemake imports while planning (and the job's command line) needs no torch."""
-    code = "import sys, cltm.runs, cltm.config, cltm.cli; print('torch' in sys.modules)"
+    code = "import sys, cltm.paths, cltm.config, cltm.grid.cli; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 
 
 def test_the_workflow_writes_runs_where_the_package_says():
-    """The finetune rule (one job per cell) takes its outputs from cltm.runs; its shell command (the rule's
-    code for the rerun triggers) names no checkpoint or per-run log path: cltm.cells derives them from the
+    """The finetune rule (one job per cell) takes its outputs from cltm.paths; its shell command (the rule's
+    code for the rerun triggers) names no checkpoint or per-run log path: cltm.grid.kept derives them from the
     same scheme, so they agree with RunSpec.standard."""
-    from cltm.cells import cell_specs
+    from cltm.grid.cell import cell_specs
 
     rule = (ROOT / "workflow" / "rules" / "finetune.smk").read_text()
     outputs = re.search(r"rule finetune:.*?output:(.*?)log:(.*?)conda:", rule, re.S)
@@ -75,7 +75,8 @@ def test_the_workflow_writes_runs_where_the_package_says():
     assert re.findall(r"^\s*(\w+)=(\w+)", one.group(1), re.M) == [("run", "RUN_JSON")]
     assert "CELL_LOG" in outputs.group(2) and "--checkpoint" not in rule
     common = (ROOT / "workflow" / "rules" / "common.smk").read_text()
-    assert "condition=CONDITION_PATTERN" in common and "CELL_JSON.format(task=task, target=target, condition=condition)" in common
+    targets = (ROOT / "src" / "cltm" / "config" / "targets.py").read_text()  # the cells a matrix is assembled from
+    assert "condition=CONDITION_PATTERN" in common and "CELL_JSON.format(task=task, target=target, condition=condition)" in targets
     assert RUN_JSON.format(task="t", target="x", condition="dual", seed=1) == run_path("t", "x", "dual", 1)
     standard = [RunSpec.standard("gender", "en", "donor-tr", seed) for seed in (1, 2)]
     cell = cell_specs(task="gender", target="en", condition="donor-tr", runs=[s.run for s in standard],
@@ -93,7 +94,7 @@ def _draws():
 
 
 def test_run_generators_start_where_seeding_did_and_interleave_without_mixing():
-    from cltm.rng import RunGenerators
+    from cltm.train.rng import RunGenerators
 
     def alone(seed, blocks):
         torch.manual_seed(seed), np.random.seed(seed), random.seed(seed)  # what runs did before
@@ -118,9 +119,10 @@ def test_run_generators_start_where_seeding_did_and_interleave_without_mixing():
 def test_a_run_draws_from_the_global_generators_so_they_must_be_its_own():
     """Not vacuous: the tiny encoder's masking and dropout do draw from numpy's and torch's globals, so a
     run's loss changes with them unless the run has its own (RunGenerators)."""
-    from cltm.encoder import build_encoder
-    from cltm.rng import RunGenerators
-    from cltm.training import Classifier, fine_tune
+    from cltm.model.encoder import build_encoder
+    from cltm.train.rng import RunGenerators
+    from cltm.model.heads import Classifier
+    from cltm.train.loop import fine_tune
     from conftest import tone
 
     encoder = build_encoder("random", config=TINY_ENCODER, overrides=RANDOM_ENCODER["overrides"], init_seed=0)
@@ -143,12 +145,12 @@ def test_a_run_draws_from_the_global_generators_so_they_must_be_its_own():
 @pytest.fixture(scope="module")
 def experiment(demo_release, tmp_path_factory, default_config):
     """An experiment's inputs as the workflow writes them (settings, encoder, subsets, audio), two languages."""
-    from cltm.audio import prepare_language
+    from cltm.data.prepare import prepare_language
     from cltm.config import digest, run_settings
-    from cltm.corpora import read_common_voice
-    from cltm.encoder import materialise_encoder
+    from cltm.data.corpora import read_common_voice
+    from cltm.model.encoder import materialise_encoder
     from cltm.io import write_json
-    from cltm.sampling import select_language
+    from cltm.data.plan import select_language
 
     cfg = copy.deepcopy(default_config)
     cfg["device"] = "cpu"
@@ -199,7 +201,7 @@ def test_a_list_of_runs_in_one_process_equals_each_run_alone(experiment):
     """Each run alone: the Snakemake job's command (`python -m cltm.worker finetune`) in a fresh process.
     The same runs as one list, in another order, after another run and with the process's generators
     used: `finetune-many`, in this process. Run JSONs (all but timing) and scores agree bit for bit."""
-    from cltm.cli import main
+    from cltm.grid.cli import main
 
     alone = _specs(experiment, "alone")
     env = {**os.environ, "CLTM_WORKER": "0", "PYTHONPATH": os.pathsep.join([str(ROOT / "src"),
@@ -233,7 +235,7 @@ def test_a_list_of_runs_in_one_process_equals_each_run_alone(experiment):
 
 
 def test_a_failed_run_of_a_list_leaves_the_others_done(experiment):
-    from cltm.runner import RunFailures, execute_runs
+    from cltm.grid.execute import RunFailures, execute_runs
 
     good, bad = _specs(experiment, "keep", [("gender", "en", "single", 1), ("gender", "tr", "single", 1)])
     bad = RunSpec.from_dict({**bad.to_dict(), "subsets": [str(experiment / "missing.json")]})
@@ -270,12 +272,14 @@ def test_a_dry_run_plans_the_runs_at_the_paths_of_the_scheme(tmp_path):
 
 
 def test_a_cell_trains_only_the_runs_it_does_not_keep(experiment):
-    """A cell job (cltm.runner.execute_cell): its finished runs are kept (hard links) with the key of their
+    """A cell job (cltm.grid.job.execute_cell): its finished runs are kept (hard links) with the key of their
     inputs; run again (Snakemake deletes a job's outputs first), it puts them back without training; a run
-    named with -f (cltm.cells.forget) is trained again with the same result; a run that failed is the
+    named with -f (cltm.grid.kept.forget) is trained again with the same result; a run that failed is the
     only one trained by the next attempt; a changed input retrains."""
-    from cltm.cells import cell_specs, forget, kept_files
-    from cltm.runner import RunFailures, execute_cell
+    from cltm.grid.cell import cell_specs
+    from cltm.grid.kept import forget, kept_files
+    from cltm.grid.execute import RunFailures
+    from cltm.grid.job import execute_cell
 
     std = [RunSpec.standard("gender", "en", "donor-tr", seed, root=experiment) for seed in (1, 2)]
     specs = cell_specs(task="gender", target="en", condition="donor-tr", runs=[s.run for s in std],
@@ -329,9 +333,9 @@ def test_bf16_and_fp32_matrices_agree_within_their_standard_errors(experiment):
     the CLTM and every baseline agree within twice their combined standard error."""
     from cltm.config import digest
     from cltm.io import write_json
-    from cltm.matrix import transfer_matrices
-    from cltm.results import load_runs
-    from cltm.runner import execute_runs
+    from cltm.analysis.matrix import transfer_matrices
+    from cltm.analysis.table import load_runs
+    from cltm.grid.execute import execute_runs
 
     spec_file = json.loads((experiment / "results/gender/settings.json").read_text())
     tables = {}
@@ -358,11 +362,11 @@ def test_bf16_and_fp32_matrices_agree_within_their_standard_errors(experiment):
 
 
 def test_a_run_that_would_train_on_a_test_voice_of_its_target_stops_before_training(experiment, tmp_path):
-    """The check every run makes on the files it reads (cltm.runner.check_run_speakers): here the donor's
+    """The check every run makes on the files it reads (cltm.data.speakers.check_run_speakers): here the donor's
     training voices are made test voices of the target, as a language selected before another was added
     could have them."""
-    from cltm.audio import AudioStore
-    from cltm.runner import LeakError, check_run_speakers
+    from cltm.data.audio import AudioStore
+    from cltm.data.speakers import LeakError, check_run_speakers
 
     spec = RunSpec.standard("gender", "en", "donor-tr", 1, root=experiment)
     selections = {lang: json.loads(Path(p).read_text()) for lang, p in zip(spec.languages, spec.subsets)}

@@ -4,16 +4,19 @@ import pandas as pd
 import pytest
 
 from conftest import make_manifest
-from cltm.sampling import (
-    SelectionError,
-    data_summary,
-    make_trials,
-    select_all,
-    select_gender,
-    select_language,
-    select_speaker,
-    split_test_speakers,
-)
+from cltm.data.plan import select_all, select_language
+from cltm.data.report import data_summary
+from cltm.data.selection import SelectionError, make_trials, select_classes, select_speaker, split_test_speakers
+from cltm.tasks.labels import GENDERS, unrecognised_genders
+
+
+def select_gender(manifest, test_speakers, *, n_per_class, max_clips_per_speaker, seed, exclude=frozenset()):
+    """The gender task's selection (cltm.data.plan.select_classification does the same for a configured task)."""
+    lang = manifest["language"].iloc[0]
+    labels = manifest["gender"].where(manifest["gender"].isin(GENDERS), "")
+    return select_classes(manifest, test_speakers, labels, GENDERS, task="gender", n_per_class=n_per_class,
+                          max_clips_per_speaker=max_clips_per_speaker, seed=seed, exclude=exclude,
+                          keys=(lang, "gender"), hint=lambda: unrecognised_genders(manifest))
 
 
 def _cfg(config):
@@ -116,7 +119,7 @@ def test_data_summary_counts(config):
 
 
 def test_per_language_selection_config_gives_the_same_selection(config):
-    from cltm.sampling import selection_config
+    from cltm.config import selection_config
 
     cfg = _cfg(config)
     cfg["tasks"]["speaker"]["languages"] = ["en", "es"]
@@ -227,7 +230,7 @@ def test_a_speaker_with_both_gender_labels_stays_out_of_gender_sets(config):
 def test_data_report_lists_affected_speakers_and_refuses_a_cross_language_leak(config):
     import pandas as pd_
 
-    from cltm.datareport import check_no_leaks, language_record, report_tables, speaker_check_table
+    from cltm.data.report import check_no_leaks, language_record, report_tables, speaker_check_table
 
     cfg, manifests = _shared_ids(config)
     manifests["en"].loc[manifests["en"]["speaker"] == "en-male-1", "gender"] = ["male", "female"] * 4

@@ -11,12 +11,13 @@ import torch
 import yaml
 
 from conftest import ROOT, TINY_ENCODER, make_manifest, tone, write_wav
-from cltm.config import ConfigError, _merge, drop_disabled_tasks, validate_config
-from cltm.corpora import CorpusError, read_manifest
-from cltm.metrics import classification_metrics
-from cltm.sampling import language_rules, select_all, speaker_labels
-from cltm.tasks import (AGE_GROUPS, ClassificationTask, SpeakerVerificationTask, label_columns, run_one,
-                        task_kind)
+from cltm.config import ConfigError, drop_disabled_tasks, merge, validate_config
+from cltm.data.corpora import CorpusError, read_manifest
+from cltm.tasks.metrics import classification_metrics
+from cltm.data.plan import select_all
+from cltm.data.speakers import language_rules, speaker_labels
+from cltm.tasks import AGE_GROUPS, ClassificationTask, SpeakerVerificationTask, label_columns, make_task
+from cltm.train.finetune import finetune_run
 
 FAST = {"epochs": 1, "batch_size": 2, "crop_seconds": 0.5, "lr": 1e-3, "schedule": "constant",
         "warmup_ratio": 0.0, "weight_decay": 0.0, "grad_clip": 1.0}
@@ -25,7 +26,7 @@ FAST = {"epochs": 1, "batch_size": 2, "crop_seconds": 0.5, "lr": 1e-3, "schedule
 def age_config(default_config) -> dict:
     """config/config.yaml merged with the shipped config/demo_age.yaml, as Snakemake merges them."""
     cfg = copy.deepcopy(default_config)
-    _merge(cfg, yaml.safe_load((ROOT / "config" / "demo_age.yaml").read_text()))
+    merge(cfg, yaml.safe_load((ROOT / "config" / "demo_age.yaml").read_text()))
     validate_config(cfg)
     return drop_disabled_tasks(cfg)
 
@@ -41,7 +42,7 @@ def age_manifest(lang: str, speakers_per_gender: int = 12, clips: int = 8) -> pd
 
 
 def test_kinds_default_from_the_name_and_the_gender_task_is_as_before(config):
-    gender, speaker = task_kind("gender", config["tasks"]["gender"]), task_kind("speaker", config["tasks"]["speaker"])
+    gender, speaker = make_task("gender", config["tasks"]["gender"]), make_task("speaker", config["tasks"]["speaker"])
     assert isinstance(gender, ClassificationTask) and isinstance(speaker, SpeakerVerificationTask)
     assert gender.classes == ("male", "female") and gender.label_column == "gender" and gender.columns == ()
     assert (gender.pooling, gender.metric, speaker.pooling, speaker.metric) == ("last", "macro_f1", "last4", "roc_auc")
@@ -52,7 +53,7 @@ def test_kinds_default_from_the_name_and_the_gender_task_is_as_before(config):
 def test_the_shipped_age_config_validates_and_bins_common_voice_ages(default_config):
     cfg = age_config(default_config)
     assert list(cfg["tasks"]) == ["age"]
-    age = task_kind("age", cfg["tasks"]["age"])
+    age = make_task("age", cfg["tasks"]["age"])
     assert age.classes == ("under_30", "30_to_59", "60_plus") and age.columns == ("age",)
     assert label_columns(cfg) == {"age": ["age"]}
     raw = pd.Series(["teens", "Twenties", "thirties", "fifties", "sixties", "nineties", "", "other"])
@@ -92,7 +93,7 @@ def test_age_selection_balances_k_classes_and_leaves_mixed_age_speakers_out(defa
     assert labels["en"].set_index("speaker").loc[mixed, "labels_age"] == "sixties|twenties"
     assert language_rules(cfg, "en", labels).no_label["age"] == frozenset({mixed})
     sel = select_all(cfg, manifests)
-    age = task_kind("age", cfg["tasks"]["age"])
+    age = make_task("age", cfg["tasks"]["age"])
     for lang, m in manifests.items():
         s = sel[lang]["age"]
         rows = m.set_index("utt_id")
@@ -166,16 +167,17 @@ tasks:
                 warmup_ratio: 0.0, weight_decay: 0.0, grad_clip: 1.0}}
 """)
     cfg = copy.deepcopy(default_config)
-    _merge(cfg, user)
+    merge(cfg, user)
     validate_config(cfg)
     drop_disabled_tasks(cfg)
     columns = label_columns(cfg)
     assert columns == {"emotion": ["emotion"]}
     manifests = {lang: read_manifest(tmp_path / "manifest.csv", lang, columns=columns) for lang in cfg["languages"]}
     sel = select_all(cfg, manifests)
-    task = task_kind("emotion", cfg["tasks"]["emotion"])
-    from cltm.audio import AudioStore, prepare_language
-    from cltm.encoder import build_encoder
+    task = make_task("emotion", cfg["tasks"]["emotion"])
+    from cltm.data.audio import AudioStore
+    from cltm.data.prepare import prepare_language
+    from cltm.model.encoder import build_encoder
 
     stores = {}
     for lang, m in manifests.items():
@@ -189,7 +191,7 @@ tasks:
         stores[lang] = AudioStore(tmp_path / f"{lang}.npy", tmp_path / f"{lang}.tsv")
         assert "emotion" in stores[lang].index.columns  # the audio index carries the label column
     encoder = build_encoder("random", config=TINY_ENCODER, overrides={"layerdrop": 0.0}, init_seed=0)
-    record, scores = run_one("emotion", cfg["tasks"]["emotion"], target="en", condition="donor-es", seed=1,
+    record, scores = finetune_run("emotion", cfg["tasks"]["emotion"], target="en", condition="donor-es", seed=1,
                              encoder=encoder, stores=stores, selections={k: v["emotion"] for k, v in sel.items()},
                              device=torch.device("cpu"), log=lambda _: None)
     assert record["metric"] == "macro_f1" and 0 <= record["value"] <= 1 and record["sizes"]["classes"] == 3

@@ -8,12 +8,14 @@ import pytest
 import torch
 
 from conftest import TINY_ENCODER
-from cltm.audio import AudioStore, prepare_language
-from cltm.corpora import read_common_voice
-from cltm.encoder import build_encoder
-from cltm.sampling import select_language
-from cltm.tasks import run_one, training_items
-from cltm.training import lr_lambda, make_batch
+from cltm.data.audio import AudioStore
+from cltm.data.prepare import prepare_language
+from cltm.data.corpora import read_common_voice
+from cltm.model.encoder import build_encoder
+from cltm.data.plan import select_language
+from cltm.data.selection import training_items
+from cltm.train.finetune import finetune_run
+from cltm.train.loop import lr_lambda, make_batch
 
 FAST = {"epochs": 2, "batch_size": 4, "crop_seconds": 1.0, "lr": 2e-3, "schedule": "linear",
         "warmup_ratio": 0.1, "weight_decay": 0.0, "grad_clip": 1.0}
@@ -42,7 +44,7 @@ def prepared(demo_release, tmp_path_factory, default_config):
 
 def _run(prepared, task, condition, seed):
     cfg, stores, selections, encoder = prepared
-    return run_one(task, cfg["tasks"][task], target="en", condition=condition, seed=seed,
+    return finetune_run(task, cfg["tasks"][task], target="en", condition=condition, seed=seed,
                    encoder=copy.deepcopy(encoder), stores=stores, selections=selections[task],
                    device=torch.device("cpu"), log=lambda s: None)
 
@@ -98,7 +100,8 @@ def test_frozen_feature_encoder_keeps_its_weights(prepared):
     cfg, stores, selections, encoder = prepared
     task_cfg = copy.deepcopy(cfg["tasks"]["speaker"])
     task_cfg["training"]["freeze_feature_encoder"] = True
-    from cltm.training import Classifier, fine_tune
+    from cltm.model.heads import Classifier
+    from cltm.train.loop import fine_tune
 
     model = Classifier(copy.deepcopy(encoder), 2, "last4")
     before = copy.deepcopy(model.state_dict())
@@ -119,7 +122,7 @@ NO_DROPOUT = {"hidden_dropout": 0.0, "attention_dropout": 0.0, "activation_dropo
 
 
 def _layerdrop_classifier(pooling, layerdrop, layers=2, **config):
-    from cltm.training import Classifier
+    from cltm.model.heads import Classifier
 
     encoder = build_encoder("random", config={**TINY_ENCODER, "num_hidden_layers": layers, **config},
                             overrides={"layerdrop": layerdrop}, init_seed=0)
@@ -130,7 +133,7 @@ def _layerdrop_classifier(pooling, layerdrop, layers=2, **config):
 def test_pooled_layers_are_the_named_layers_whatever_layerdrop_skips(stable):
     """Under LayerDrop every pooled state is the named layer's output, a skipped layer passing its input
     on (the identity): compared with an eval-mode pass in which the same layers are made identities."""
-    from cltm.training import Classifier
+    from cltm.model.heads import Classifier
 
     model = _layerdrop_classifier("last4", 0.5, layers=3, do_stable_layer_norm=stable, **NO_DROPOUT)
     gender = Classifier(model.encoder, 2, "last")  # the gender head's pooling, on the same encoder
@@ -178,7 +181,7 @@ def test_without_layerdrop_the_pooled_states_are_transformers_hidden_states():
 def test_training_with_layerdrop_never_loses_the_pooled_layers():
     """layerdrop 0.5 on a 2-layer model: a quarter of the steps skip every layer (the old code then
     crashed with 'stack expects a non-empty TensorList'); every step pools the same 3 states."""
-    from cltm.training import fine_tune
+    from cltm.train.loop import fine_tune
 
     model = _layerdrop_classifier("last4", 0.5)
     counts, all_skipped = [], []

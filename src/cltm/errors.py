@@ -13,3 +13,10 @@ class CltmError(ValueError):
     """A data, config or results problem whose message says what is wrong and how to fix it.
 
     A ValueError, so callers that catch ValueError (the config checks, the tests) keep working."""
+
+
+class ConfigError(CltmError):
+    """A configuration value the workflow cannot run with; the message names the key.
+
+    Defined here, below every layer that checks a setting (tasks, config, model), so that each of them
+    can raise it without importing the others."""

@@ -1,19 +1,18 @@
 # Reading the matrix: families, typology (Mantel tests against URIEL+ distances), a language map, the
 # strongest pairs, seed planning; and, on request (`snakemake --cores N learning_curves`), the learning
-# curve that chooses N. Family and distance tables ship with the package (cltm/data), nothing is fetched.
+# curve that chooses N. Family and distance tables ship with the package (cltm/analysis/tables), nothing
+# is fetched.
 
-from cltm.analysis import (  # noqa: E402
-    analysis_settings,
-    analysis_targets,
-    learning_curve_runs,
-    task_families,
-    task_info,
-    task_labels,
-    task_size,
+from cltm.analysis.families import task_families, task_info, task_labels  # noqa: E402
+from cltm.config import analysis_settings, task_size  # noqa: E402
+from cltm.config.targets import learning_curve_runs  # noqa: E402
+from cltm.paths import (  # noqa: E402
+    LEARNING_CURVE_RUN,
+    LEARNING_CURVE_SCORES,
+    LEARNING_CURVE_SUBSETS,
 )
 
 ANALYSIS = analysis_settings(config)
-ANALYSIS_TARGETS = analysis_targets(config)  # in final_targets() (common.smk)
 
 
 rule analyse:
@@ -57,7 +56,7 @@ rule analyse:
     log:
         "results/logs/analyse/{task}.log",
     conda:
-        "../../envs/cltm.yaml"
+        "../envs/cltm.yaml"
     params:
         info=lambda w: task_info(config, w.task),
         settings=ANALYSIS,
@@ -90,7 +89,7 @@ rule analysis_plots:
     log:
         "results/logs/analysis_plots/{task}.log",
     conda:
-        "../../envs/cltm.yaml"
+        "../envs/cltm.yaml"
     params:
         families=lambda w: task_families(config, w.task),
         labels=lambda w: task_labels(config, w.task),
@@ -107,16 +106,16 @@ rule analysis_plots:
 
 rule learning_curve_subsets:
     input:
-        subsets="results/subsets/{task}/{lang}.json",
-        index="results/audio/{lang}.tsv",
+        subsets=SUBSETS,
+        index=AUDIO_INDEX,
     output:
-        "results/{task}/learning_curve/subsets/n{size}/{lang}.json",
+        LEARNING_CURVE_SUBSETS,
     log:
         "results/logs/learning_curve_subsets/{task}/n{size}/{lang}.log",
     wildcard_constraints:
         size=r"\d+",
     conda:
-        "../../envs/cltm.yaml"
+        "../envs/cltm.yaml"
     params:
         seed=config["data"]["seed"],
         task=lambda w: config["tasks"][w.task],
@@ -126,27 +125,29 @@ rule learning_curve_subsets:
 
 rule learning_curve_finetune:
     input:
-        settings="results/{task}/settings.json",
-        encoder="results/encoder/model.safetensors",
+        settings=SETTINGS,
+        encoder=ENCODER,
         data_report="results/data_report.tsv",
-        subsets="results/{task}/learning_curve/subsets/n{size}/{target}.json",
-        audio="results/audio/{target}.npy",
-        index="results/audio/{target}.tsv",
+        subsets=LEARNING_CURVE_SUBSETS.replace("{lang}", "{target}"),
+        audio=AUDIO.replace("{lang}", "{target}"),
+        index=AUDIO_INDEX.replace("{lang}", "{target}"),
     output:
-        run="results/{task}/learning_curve/runs/{target}/n{size}/{condition}/seed{seed}.json",
-        scores="results/{task}/learning_curve/runs/{target}/n{size}/{condition}/seed{seed}.scores.tsv",
+        run=LEARNING_CURVE_RUN,
+        scores=LEARNING_CURVE_SCORES,
     log:
         "results/logs/learning_curve/{task}/{target}/n{size}/{condition}/seed{seed}.log",
     wildcard_constraints:
         size=r"\d+",
         condition="single|dual",
     conda:
-        "../../envs/cltm.yaml"
+        "../envs/cltm.yaml"
     threads: 1
     resources:
         gpu=1,
         runtime=lambda wildcards, attempt: task_of(wildcards.task).runtime_minutes
         * attempt,
+    # the checkpoint path is cltm.paths.LEARNING_CURVE_CHECKPOINT, spelled out: the command is the rule's
+    # code for Snakemake's rerun triggers, so it stays as it was (tests/test_paths.py checks the two agree)
     shell:
         "python -m cltm.worker finetune --settings {input.settings} --task {wildcards.task}"
         " --target {wildcards.target} --condition {wildcards.condition} --seed {wildcards.seed}"
@@ -177,7 +178,7 @@ rule learning_curve:
     log:
         "results/logs/learning_curve/{task}.log",
     conda:
-        "../../envs/cltm.yaml"
+        "../envs/cltm.yaml"
     params:
         sizes=lambda w: learning_curve_runs(config, w.task),
         n=lambda w: task_size(config, w.task),

@@ -1,4 +1,5 @@
-# Helper functions: the run grid, inputs of each job and the final targets. Config is validated here.
+# Input functions and targets of the rules. The config is validated here; what it means (the grid, the
+# targets, the path scheme) is computed by the package (cltm.config, cltm.paths).
 import os
 import sys
 from pathlib import Path
@@ -30,7 +31,6 @@ from cltm.config import (  # noqa: E402
     canonical,
     check_paths,
     conditions,
-    cuda_problem,
     digest,
     drop_disabled_tasks,
     encoder_settings,
@@ -38,17 +38,25 @@ from cltm.config import (  # noqa: E402
     expand_twins,
     is_synthetic,
     run_settings,
+    selection_config,
     task_languages,
     twins,
     validate_config,
 )
-from cltm.results import FIGURES  # noqa: E402
-from cltm.runs import (  # noqa: E402 - the conditions' names and the run path scheme, one definition
+from cltm.config.record import (
+    check_and_record_config_files,
+    settings_changes,
+)  # noqa: E402
+from cltm.config.targets import cell_files, final_targets, probe_tasks  # noqa: E402
+from cltm.grid.kept import prepare_kept_runs  # noqa: E402
+from cltm.paths import (  # noqa: E402 - the conditions' names and the path scheme, one definition
     AUDIO,
     AUDIO_INDEX,
     CELL_JSON,
     CELL_LOG,
     CONDITION_PATTERN,
+    ENCODER,
+    FEATURES,
     LANGUAGE_PATTERN,
     RUN_JSON,
     RUN_LOG,
@@ -56,8 +64,7 @@ from cltm.runs import (  # noqa: E402 - the conditions' names and the run path s
     SUBSETS,
     donor_of,
 )
-from cltm.sampling import selection_config  # noqa: E402
-from cltm.tasks import label_columns, task_kind  # noqa: E402
+from cltm.tasks import label_columns, make_task  # noqa: E402
 
 # a relative encoder.source is taken from the working directory, else from the workflow's folder (so that
 # the default config's shipped model is found with `-s path/to/Snakefile` from elsewhere)
@@ -72,7 +79,7 @@ if (
 try:
     expand_twins(
         config
-    )  # a task with `subsets_from` takes its twin's keys first (README, "Probe mode")
+    )  # a task with `subsets_from` takes its twin's keys first (docs/tasks.md, "Probe mode")
     validate_config(config)
     check_paths(config)
     drop_disabled_tasks(config)  # `tasks.<task>: null` runs without that task
@@ -91,10 +98,13 @@ def check_device():
     cluster executor (SLURM) the jobs run on GPU nodes, so the login node is not checked.
     """
     if (
-        workflow.local_exec
+        config["device"] == "cuda"
+        and workflow.local_exec
         and not workflow.touch
         and any(j.rule.name == "finetune" for j in workflow.dag.needrun_jobs())
     ):
+        from cltm.model.device import cuda_problem  # torch, only for device: cuda
+
         problem = cuda_problem(config)
         if problem:
             raise WorkflowError(problem)
@@ -102,14 +112,14 @@ def check_device():
 
 TASKS = list(config["tasks"])
 # fine-tuning tasks train the encoder per run (rule finetune); probe tasks train a head on features
-# extracted once per clip (rules features, probe; README "Probe mode")
-PROBE_TASKS = [t for t in TASKS if config["tasks"][t].get("mode") == "probe"]
+# extracted once per clip (rules features, probe; docs/tasks.md, "Probe mode")
+PROBE_TASKS = probe_tasks(config)
 FINETUNE_TASKS = [t for t in TASKS if t not in PROBE_TASKS]
 TWINS = twins(config)  # {task: the task whose subsets it reuses}
 # where a language's features for the probe tasks are kept: per encoder (its settings' digest), so that
 # another encoder extracts its own and switching back finds them again
 ENCODER_DIGEST = digest(encoder_settings(config))[:12]
-FEATURES = f"results/features/{ENCODER_DIGEST}/{{lang}}.npy"
+LANGUAGE_FEATURES = FEATURES.replace("{encoder}", ENCODER_DIGEST)
 LANGUAGES = list(config["languages"])
 SEEDS = list(config["seeds"])
 SYNTHETIC = is_synthetic(config)
@@ -131,103 +141,31 @@ wildcard_constraints:
     seed=r"\d+",
 
 
-def warn_on_changed_settings():
-    """Say so when a task's existing runs were made under other settings: the usual cause is a
-    command without the experiment's --configfile (e.g. rerunning one cell with -f), which would
-    otherwise quietly rerun that cell under the demo's settings."""
-    import json
-
+if workflow.is_main_process:
+    # a task's runs made under other settings: usually a forgotten --configfile (cltm.config.record)
     from snakemake.logging import logger
 
-    for task in TASKS:
-        path = Path(SETTINGS.format(task=task))
-        try:
-            before = json.loads(path.read_text())["digest"]
-        except (OSError, ValueError, KeyError):
-            continue
-        now = digest(run_settings(config, task))
-        if before != now:
-            logger.warning(
-                f"cltm: the settings of task '{task}' differ from those its runs were made with "
-                f"({path}: {before}, this config: {now}); every {task} run this command plans uses the new "
-                "settings. If you meant to work on the existing experiment, pass the same --configfile as before."
-            )
+    for message in settings_changes(config, TASKS):
+        logger.warning(message)
 
 
-CONFIG_RECORD = Path("results/.cltm/config_files.json")
-
-
-def config_files():
-    """The config files of this command, relative to the working directory where they lie inside it (so
-    that a results folder copied or moved with its config files keeps its record)."""
-    here = Path.cwd().resolve()
-    out = []
-    for f in workflow.configfiles:
-        path = Path(f).resolve()
-        out.append(
-            str(path.relative_to(here)) if path.is_relative_to(here) else str(path)
-        )
-    return out
-
-
-def check_same_config_files():
-    """Stop a run (onstart: before any job; dry runs and --unlock are not stopped) whose config files
-    differ from those results/ was made with: the usual cause is a forgotten --configfile (e.g.
-    rerunning one cell with -f), which would otherwise rebuild the corpus, the selections and the cell
-    under the demo's config, and then the whole grid again."""
-    import json
-
+def record_config_files():
+    """onstart: stop on other config files than results/ was made with, else record these."""
     try:
-        before = json.loads(CONFIG_RECORD.read_text())["configfiles"]
-    except (OSError, ValueError, KeyError):
-        return
-    now = config_files()
-    if before != now and os.environ.get("CLTM_NEW_CONFIG") != "1":
-        given = [
-            f
-            for f in before
-            if Path(f).name != "config.yaml" or Path(f).parent.name != "config"
-        ]
-        raise WorkflowError(
-            f"results/ was made with the config file(s) {', '.join(before)}; this command reads "
-            f"{', '.join(now)}. Pass the same files again"
-            + (f" (--configfile {' '.join(given)})" if given else "")
-            + ". To go on in this results/ folder with other config files on purpose, set CLTM_NEW_CONFIG=1 "
-            f"once (it updates {CONFIG_RECORD}); to start another experiment, use another working directory "
-            "(snakemake --directory DIR)."
-        )
+        check_and_record_config_files(workflow.configfiles, Path.cwd())
+    except ConfigError as err:
+        raise WorkflowError(str(err)) from None
 
 
-def check_and_record_config_files():
-    """At the start of a run (onstart): stop on other config files, else record these."""
-    from cltm.io import write_json
-
-    check_same_config_files()
-    write_json(CONFIG_RECORD, {"configfiles": config_files()})
-
-
-if workflow.is_main_process:
-    warn_on_changed_settings()
-
-
-def prepare_kept_runs():
-    """Before any job (onstart): a run named with -f (or --forcerun) is trained again, so its kept copy
-    is dropped (cltm.cells.forget); results/ made by a version without kept runs has its finished runs
-    adopted once (cltm.cells.adopt_existing), so that its cell jobs reuse them."""
-    from cltm.cells import adopt_existing, forget
-
-    adopted = adopt_existing()
-    if adopted:
-        print(
-            f"cltm: {adopted} finished run(s) found in results/ are kept for reuse",
-            file=sys.stderr,
-        )
+def keep_or_forget_runs():
+    """onstart: adopt a results/ made before kept runs; drop the kept copy of every run named with -f."""
     settings = workflow.dag_settings
-    named = set(settings.forcerun) | (
-        set(settings.targets) if settings.forcetargets else set()
+    prepare_kept_runs(
+        settings.forcerun,
+        settings.targets,
+        settings.forcetargets,
+        log=lambda m: print(m, file=sys.stderr),
     )
-    for name in forget(sorted(named)):
-        print(f"cltm: {name} will be trained again (named with -f)", file=sys.stderr)
 
 
 def encoder_files(wildcards):
@@ -251,7 +189,7 @@ def manifest_corpus():
 
 def task_of(name):
     """The task object of `tasks.<name>` (cltm.tasks): kind, display name, metric, runtime."""
-    return task_kind(name, config["tasks"][name])
+    return make_task(name, config["tasks"][name])
 
 
 def tasks_of(lang):
@@ -318,15 +256,15 @@ def probe_inputs(wildcards):
     task = subsets_task(wildcards.task)
     return {
         "settings": SETTINGS.format(task=wildcards.task),
-        "encoder": "results/encoder/model.safetensors",
+        "encoder": ENCODER,
         "subsets": [SUBSETS.format(task=task, lang=l) for l in langs],
-        "audio": [FEATURES.format(lang=l) for l in langs],
+        "audio": [LANGUAGE_FEATURES.format(lang=l) for l in langs],
     }
 
 
 def features_settings(wildcards):
     """Per probe task reading this language: its kind, the statistics its head asks for (null: the
-    kind's default, cltm.probe.DEFAULTS), its test-time trimming, the task whose subsets it reads.
+    kind's default, cltm.defaults.PROBE), its test-time trimming, the task whose subsets it reads.
     """
     out = {}
     for t in PROBE_TASKS:
@@ -352,7 +290,7 @@ def features_inputs(wildcards):
     )
     return {
         "audio": AUDIO.format(lang=wildcards.lang),
-        "encoder": "results/encoder/model.safetensors",
+        "encoder": ENCODER,
         "subsets": [SUBSETS.format(task=t, lang=wildcards.lang) for t in tasks],
     }
 
@@ -362,29 +300,20 @@ def finetune_inputs(wildcards):
     return {
         "settings": SETTINGS.format(task=wildcards.task),
         # the weights; config.json and preprocessor_config.json beside them come from the same job
-        "encoder": "results/encoder/model.safetensors",
+        "encoder": ENCODER,
         # every language prepared and checked (no speaker leakage) before any GPU hour; `ancient`: it
         # orders the jobs only, so a new language (which redoes the report) leaves existing runs alone.
         # (Cells are not job groups on SLURM: with groups, this edge made Snakemake walk every
         # language's jobs once per cell.) Each run also checks its own speakers before it trains
-        # (cltm.runner.check_run_speakers).
+        # (cltm.data.speakers.check_run_speakers).
         "data_report": ancient("results/data_report.tsv"),
         "subsets": [
             SUBSETS.format(task=subsets_task(wildcards.task), lang=l) for l in langs
         ],
         # each .npy's index (.tsv) is read beside it, written by the same job (one input per language
-        # keeps Snakemake's work per cell down; cltm.cells keys a run on the index's contents too)
+        # keeps Snakemake's work per cell down; cltm.grid.kept keys a run on the index's contents too)
         "audio": [AUDIO.format(lang=l) for l in langs],
     }
-
-
-def cell_files(task):
-    """The cell files of a task's grid (cltm.runs.CELL_JSON): what the matrix is assembled from."""
-    return [
-        CELL_JSON.format(task=task, target=target, condition=condition)
-        for target in task_languages(config, task)
-        for condition in conditions(config, task, target)
-    ]
 
 
 def task_settings(wildcards):
@@ -393,42 +322,3 @@ def task_settings(wildcards):
 
 def task_digest(wildcards):
     return digest(run_settings(config, wildcards.task))
-
-
-MATRIX_TABLES = [
-    "runs.csv",
-    "cltm.csv",
-    "cltm_se.csv",
-    "relative_change.csv",
-    "relative_change_se.csv",
-    "baselines.csv",
-    "cells.csv",
-    "summary.json",
-]
-
-
-def final_targets():
-    return (
-        [
-            "results/data_summary.tsv",
-            "results/data_report.tsv",
-            "results/preflight/summary.txt",
-        ]
-        + [f"results/{t}/{name}" for t in TASKS for name in MATRIX_TABLES]
-        + [
-            f"results/{t}/{fig}.{ext}"
-            for t in TASKS
-            for fig in FIGURES
-            for ext in ("png", "svg")
-        ]
-        + ANALYSIS_TARGETS  # workflow/rules/analysis.smk
-        # a probe task's layer weights per target (rule layer_weights)
-        + [f"results/{t}/layer_weights.{ext}" for t in PROBE_TASKS for ext in ("csv", "png", "svg")]
-        # a probe task beside its fine-tuning twin: their agreement (rule compare_modes)
-        + [
-            f"results/compare/{probe}_vs_{twin}.{ext}"
-            for probe, twin in TWINS.items()
-            if probe in PROBE_TASKS and twin in FINETUNE_TASKS
-            for ext in ("json", "png", "svg")
-        ]
-    )

@@ -9,7 +9,7 @@ rule synthesize_demo:
     log:
         "results/logs/synthesize_demo/{lang}.log",
     conda:
-        "../../envs/cltm.yaml"
+        "../envs/cltm.yaml"
     params:
         demo=config["corpus"]["demo"],
     script:
@@ -24,7 +24,7 @@ rule manifest:
     log:
         "results/logs/manifest/{lang}.log",
     conda:
-        "../../envs/cltm.yaml"
+        "../envs/cltm.yaml"
     params:
         corpus=manifest_corpus(),
     script:
@@ -37,7 +37,7 @@ rule manifest:
 # the jobs only), so adding a language leaves the existing selections, audio and runs alone. Everything a job's
 # result depends on besides them reaches it through a file of its own language (its manifest and
 # selection settings), so it is redone when those change. The data report checks the final subsets
-# of every language for leaks before any run starts (see README, "Speaker identity").
+# of every language for leaks before any run starts (see docs/data.md, "Speaker identity and leakage").
 # Cheap bookkeeping, on the machine that runs Snakemake (not one cluster job each).
 localrules:
     selection_settings,
@@ -52,7 +52,7 @@ rule selection_settings:
     log:
         "results/logs/selection_settings/{lang}.log",
     conda:
-        "../../envs/cltm.yaml"
+        "../envs/cltm.yaml"
     params:
         spec=lambda w: selection_config(config, w.lang),
     script:
@@ -67,7 +67,7 @@ rule speakers:
     log:
         "results/logs/speakers/{lang}.log",
     conda:
-        "../../envs/cltm.yaml"
+        "../envs/cltm.yaml"
     script:
         "../scripts/speakers.py"
 
@@ -80,7 +80,7 @@ rule speaker_index:
     log:
         "results/logs/speaker_index.log",
     conda:
-        "../../envs/cltm.yaml"
+        "../envs/cltm.yaml"
     script:
         "../scripts/speaker_index.py"
 
@@ -93,7 +93,7 @@ rule test_speakers:
     log:
         "results/logs/test_speakers/{lang}.log",
     conda:
-        "../../envs/cltm.yaml"
+        "../envs/cltm.yaml"
     script:
         "../scripts/test_speakers.py"
 
@@ -106,7 +106,7 @@ rule test_index:
     log:
         "results/logs/test_index.log",
     conda:
-        "../../envs/cltm.yaml"
+        "../envs/cltm.yaml"
     script:
         "../scripts/test_index.py"
 
@@ -119,7 +119,7 @@ rule select:
     log:
         "results/logs/select/{lang}.log",
     conda:
-        "../../envs/cltm.yaml"
+        "../envs/cltm.yaml"
     script:
         "../scripts/select.py"
 
@@ -137,7 +137,7 @@ rule data_summary:
     log:
         "results/logs/data_summary.log",
     conda:
-        "../../envs/cltm.yaml"
+        "../envs/cltm.yaml"
     script:
         "../scripts/data_summary.py"
 
@@ -154,7 +154,7 @@ rule prepare_audio:
     log:
         "results/logs/prepare_audio/{lang}.log",
     conda:
-        "../../envs/cltm.yaml"
+        "../envs/cltm.yaml"
     script:
         "../scripts/prepare_audio.py"
 
@@ -167,7 +167,7 @@ rule subsets:
     log:
         "results/logs/subsets/{task}/{lang}.log",
     conda:
-        "../../envs/cltm.yaml"
+        "../envs/cltm.yaml"
     script:
         "../scripts/subsets.py"
 
@@ -196,7 +196,7 @@ rule data_report:
     log:
         "results/logs/data_report.log",
     conda:
-        "../../envs/cltm.yaml"
+        "../envs/cltm.yaml"
     script:
         "../scripts/data_report.py"
 
@@ -216,7 +216,7 @@ rule preflight:
     log:
         "results/logs/preflight.log",
     conda:
-        "../../envs/cltm.yaml"
+        "../envs/cltm.yaml"
     params:
         config=config,
     script:
@@ -234,7 +234,7 @@ rule encoder:
     log:
         "results/logs/encoder.log",
     conda:
-        "../../envs/cltm.yaml"
+        "../envs/cltm.yaml"
     params:
         encoder=encoder_settings(config),
         sample_rate=config["data"]["sample_rate"],

@@ -1,8 +1,10 @@
-# Fine-tuning: one job per task x target x condition x seed. Each job is a light client of a warm
-# local worker (cltm.worker) that has torch and transformers imported once and forks a fresh
-# process per run; CLTM_WORKER=0 runs every job in its own process instead. A run's training state
-# is checkpointed (not an output: it is removed when the run is done), so a stopped run resumes.
-# On SLURM, profiles/slurm bundles these jobs into groups of K runs per SLURM job.
+# Fine-tuning: one job per cell (task x target x condition, all its seeds). Each job is a light client
+# (python -m cltm.worker) of a warm local worker (cltm.grid.worker) that has torch and transformers
+# imported once and forks a process per job; the cell's runs train one after the other in it, each with
+# its own generators (or `runs_per_gpu` at once, in processes of their own: cltm.grid.pack). A cell whose
+# runs are all kept is put back by the client without the worker. CLTM_WORKER=0 runs every job in its
+# own process instead. A run's training state is checkpointed (not an output: it is removed when the run
+# is done), so a stopped run resumes. On SLURM each cell is one SLURM job.
 
 
 rule settings:
@@ -11,7 +13,7 @@ rule settings:
     log:
         "results/logs/settings/{task}.log",
     conda:
-        "../../envs/cltm.yaml"
+        "../envs/cltm.yaml"
     params:
         spec=lambda w: {
             "settings": task_settings(w),
@@ -24,11 +26,11 @@ rule settings:
 
 
 # One job per cell (task x target x condition) with all its seeds: at thesis scale a job per run would
-# cost Snakemake minutes of planning (README, "Thesis scale"). Its one output is the cell file (every
+# cost Snakemake minutes of planning (docs/clusters.md, "Thesis scale"). Its one output is the cell file (every
 # run's record; the matrix is assembled from these); each run's JSON and scores are written beside as
-# before. The job trains only the runs that are not kept with the inputs they have now (cltm.cells).
+# before. The job trains only the runs that are not kept with the inputs they have now (cltm.grid.kept).
 # The shell command is the rule's code for Snakemake's rerun triggers: it spells out no path that an
-# edit could change (checkpoints and per-run logs follow cltm.runs, checked by tests/test_runs.py).
+# edit could change (checkpoints and per-run logs follow cltm.paths, checked by tests/test_runs.py).
 rule finetune:
     input:
         unpack(cell_inputs),
@@ -39,16 +41,16 @@ rule finetune:
     wildcard_constraints:
         task=tasks_pattern(FINETUNE_TASKS),
     conda:
-        "../../envs/cltm.yaml"
+        "../envs/cltm.yaml"
     threads: 1
     resources:
         gpu=1,
-        # minutes per run on a cluster, by the task's kind (cltm.tasks.RUNTIME_MINUTES), times the
+        # minutes per run on a cluster, by the task's kind (cltm.defaults.RUNTIME_MINUTES), times the
         # cell's seeds; `attempt` grows on retries. A profile or --set-resources finetune:runtime=... overrides it.
         runtime=lambda wildcards, attempt: task_of(wildcards.task).runtime_minutes
         * len(SEEDS)
         * attempt,
-        # runs of the cell trained at once on its GPU (README, "Running fast on GPUs"); results are
+        # runs of the cell trained at once on its GPU (docs/clusters.md, "Running fast on GPUs"); results are
         # each run's alone, so a change retrains nothing (resources are not rerun triggers)
         runs_per_gpu=1,
     params:
@@ -73,7 +75,7 @@ rule run:
     log:
         RUN_LOG.replace(".log", ".job.log"),
     conda:
-        "../../envs/cltm.yaml"
+        "../envs/cltm.yaml"
     threads: 1
     resources:
         gpu=lambda w: 0 if w.task in PROBE_TASKS else 1,
@@ -96,20 +98,20 @@ rule run:
         " > {log} 2>&1"
 
 
-# Probe mode (README, "Probe mode"): the encoder is frozen, each selected clip of a language is encoded
+# Probe mode (docs/tasks.md, "Probe mode"): the encoder is frozen, each selected clip of a language is encoded
 # once (every hidden layer pooled over time), and each run trains a small head on those features.
-# Features per language and per encoder (FEATURES holds the encoder settings' digest); on a GPU
+# Features per language and per encoder (LANGUAGE_FEATURES holds the encoder settings' digest); on a GPU
 # where there is one (`device`), else on CPU.
 rule features:
     input:
         unpack(features_inputs),
     output:
-        npy=FEATURES,
-        index=FEATURES.replace(".npy", ".tsv"),
+        npy=LANGUAGE_FEATURES,
+        index=LANGUAGE_FEATURES.replace(".npy", ".tsv"),
     log:
         "results/logs/features/{lang}.log",
     conda:
-        "../../envs/cltm.yaml"
+        "../envs/cltm.yaml"
     threads: 1
     resources:
         gpu=1,
@@ -121,7 +123,7 @@ rule features:
         "../scripts/features.py"
 
 
-# A probe cell: the same outputs, kept runs and per-run keys as a fine-tuning cell (cltm.cells), in one
+# A probe cell: the same outputs, kept runs and per-run keys as a fine-tuning cell (cltm.grid.kept), in one
 # process; its runs read features instead of audio. On SLURM, probe cells are bundled many to a job
 # (profiles/slurm: group probe_bundle), on the partition the profile names.
 rule probe:
@@ -134,7 +136,7 @@ rule probe:
     wildcard_constraints:
         task=tasks_pattern(PROBE_TASKS),
     conda:
-        "../../envs/cltm.yaml"
+        "../envs/cltm.yaml"
     threads: 1
     resources:
         runtime=lambda wildcards, attempt: 2 * len(SEEDS) * attempt,  # minutes: seconds per run on a CPU

@@ -3,7 +3,7 @@
 
 rule assemble:
     input:
-        cells=lambda w: cell_files(w.task),
+        cells=lambda w: cell_files(config, w.task),
     output:
         runs=report(
             "results/{task}/runs.csv", caption="../report/runs.rst", category="{task}"
@@ -30,7 +30,7 @@ rule assemble:
     log:
         "results/logs/assemble/{task}.log",
     conda:
-        "../../envs/cltm.yaml"
+        "../envs/cltm.yaml"
     params:
         languages=lambda w: task_languages(config, w.task),
         flag_z=config["matrix"]["flag_z"],
@@ -68,7 +68,7 @@ rule plot:
     log:
         "results/logs/plot/{task}.log",
     conda:
-        "../../envs/cltm.yaml"
+        "../envs/cltm.yaml"
     params:
         note=DEMO_NOTE,
         flag_z=config["matrix"]["flag_z"],  # the footnote names the z the rows were flagged with
@@ -102,7 +102,7 @@ rule compare_modes:
         probe=tasks_pattern(PROBE_TASKS),
         twin=tasks_pattern(FINETUNE_TASKS),
     conda:
-        "../../envs/cltm.yaml"
+        "../envs/cltm.yaml"
     params:
         note=DEMO_NOTE,
         synthetic=SYNTHETIC,
@@ -113,7 +113,7 @@ rule compare_modes:
 # A probe task's learned layer weights, averaged per target: which layers carry the task.
 rule layer_weights:
     input:
-        cells=lambda w: cell_files(w.task),
+        cells=lambda w: cell_files(config, w.task),
     output:
         csv=report(
             "results/{task}/layer_weights.csv",
@@ -126,12 +126,12 @@ rule layer_weights:
             category="{task}",
         ),
         svg="results/{task}/layer_weights.svg",
-    wildcard_constraints:
-        task=tasks_pattern(PROBE_TASKS),
     log:
         "results/logs/layer_weights/{task}.log",
+    wildcard_constraints:
+        task=tasks_pattern(PROBE_TASKS),
     conda:
-        "../../envs/cltm.yaml"
+        "../envs/cltm.yaml"
     params:
         note=DEMO_NOTE,
     script:

@@ -3,8 +3,9 @@ strongest pairs and the seed plan of a task."""
 
 import pandas as pd
 
-from cltm.analysis import family_means, seed_plan, top_pairs, typology_table
-from cltm.families import language_distances
+from cltm.analysis.families import language_distances
+from cltm.analysis.seeds import seed_plan
+from cltm.analysis.typology import family_means, top_pairs, typology_table
 from cltm.io import run_script, script_logger, write_table
 
 log = script_logger(snakemake.log[0])

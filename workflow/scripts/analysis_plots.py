@@ -2,8 +2,8 @@
 
 import pandas as pd
 
+from cltm.analysis.figures import plot_language_map, plot_typology
 from cltm.io import run_script, script_logger
-from cltm.plots import plot_language_map, plot_typology
 
 log = script_logger(snakemake.log[0])
 TASK_NAMES = {"gender": "Gender identification", "speaker": "Speaker verification"}

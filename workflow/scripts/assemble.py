@@ -4,10 +4,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from cltm.analysis import family_summary
+from cltm.analysis.matrix import matrix_summary, transfer_matrices
+from cltm.analysis.table import load_cells
+from cltm.analysis.typology import family_summary
 from cltm.io import run_script, script_logger, write_json, write_table
-from cltm.matrix import matrix_summary, transfer_matrices
-from cltm.results import FIGURES, load_cells
+from cltm.paths import FIGURES
 
 log = script_logger(snakemake.log[0])
 

@@ -1,11 +1,11 @@
 """A probe task's matrix against its fine-tuning twin's (subsets_from): rank agreement, sign agreement,
-and a scatter plot of the cells (cltm.compare)."""
+and a scatter plot of the cells (cltm.analysis.compare)."""
 
 import pandas as pd
 
-from cltm.compare import compare_matrices, scatter
+from cltm.analysis.compare import compare_matrices, scatter
+from cltm.analysis.figures import save
 from cltm.io import run_script, script_logger, write_json
-from cltm.plots import _save
 
 log = script_logger(snakemake.log[0])
 
@@ -17,7 +17,7 @@ def main():
     write_json(snakemake.output.json, {**names, **result, "synthetic_demo": bool(snakemake.params.synthetic)})
     fig = scatter(probe, finetune, result, probe_name=names["probe"], finetune_name=names["finetune"],
                   note=snakemake.params.note)
-    _save(fig, snakemake.output.png, snakemake.output.svg)
+    save(fig, snakemake.output.png, snakemake.output.svg)
     stats = result["all_cells"]
     log(f"{names['probe']} vs {names['finetune']}: {stats['cells']} cells, Spearman rho (relative change) "
         f"{stats['relative_change']['rho']} {stats['relative_change']['ci95']}, (CLTM) {stats['cltm']['rho']} "

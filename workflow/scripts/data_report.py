@@ -3,7 +3,7 @@ kept out of some sets; and refuse (before any run starts) final subsets where a 
 
 from pathlib import Path
 
-from cltm.datareport import check_no_leaks, report_tables, speaker_check_table
+from cltm.data.report import check_no_leaks, report_tables, speaker_check_table
 from cltm.io import read_json, run_script, script_logger, write_table
 
 log = script_logger(snakemake.log[0])

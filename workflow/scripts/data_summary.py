@@ -3,9 +3,9 @@ corpus-wide speaker rules removed."""
 
 from pathlib import Path
 
-from cltm.corpora import read_manifest_table
+from cltm.data.corpora import read_manifest_table
+from cltm.data.report import data_summary
 from cltm.io import read_json, run_script, script_logger, write_table
-from cltm.sampling import data_summary
 
 log = script_logger(snakemake.log[0])
 

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from cltm.encoder import materialise_encoder
 from cltm.io import run_script, script_logger, write_json
+from cltm.model.encoder import materialise_encoder
 
 log = script_logger(snakemake.log[0])
 

@@ -1,14 +1,14 @@
 """Features of one language for the probe tasks: every selected clip encoded once by the frozen encoder,
-every hidden layer pooled over time (cltm.features), written as a memory-mapped float16 store."""
+every hidden layer pooled over time (cltm.train.features), written as a memory-mapped float16 store."""
 
 from pathlib import Path
 from types import SimpleNamespace
 
-from cltm.audio import AudioStore
-from cltm.encoder import load_encoder
-from cltm.features import extract_features, feature_plan
+from cltm.data.audio import AudioStore
 from cltm.io import read_json, run_script, script_logger
-from cltm.tasks import pick_device
+from cltm.model.device import pick_device
+from cltm.model.encoder import load_encoder
+from cltm.train.features import extract_features, feature_plan
 
 log = script_logger(snakemake.log[0])
 

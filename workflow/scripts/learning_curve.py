@@ -2,9 +2,9 @@
 
 import pandas as pd
 
-from cltm.analysis import learning_curve_table, recommend_n
+from cltm.analysis.curves import learning_curve_table, recommend_n
+from cltm.analysis.figures import plot_learning_curve
 from cltm.io import read_json, run_script, script_logger, write_json, write_table
-from cltm.plots import plot_learning_curve
 
 log = script_logger(snakemake.log[0])
 TASK_NAMES = {"gender": "Gender identification", "speaker": "Speaker verification"}

@@ -2,9 +2,9 @@
 
 import pandas as pd
 
+from cltm.data.selection import nested_subset
 from cltm.io import read_json, run_script, script_logger, write_json
-from cltm.sampling import nested_subset
-from cltm.tasks import task_kind
+from cltm.tasks import make_task
 
 log = script_logger(snakemake.log[0])
 
@@ -13,7 +13,7 @@ def main():
     w = snakemake.wildcards
     selection = read_json(snakemake.input.subsets)
     index = pd.read_csv(snakemake.input.index, sep="\t", dtype=str, keep_default_na=False)
-    sub = nested_subset(selection, index, task_kind(w.task, snakemake.params.task), int(w.size), snakemake.params.seed)
+    sub = nested_subset(selection, index, make_task(w.task, snakemake.params.task), int(w.size), snakemake.params.seed)
     write_json(snakemake.output[0], sub)
     log(f"{w.task} {w.lang} n={w.size}: single {len(sub['single'])}, extra {len(sub['extra'])} clips")
 

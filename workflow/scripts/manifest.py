@@ -1,6 +1,6 @@
 """Read one language of the configured corpus into the tool's manifest format."""
 
-from cltm.corpora import load_corpus_language
+from cltm.data.corpora import load_corpus_language
 from cltm.io import run_script, script_logger, write_table
 
 log = script_logger(snakemake.log[0])

@@ -2,8 +2,8 @@
 
 import pandas as pd
 
+from cltm.analysis.figures import plot_baselines, plot_matrix
 from cltm.io import read_json, run_script, script_logger
-from cltm.plots import plot_baselines, plot_matrix
 
 log = script_logger(snakemake.log[0])
 
@@ -19,7 +19,7 @@ def main():
     baselines = pd.read_csv(inp.baselines, index_col="target")
     flagged = baselines.index[baselines["flagged"].astype(bool)].tolist()
     read = lambda path: pd.read_csv(path, index_col=0)  # noqa: E731
-    # rows and columns grouped by language family (cltm.families), optionally with full names
+    # rows and columns grouped by language family (cltm.analysis.families), optionally with full names
     by_family = {"families": pd.Series(snakemake.params.families, dtype=str), "labels": snakemake.params.labels}
     plot_matrix(read(inp.cltm), read(inp.cltm_se), flagged, title=f"CLTM, {head}{suffix}",
                 path_png=out.cltm_png, path_svg=out.cltm_svg, value_label="CLTM", flag_z=flag_z, **by_family)

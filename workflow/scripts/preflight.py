@@ -4,10 +4,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from cltm.analysis import analysis_settings, seed_plan
-from cltm.corpora import read_manifest_table
+from cltm.analysis.seeds import seed_plan
+from cltm.config import analysis_settings
+from cltm.data.corpora import read_manifest_table
+from cltm.data.preflight import preflight
 from cltm.io import atomic_path, run_script, script_logger, write_table
-from cltm.preflight import preflight
 
 log = script_logger(snakemake.log[0])
 

@@ -4,9 +4,10 @@ Writes the audio (one int16 array plus an index) and the language's record: its 
 corpus statistics and every dropped clip with its path and reason.
 """
 
-from cltm.audio import prepare_selection, write_store
-from cltm.corpora import read_manifest_table
-from cltm.datareport import language_record
+from cltm.data.audio import write_store
+from cltm.data.corpora import read_manifest_table
+from cltm.data.prepare import prepare_selection
+from cltm.data.report import language_record
 from cltm.io import read_json, run_script, script_logger, write_json
 
 log = script_logger(snakemake.log[0])

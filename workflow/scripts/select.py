@@ -4,9 +4,11 @@ the corpus-wide speaker rules (no test speaker of any language trains here).
 The plan is final unless audio preparation finds bad clips (then it replaces them: see prepare_audio.py).
 """
 
-from cltm.corpora import read_manifest_table, read_speaker_index, read_speaker_labels
+from cltm.data.corpora import read_manifest_table, read_speaker_index, read_speaker_labels
+from cltm.data.plan import select_language
+from cltm.data.selection import SelectionError
+from cltm.data.speakers import language_rules
 from cltm.io import read_json, run_script, script_logger, write_json
-from cltm.sampling import SelectionError, language_rules, select_language
 
 log = script_logger(snakemake.log[0])
 

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from cltm.corpora import read_speaker_labels
+from cltm.data.corpora import read_speaker_labels
 from cltm.io import run_script, script_logger, write_table
 
 log = script_logger(snakemake.log[0])

@@ -1,9 +1,9 @@
 """One language's speakers and the gender labels their clips carry: what the other languages'
 selections read of this one (corpus-wide speaker identity, mixed-gender speakers)."""
 
-from cltm.corpora import read_manifest_table
+from cltm.data.corpora import read_manifest_table
+from cltm.data.speakers import speaker_labels
 from cltm.io import run_script, script_logger, write_table
-from cltm.sampling import speaker_labels
 
 log = script_logger(snakemake.log[0])
 

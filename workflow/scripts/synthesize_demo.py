@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from cltm.io import run_script, script_logger
 from cltm.demo.synth import synthesize_language
+from cltm.io import run_script, script_logger
 
 log = script_logger(snakemake.log[0])
 

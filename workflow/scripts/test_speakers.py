@@ -1,9 +1,10 @@
 """Pick one language's test speakers (they depend on no other language's test set; a speaker labelled
 with both genders anywhere in the corpus is never one)."""
 
-from cltm.corpora import read_manifest_table, read_speaker_index, read_speaker_labels
+from cltm.data.corpora import read_manifest_table, read_speaker_index, read_speaker_labels
+from cltm.data.plan import language_test_speakers
+from cltm.data.speakers import language_rules
 from cltm.io import read_json, run_script, script_logger, write_json
-from cltm.sampling import language_rules, language_test_speakers
 
 log = script_logger(snakemake.log[0])
 

@@ -1,8 +1,8 @@
 """Synthetic feature stores for probe mode: the shapes of real ones, for tests and benchmarks.
 
-`synthetic_language` writes one language's store (`cltm.features` layout: float16 [rows, layers,
+`synthetic_language` writes one language's store (`cltm.train.features` layout: float16 [rows, layers,
 dim * len(stats)] + index) and its selections for a gender and a speaker task, with the subset structure
-of `cltm.sampling` (single, extra, test, test_speakers, trials from `make_trials`). Each clip's features
+of `cltm.data.selection` (single, extra, test, test_speakers, trials from `make_trials`). Each clip's features
 are Gaussian noise plus a gender direction and a speaker direction (in a subspace of rank `speaker_rank`
 shared by all languages) whose strength varies over the layers
 (gender peaks in middle layers, speaker identity in early ones), plus a language offset: separable, so a
@@ -12,15 +12,13 @@ probe learns them, and the learned layer weights have something to find.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from cltm.data.selection import make_trials
 from cltm.io import atomic_path, write_table
-
-if TYPE_CHECKING:
-    from cltm.features import FeatureStore
+from cltm.train.features import FeatureStore
 
 
 def _profile(layers: int, peak: float, width: float = 0.25) -> np.ndarray:
@@ -34,9 +32,6 @@ def synthetic_language(lang: str, out_dir: str | Path, *, n_per_class: int = 6, 
                        dim: int = 16, stats=("mean", "std"), trim_db: float | None = 20.0, signal: float = 1.0,
                        speaker_rank: int = 6, seed: int = 0) -> tuple["FeatureStore", dict]:
     """(FeatureStore of `lang`, {"gender": subsets, "speaker": subsets}) written under `out_dir`."""
-    from cltm.features import FeatureStore
-    from cltm.sampling import make_trials
-
     rng = np.random.default_rng([seed, sum(map(ord, lang))])
     rows = []  # (utt_id, speaker, gender)
 

@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from transformers import HubertConfig, HubertModel, Wav2Vec2FeatureExtractor
 
+from cltm.demo import synth
+
 SAMPLE_RATE = 16000
 WINDOW, HOP = 400, 320  # HuBERT's feature encoder: receptive field 400 samples, stride 320 (20 ms)
 
@@ -146,8 +148,6 @@ def span_mask(n_frames: int, prob: float, length: int, generator: torch.Generato
 
 def synthetic_corpus(languages, speakers_per_gender: int, utterances_per_speaker: int, seed: int, log=print):
     """Waveforms (float32, 16 kHz) of the pretraining corpus, synthesised in memory."""
-    from cltm.demo import synth
-
     waves = []
     for lang in languages:
         sentences = synth.load_sentences(lang)

@@ -36,18 +36,12 @@ import pandas as pd
 import soundfile as sf
 import soxr
 
+from cltm.config import DEMO_LANGUAGES
+
 SAMPLE_RATE = 22050
 """Output sample rate in Hz: eSpeak NG's native rate, kept so no extra resampling is needed."""
 
-SUPPORTED_LANGUAGES: dict[str, str] = {
-    "en": "en",  # English (Great Britain), West Germanic
-    "de": "de",  # German, West Germanic
-    "es": "es",  # Spanish (Spain), Romance
-    "ru": "ru",  # Russian, East Slavic
-    "fi": "fi",  # Finnish, Uralic
-    "tr": "tr",  # Turkish, Turkic
-    "eu": "eu",  # Basque, isolate
-}
+SUPPORTED_LANGUAGES: dict[str, str] = DEMO_LANGUAGES
 """cltm language code (Common Voice locale) -> eSpeak NG voice name, checked against espeak-ng-data/lang."""
 
 CV_COLUMNS = [

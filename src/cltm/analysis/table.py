@@ -1,0 +1,45 @@
+"""The runs of a matrix as one long table: every run, nothing filtered."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from cltm.errors import CltmError
+from cltm.records import read_cell, read_run
+
+
+class StaleRunsError(CltmError):
+    """Runs made under different settings would be mixed in one matrix."""
+
+
+def load_cells(paths) -> pd.DataFrame:
+    """`load_runs` over cell files: every run of every cell."""
+    return runs_table([pair for path in paths for pair in read_cell(path)])
+
+
+def load_runs(paths) -> pd.DataFrame:
+    """One row per run: identity, every metric, sizes, timing and the config digest."""
+    return runs_table([(path, read_run(path)) for path in paths])
+
+
+def runs_table(pairs) -> pd.DataFrame:
+    rows = []
+    for path, rec in pairs:
+        row = {k: rec[k] for k in ("task", "target", "condition", "donor", "seed", "metric", "value")}
+        row.update(rec["metrics"])
+        row.update({f"n_{k}": v for k, v in rec["sizes"].items()})
+        row.update(loss_first=rec["loss"]["first"], loss_last=rec["loss"]["last"],
+                   train_s=rec["timing"]["train_s"], eval_s=rec["timing"]["eval_s"], wall_s=rec.get("wall_s"),
+                   device=rec["device"], precision=rec.get("precision", "fp32"),  # runs before the key: fp32
+                   config_digest=rec["config_digest"], file=str(path))
+        rows.append(row)
+    runs = pd.DataFrame(rows)
+    digests = runs["config_digest"].unique()
+    if len(digests) > 1:
+        counts = runs.groupby("config_digest")["file"].agg(["count", "first"])
+        detail = "; ".join(f"{d}: {c['count']} runs (e.g. {c['first']})" for d, c in counts.iterrows())
+        raise StaleRunsError(
+            f"runs of one matrix were made under different settings ({detail}). Rerun the stale ones, e.g. "
+            "`snakemake --cores N --forcerun finetune` (runs kept with today's inputs are not trained again)"
+        )
+    return runs.sort_values(["target", "condition", "seed"], kind="stable").reset_index(drop=True)

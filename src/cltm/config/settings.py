@@ -1,0 +1,205 @@
+"""What a validated config means: the tasks that run, their languages and conditions, the settings a run
+depends on (and their digests), and the part each stage reads. Pure functions of the config dict."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+from cltm.defaults import ANALYSIS
+from cltm.errors import ConfigError
+from cltm.paths import conditions_of
+from cltm.tasks import DEFAULT_KIND
+
+# the languages the synthetic demo corpus speaks: cltm language code (Common Voice locale) -> eSpeak NG
+# voice name, checked against espeak-ng-data/lang (cltm.demo.synth)
+DEMO_LANGUAGES: dict[str, str] = {
+    "en": "en",  # English (Great Britain), West Germanic
+    "de": "de",  # German, West Germanic
+    "es": "es",  # Spanish (Spain), Romance
+    "ru": "ru",  # Russian, East Slavic
+    "fi": "fi",  # Finnish, Uralic
+    "tr": "tr",  # Turkish, Turkic
+    "eu": "eu",  # Basque, isolate
+}
+
+
+def enabled_tasks(config: dict) -> list[str]:
+    """The tasks to run: `tasks.<task>: null` in a config file disables that task (configs merge key by key,
+    so leaving a task out of your own file keeps the default's)."""
+    return [t for t, v in (config.get("tasks") or {}).items() if v is not None]
+
+
+def expand_twins(config: dict) -> dict:
+    """A task with `subsets_from: <other>` (a probe instance beside its fine-tuning twin, docs/tasks.md "Probe
+    mode") runs on the other task's subsets, test sets and trials: it takes every key of that task it
+    does not set itself (kind, labels, N, metric, languages, training), in place, before validation.
+    Selection skips it (`selection_config`), and the report compares the two matrices."""
+    tasks = config.get("tasks") if isinstance(config, dict) else None
+    if not isinstance(tasks, dict):
+        return config
+    for name, cfg in list(tasks.items()):
+        if not isinstance(cfg, dict) or "subsets_from" not in cfg:
+            continue
+        twin = cfg["subsets_from"]
+        key = f"config key 'tasks.{name}.subsets_from'"
+        if twin == name or not isinstance(tasks.get(twin), dict):
+            raise ConfigError(f"{key}: '{twin}' is not another enabled task of the config; name the task whose "
+                              f"subsets this one reuses, e.g. subsets_from: gender")
+        if "subsets_from" in tasks[twin]:
+            raise ConfigError(f"{key}: '{twin}' reuses the subsets of '{tasks[twin]['subsets_from']}' itself; "
+                              f"name that task instead")
+        inherited = {k: v for k, v in tasks[twin].items() if k not in ("mode", "probe", "display_name")}
+        if twin in DEFAULT_KIND:  # the kind a name implies is not written in its section
+            inherited.setdefault("kind", DEFAULT_KIND[twin])
+            if twin == "gender":
+                inherited.setdefault("label_column", "gender")
+        tasks[name] = {**inherited, **cfg}
+    return config
+
+
+def twins(config: dict) -> dict[str, str]:
+    """{task: the task whose subsets it reuses} (`subsets_from`)."""
+    return {t: c["subsets_from"] for t, c in (config.get("tasks") or {}).items()
+            if isinstance(c, dict) and c.get("subsets_from")}
+
+
+def drop_disabled_tasks(config: dict) -> dict:
+    """Remove the disabled (null) tasks from `config` in place, after validation, so that every later use of
+    config["tasks"] (rules, selection, preflight) sees the tasks that run only."""
+    for task in [t for t, v in config["tasks"].items() if v is None]:
+        del config["tasks"][task]
+    return config
+
+
+HUB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def encoder_source_kind(source: str) -> tuple[str, str]:
+    """('random' | 'local' | 'missing' | 'hub', resolved source).
+
+    - a source that exists on disk is a local directory;
+    - one written as a path that does not exist is 'missing': it starts with /, ./, ../ or ~, has more than one
+      slash, or is `name/rest` where `name` is an existing local folder (`models/does-not-exist`), or is not
+      a valid hub name (`org/name` of letters, digits, `.`, `_`, `-`, no `..`);
+    - anything else is a hub id (`utter-project/mHuBERT-147`, or a legacy id without an organisation).
+    """
+    if source == "random":
+        return "random", source
+    path = Path(source).expanduser()
+    if path.exists():
+        return "local", str(path.resolve())
+    parts = source.split("/")
+    looks_like_path = (
+        source.startswith(("/", "./", "../", "~"))
+        or len(parts) > 2
+        or "\\" in source
+        or (len(parts) == 2 and Path(parts[0]).is_dir())
+        or not all(HUB_NAME.match(p) and ".." not in p for p in parts)
+    )
+    if looks_like_path:
+        return "missing", str(path)
+    return "hub", source
+
+
+def all_languages(config: dict) -> list[str]:
+    return list(config["languages"])
+
+
+def task_languages(config: dict, task: str) -> list[str]:
+    """Languages of one task's matrix: `tasks.<task>.languages` if given, else `languages`."""
+    return list(config["tasks"][task].get("languages") or config["languages"])
+
+
+def conditions(config: dict, task: str, target: str) -> list[str]:
+    """single, dual and one `donor-<lang>` per other language of the task (names: `cltm.paths`)."""
+    return conditions_of(target, task_languages(config, task))
+
+
+def digest(obj) -> str:
+    """Short stable hash of a JSON-able object (sorted keys), recorded in every run."""
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def canonical(obj):
+    """`obj` with every mapping's keys sorted, recursively. Snakemake records a job's params by their
+    repr, so the same settings written in another key order would otherwise rerun the grid."""
+    if isinstance(obj, dict):
+        return {k: canonical(obj[k]) for k in sorted(obj, key=str)}
+    if isinstance(obj, (list, tuple)):
+        return [canonical(v) for v in obj]
+    return obj
+
+
+def run_settings(config: dict, task: str) -> dict:
+    """Everything that determines a run's result besides target, condition and seed."""
+    return {
+        "corpus": {"type": config["corpus"]["type"], **(config["corpus"].get(config["corpus"]["type"]) or {})},
+        "data": config["data"],
+        # a probe task trains no encoder: its twin's `training` (inherited, unread) is not its setting
+        "task": {k: v for k, v in config["tasks"][task].items()
+                 if k != "languages" and not (k == "training" and config["tasks"][task].get("mode") == "probe")},
+        "encoder": encoder_settings(config),
+    }
+
+
+def encoder_settings(config: dict) -> dict:
+    enc = dict(config["encoder"])
+    if enc["source"] != "random":
+        enc.pop("config", None)
+        enc.pop("init_seed", None)
+    return enc
+
+
+def is_synthetic(config: dict) -> bool:
+    return config["corpus"]["type"] == "demo"
+
+
+def merge(base: dict, update: dict) -> dict:
+    """Snakemake's merge of config files: mappings merge key by key; anything else (lists, null) replaces."""
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def selection_config(config: dict, lang: str | None = None) -> dict:
+    """The part of the config that selection reads: training hyper-parameters left out, so editing them
+    does not redo selection or audio preparation. With `lang`, only what that language's selection
+    reads (adding another language to the matrix then leaves its audio preparation alone). A task's
+    `mode` and `probe` head settings are training settings too."""
+    tasks = {t: {k: v for k, v in c.items() if k not in ("training", "mode", "probe")}
+             for t, c in config["tasks"].items() if not c.get("subsets_from")}  # a twin reuses another's
+    if lang is None:
+        return {"languages": list(config["languages"]), "data": config["data"], "tasks": tasks}
+    tasks = {t: {k: v for k, v in c.items() if k != "languages"} for t, c in tasks.items()
+             if lang in task_languages(config, t)}
+    return {"languages": [lang], "data": config["data"], "tasks": tasks}
+
+
+def analysis_settings(config: dict) -> dict:
+    """The config's `analysis` section with its defaults (`cltm.defaults.ANALYSIS`) filled in (every key is optional)."""
+    given = config.get("analysis") or {}
+    out = {}
+    for key, default in ANALYSIS.items():
+        value = given.get(key, default)
+        out[key] = {**default, **value} if isinstance(default, dict) and key != "languages_info" else value
+    return out
+
+
+def task_size(config: dict, task: str) -> int:
+    """N of a task: clips per class (gender) or utterances (speaker)."""
+    cfg = config["tasks"][task]
+    return int(cfg["n_per_class"] if "n_per_class" in cfg else cfg["n_utterances"])
+
+
+def ladder_sizes(config: dict, task: str) -> list[int]:
+    """The learning curve's rungs n = round(factor * N), distinct, ascending, at least 1."""
+    n = task_size(config, task)
+    factors = analysis_settings(config)["learning_curve"]["factors"]
+    return sorted({max(1, int(round(f * n))) for f in factors})

@@ -1,0 +1,179 @@
+"""Config validation with messages that name the key (and, for a file, the line): the JSON schema
+(package data, `config.schema.yaml` beside this module), the cross-key rules, and the paths a run needs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from jsonschema import Draft202012Validator
+
+from cltm.config.settings import (
+    DEMO_LANGUAGES,
+    all_languages,
+    enabled_tasks,
+    encoder_source_kind,
+    expand_twins,
+    merge,
+    task_languages,
+)
+from cltm.errors import ConfigError
+from cltm.tasks import TaskError, kind_of, make_task
+
+SCHEMA_PATH = Path(__file__).resolve().with_name("config.schema.yaml")
+# the default config that Snakemake merges the user's files over (in the checkout, beside the Snakefile)
+DEFAULT_CONFIG = Path(__file__).resolve().parents[3] / "config" / "config.yaml"
+
+__all__ = ["ConfigError", "SCHEMA_PATH", "check_files", "check_paths", "load_schema", "validate_config",
+           "yaml_error_message"]
+
+
+def load_schema(path: str | Path | None = None) -> dict:
+    return yaml.safe_load(Path(path or SCHEMA_PATH).read_text())
+
+
+def _key(path) -> str:
+    return ".".join(str(p) for p in path) or "(top level)"
+
+
+def validate_config(config: dict, schema: dict | None = None) -> dict:
+    """Check `config` against the JSON schema and the cross-key rules; raise ConfigError listing every problem."""
+    schema = schema or load_schema()
+    problems = _schema_problems(Draft202012Validator(schema), config) + _task_problems(config, schema)
+    if not problems and not enabled_tasks(config):
+        problems.append("config key 'tasks': every task is disabled (null); keep at least one, e.g. gender")
+    if not problems:
+        problems += _semantic_problems(config)
+    if problems:
+        raise ConfigError("Invalid configuration:\n  - " + "\n  - ".join(problems))
+    return config
+
+
+def _schema_problems(validator, obj, prefix=()) -> list[str]:
+    problems = []
+    for err in sorted(validator.iter_errors(obj), key=lambda e: [str(p) for p in e.absolute_path]):
+        where = _key([*prefix, *err.absolute_path])
+        if err.validator == "additionalProperties":
+            allowed = sorted(err.schema.get("properties", {}))
+            problems.append(f"config key '{where}': {err.message}; allowed keys here: {', '.join(allowed)}")
+        else:
+            problems.append(f"config key '{where}': {err.message}")
+    return problems
+
+
+def _task_problems(config: dict, schema: dict) -> list[str]:
+    """Each task against the schema of its kind (`$defs/<kind>_task`), then its own checks (classes, map)."""
+    problems = []
+    tasks = config.get("tasks") if isinstance(config, dict) else None
+    for name, cfg in (tasks if isinstance(tasks, dict) else {}).items():
+        if not isinstance(cfg, dict):
+            continue
+        try:
+            kind = kind_of(name, cfg)
+        except TaskError as err:
+            problems.append(str(err))
+            continue
+        sub = {**schema["$defs"][f"{kind}_task"], "$defs": schema["$defs"]}
+        found = _schema_problems(Draft202012Validator(sub), cfg, ("tasks", name))
+        if not found:
+            try:
+                make_task(name, cfg)
+            except TaskError as err:
+                found.append(str(err))
+        problems += found
+    return problems
+
+
+def _semantic_problems(config: dict) -> list[str]:
+    problems = []
+    corpus = config["corpus"]
+    kind = corpus["type"]
+    section = corpus.get(kind) or {}
+    if kind == "common_voice" and not section.get("root"):
+        problems.append(
+            "config key 'corpus.common_voice.root' must name the release folder, e.g. /data/cv-corpus-22.0-2025-06-20 "
+            "(it holds one folder per locale: <root>/<locale>/validated.tsv, clips/); config/paper.yaml leaves it "
+            "to you: pass --config corpus='{common_voice: {root: /your/release}}' or set it in your own config file"
+        )
+    if kind == "manifest" and not section.get("path"):
+        problems.append("config key 'corpus.manifest.path' must name a CSV/TSV manifest")
+    if kind == "demo":
+        for lang in all_languages(config):
+            if lang not in DEMO_LANGUAGES:
+                problems.append(
+                    f"config key 'languages': the synthetic demo corpus has no language '{lang}'; "
+                    f"it supports {', '.join(sorted(DEMO_LANGUAGES))}"
+                )
+    enc = config["encoder"]
+    if enc["source"] == "random" and not enc.get("config"):
+        problems.append("config key 'encoder.config' must give the model's sizes (HubertConfig keys, or another family's with "
+                        "model_type) when encoder.source is 'random'")
+    for task in enabled_tasks(config):
+        for lang in task_languages(config, task):
+            if lang not in config["languages"]:
+                problems.append(f"config key 'tasks.{task}.languages': '{lang}' is not in 'languages'")
+    test = config["data"]["test"]
+    if test["max_clips_per_speaker"] < test["min_clips_per_speaker"]:
+        problems.append("config key 'data.test.max_clips_per_speaker' is smaller than 'data.test.min_clips_per_speaker'")
+    return problems
+
+
+def check_paths(config: dict) -> None:
+    """Check that the corpus and a local encoder directory exist; raise ConfigError naming the key."""
+    problems = []
+    corpus = config["corpus"]
+    if corpus["type"] == "common_voice":
+        root = Path(corpus["common_voice"]["root"]).expanduser()
+        if not root.is_dir():
+            problems.append(f"config key 'corpus.common_voice.root': {root} is not a folder; it must be the "
+                            "Common Voice release folder that holds one folder per locale")
+        else:
+            missing = [lang for lang in config["languages"] if not (root / lang).is_dir()]
+            if missing:
+                present = sorted(p.name for p in root.iterdir() if p.is_dir())
+                problems.append(f"config key 'languages': no folder for {', '.join(missing)} in {root} "
+                                f"(locales present: {', '.join(present[:60]) or 'none'}); Common Voice names "
+                                "some locales with a region, e.g. zh-CN, sv-SE, hy-AM")
+    if corpus["type"] == "manifest" and not Path(corpus["manifest"]["path"]).expanduser().is_file():
+        problems.append(f"config key 'corpus.manifest.path': {corpus['manifest']['path']} is not a file")
+    kind, where = encoder_source_kind(config["encoder"]["source"])
+    if kind == "missing":
+        problems.append(f"config key 'encoder.source': the directory {where} does not exist (relative paths are "
+                        f"taken from the working directory, {Path.cwd()}); a local directory must hold config.json "
+                        "and model.safetensors, a hub id looks like utter-project/mHuBERT-147")
+    elif kind == "local" and not (Path(where) / "config.json").is_file():
+        problems.append(f"config key 'encoder.source': {where} has no config.json; save the model there with "
+                        f"save_pretrained, or download it with `hf download <hub id> --local-dir {where}`")
+    if problems:
+        raise ConfigError("Invalid configuration:\n  - " + "\n  - ".join(problems))
+
+
+def check_files(paths) -> dict:
+    """Parse config files as Snakemake would merge them over config/config.yaml; raise ConfigError naming the
+    file, line and column of a YAML syntax error, or the key of an invalid value."""
+    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    for path in paths:
+        try:
+            update = yaml.safe_load(Path(path).read_text())
+        except OSError as err:
+            raise ConfigError(f"config file {path}: {err.strerror}") from None
+        except yaml.YAMLError as err:
+            raise ConfigError(yaml_error_message(path, err)) from None
+        if not isinstance(update, dict):
+            raise ConfigError(f"config file {path} must hold keys at the top level (it holds {type(update).__name__})")
+        merge(config, update)
+    expand_twins(config)  # as the workflow does: a probe twin takes its fine-tuning task's keys first
+    validate_config(config)
+    check_paths(config)
+    return config
+
+
+def yaml_error_message(path, err) -> str:
+    """`config file F, line L, column C: YAML syntax error: <problem> (<context> at line L', column C')`."""
+    mark, context = getattr(err, "problem_mark", None), getattr(err, "context_mark", None)
+    where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    text = getattr(err, "problem", None) or str(err)
+    if getattr(err, "context", None):
+        at = f" started at line {context.line + 1}, column {context.column + 1}" if context is not None else ""
+        text += f" ({err.context}{at})"
+    return f"config file {path}{where}: YAML syntax error: {text}"

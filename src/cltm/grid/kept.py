@@ -1,0 +1,183 @@
+"""Kept runs: every finished run of the grid, kept as hard links under results/.cltm/kept/ with the key of
+its inputs, and put back instead of trained again while that key is unchanged.
+
+A cell's job reruns for any change of its inputs or seeds, and Snakemake deletes its output first; it
+does not retrain every seed: every finished run is also kept (`cltm.paths.KEPT_STEM`), with the key of
+its inputs in its record (`inputs_key`: the task's settings digest, the run's identity, and the contents
+of its subset files, its audio indexes and the encoder's weights). A cell job gets back each kept run
+whose key is that of its inputs now, and trains only the others. So a run is trained again exactly when
+one of its own inputs changed, or when it is named with `-f` (the workflow's onstart drops it from the
+kept runs first: `forget`), or when its kept files are gone.
+
+Standard library only: the job's client (`python -m cltm.worker finetune-cell`) restores a cell whose
+runs are all kept without starting the worker (no torch import).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+from cltm.paths import ADOPTED, KEPT_STEM, RUN_JSON, parse_cell_path, parse_run_path
+
+SUFFIXES = (".json", ".scores.tsv")
+_DIGESTS: dict[tuple, str] = {}
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file's bytes, computed once per process for a given (path, size, mtime)."""
+    st = os.stat(path)
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            while chunk := fh.read(1 << 22):
+                h.update(chunk)
+        _DIGESTS[key] = h.hexdigest()
+    return _DIGESTS[key]
+
+
+def inputs_key(spec, digest: str) -> str:
+    """The key of everything a run reads: equal keys, equal results (up to the code's version)."""
+    identity = {
+        "digest": digest, "task": spec.task, "target": spec.target, "condition": spec.condition,
+        "seed": spec.seed, "subsets": [file_digest(p) for p in spec.subsets],
+        "audio_index": [file_digest(Path(p).with_suffix(".tsv")) for p in spec.audio],
+        "encoder": file_digest(spec.encoder),
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+
+def kept_files(spec, root: str | Path = ".") -> tuple[Path, Path]:
+    """Where a finished run is kept: (record, scores), beside the workflow's results/."""
+    stem = Path(root) / KEPT_STEM.format(task=spec.task, target=spec.target, condition=spec.condition, seed=spec.seed)
+    return stem.with_name(stem.name + ".json"), stem.with_name(stem.name + ".scores.tsv")
+
+
+def root_of(spec) -> Path:
+    """The working directory a spec's run file is relative to (the folder that holds results/)."""
+    run = Path(spec.run)
+    parts = run.parts
+    i = len(parts) - 1 - parts[::-1].index("results")
+    return Path(*parts[:i]) if i else Path(".")
+
+
+def link(src: Path, dst: Path) -> None:
+    """dst becomes src's file (a hard link, else a copy), atomically."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.link")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:  # another file system, or one without hard links
+        shutil.copy2(src, tmp)
+    os.replace(tmp, dst)
+
+
+def read_kept_record(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def reusable(spec, key: str) -> bool:
+    """Whether the kept files of `spec` are a finished run with the inputs it has now."""
+    record_file, scores_file = kept_files(spec, root_of(spec))
+    record = read_kept_record(record_file) if record_file.exists() else None
+    if record is None or not scores_file.exists():
+        return False
+    same_run = (record.get("task"), record.get("target"), record.get("condition"), record.get("seed")) == (
+        spec.task, spec.target, spec.condition, spec.seed)
+    return same_run and record.get("inputs_key") == key
+
+
+def legacy_reusable(spec, record: dict, record_mtime: float, digest: str) -> bool:
+    """A run made before runs carried their inputs' key (cltm < 0.9): kept when its settings digest is
+    today's and it is newer than every file it read (Snakemake's own rule)."""
+    if record.get("config_digest") != digest or "inputs_key" in record:
+        return False
+    inputs = [*spec.subsets, *(str(Path(a).with_suffix(".tsv")) for a in spec.audio), *spec.audio, spec.encoder]
+    try:
+        return all(os.stat(p).st_mtime <= record_mtime for p in inputs)
+    except OSError:
+        return False
+
+
+def restore(spec) -> None:
+    """Put a kept run back in place (its scores first, its record last)."""
+    record_file, scores_file = kept_files(spec, root_of(spec))
+    link(scores_file, Path(spec.scores))
+    link(record_file, Path(spec.run))
+
+
+def keep(spec) -> None:
+    """Keep a finished run (called once its record is written)."""
+    record_file, scores_file = kept_files(spec, root_of(spec))
+    link(Path(spec.scores), scores_file)
+    link(Path(spec.run), record_file)
+
+
+def forget(run_files, root: str | Path = ".") -> list[str]:
+    """Drop the kept copies of the runs whose files are named (a `-f` target): they will be trained again.
+    A cell file named stands for every run of its cell. Returns the runs forgotten (task target condition seed)."""
+    out = []
+    named = []
+    for f in run_files:
+        cell = parse_cell_path(f)
+        if cell:
+            kept = Path(root) / KEPT_STEM.format(**cell, seed=0)
+            named += [str(Path(root) / RUN_JSON.format(**cell, seed=k.name[len("seed"):-len(".json")]))
+                      for k in sorted(kept.parent.glob("seed*.json"))]
+        else:
+            named.append(f)
+    for f in named:
+        ids = parse_run_path(f)
+        if ids is None:
+            continue
+        stem = Path(root) / KEPT_STEM.format(**{k: ids[k] for k in ("task", "target", "condition", "seed")})
+        for suffix in SUFFIXES:
+            stem.with_name(stem.name + suffix).unlink(missing_ok=True)
+        out.append(f"{ids['task']} {ids['target']} {ids['condition']} seed {ids['seed']}")
+    return sorted(set(out))
+
+
+def adopt_existing(root: str | Path = ".") -> int:
+    """Once, when results/ was made by a version without kept runs: keep every finished run found under
+    results/<task>/runs/ (a run JSON with its scores), so that the cell jobs of this version reuse them
+    (`legacy_reusable` decides, per run, whether its inputs are unchanged). Returns how many were kept."""
+    root = Path(root)
+    marker = root / ADOPTED
+    if marker.exists():
+        return 0
+    n = 0
+    for record_file in sorted(root.glob("results/*/runs/*/*/seed*.json")):
+        ids = parse_run_path(record_file.relative_to(root))
+        scores = record_file.with_name(record_file.name[:-len(".json")] + ".scores.tsv")
+        if ids is None or not scores.exists():
+            continue
+        stem = root / KEPT_STEM.format(**{k: ids[k] for k in ("task", "target", "condition", "seed")})
+        kept = stem.with_name(stem.name + ".json")
+        if not kept.exists():
+            link(scores, stem.with_name(stem.name + ".scores.tsv"))
+            link(record_file, kept)
+            n += 1
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text("runs made before kept runs were adopted\n")
+    return n
+
+
+def prepare_kept_runs(forcerun, targets, forcetargets: bool, root: str | Path = ".", log=print) -> None:
+    """What the workflow does before any job (onstart): a results/ made by a version without kept runs has
+    its finished runs adopted once (`adopt_existing`); a run named with -f (or --forcerun), or a cell file
+    named, is trained again, so its kept copy is dropped (`forget`)."""
+    adopted = adopt_existing(root)
+    if adopted:
+        log(f"cltm: {adopted} finished run(s) found in results/ are kept for reuse")
+    named = set(forcerun) | (set(targets) if forcetargets else set())
+    for name in forget(sorted(named), root):
+        log(f"cltm: {name} will be trained again (named with -f)")

@@ -1,0 +1,214 @@
+"""Frozen-encoder features for probe mode: every hidden layer of every selected clip, pooled over time, once.
+
+A language's feature store is one float16 array `[rows, layers, dim * len(stats)]` (`<lang>.npy`,
+memory-mapped) and its index (`<lang>.tsv`: one row per array row, in order: utt_id, trim_db, n_samples,
+stats, then the audio index's metadata columns: speaker, gender and any label column). `layers` is the
+encoder's num_hidden_layers + 1 (the input of the first transformer layer, then each layer's output, as
+`cltm.model.heads.layer_states` numbers them); the last axis holds the time mean of each layer's frames, then
+(with `std`) their standard deviation over time (population std), each `dim` = hidden_size wide.
+
+Every clip is fed exactly as fine-tuning evaluates it (`cltm.train.evaluate.eval_batches`: the encoder's input
+normalisation, one clip at a time where padding would change its output, padded batches with an attention
+mask where it provably does not): a clip's features do not depend on the clips it was batched with (up to
+float rounding, far below float16's resolution).
+
+Trimming. Speaker verification scores test clips after silence trimming (`tasks.<sv>.trim_db`, as
+`SpeakerVerificationTask.evaluate` does), training clips untrimmed; classification uses untrimmed clips
+throughout. So a store holds one untrimmed row per clip any task of the language references (train
+single/extra and test), plus, for each speaker-verification task with a `trim_db`, a row of each of its
+test clips trimmed at that level (`trim_db` column; empty = untrimmed). `FeatureStore.rows(utt_ids,
+trim_db=...)` picks the variant; `feature_plan` says what a language's store must hold.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from cltm.data.audio import trim_silence
+from cltm.data.plan import selected_clips
+from cltm.io import atomic_path, write_table
+from cltm.model.device import to_device
+from cltm.model.encoder import speech_inputs
+from cltm.model.heads import layer_states
+from cltm.train.evaluate import EVAL_BATCH, eval_batches
+from cltm.train.probe import probe_settings
+
+STATS = ("mean", "std")
+INDEX_COLUMNS = ("utt_id", "trim_db", "n_samples", "stats")
+
+
+def _trim_key(trim_db) -> str:
+    return "" if trim_db is None else f"{float(trim_db):g}"
+
+
+def feature_plan(tasks: dict, selections: dict[str, dict]) -> dict:
+    """What one language's store holds, from the task objects (`cltm.tasks.configured_tasks(config)`) and the
+    language's selections ({task: subsets}): {"utt_ids": sorted clips of every task's test + single + extra,
+    "stats": the statistics any task's probe head reads (`cltm.train.probe.probe_settings`: mean, and std for
+    speaker verification by default), "trim": {trim_db: sorted test clips of the speaker-verification
+    tasks trimmed at that level}}."""
+    sv = [t for t in selections if tasks[t].kind == "speaker_verification"]
+    wanted = {s for t in selections for s in probe_settings(tasks[t].kind, tasks[t].cfg)["stats"]}
+    trim: dict[float, set] = {}
+    for t in sv:
+        if tasks[t].cfg.get("trim_db") is not None:
+            trim.setdefault(float(tasks[t].cfg["trim_db"]), set()).update(selections[t]["test"])
+    return {"utt_ids": sorted(selected_clips(selections)), "stats": tuple(s for s in STATS if s in wanted),
+            "trim": {db: sorted(u) for db, u in sorted(trim.items())}}
+
+
+def _pool(states: list[torch.Tensor], keep: torch.Tensor | None, stats) -> torch.Tensor:
+    """[batch, layers, dim * len(stats)] from the layer states [batch, frames, dim] (keep: [batch, frames])."""
+    x = torch.stack(states, dim=1).float()  # [B, L, T, D]
+    if keep is None:
+        mean = x.mean(dim=2)
+        std = x.var(dim=2, unbiased=False).sqrt() if "std" in stats else None
+    else:
+        k = keep[:, None, :, None].to(x.dtype)
+        n = k.sum(dim=2)
+        mean = (x * k).sum(dim=2) / n
+        std = (((x - mean[:, :, None]) ** 2) * k).sum(dim=2).div(n).sqrt() if "std" in stats else None
+    return torch.cat([{"mean": mean, "std": std}[s] for s in stats], dim=-1)
+
+
+@torch.inference_mode()
+def encode_clips(encoder, waves: list[np.ndarray], *, stats=("mean",), device="cpu", batch: int | None = None
+                 ) -> np.ndarray:
+    """float32 [clips, layers, dim * len(stats)] of whole clips through the frozen encoder (eval mode)."""
+    if not stats or tuple(stats) != tuple(s for s in STATS if s in stats) or len(set(stats)) != len(stats):
+        raise ValueError(f"stats must be some of {STATS} in that order, got {tuple(stats)}")
+    device = torch.device(device)
+    encoder.to(device).eval()
+    inputs = speech_inputs(encoder)
+    n_layers = encoder.config.num_hidden_layers + 1
+    out = np.zeros((len(waves), n_layers, encoder.config.hidden_size * len(stats)), np.float32)
+    for idx, x, mask in eval_batches(waves, inputs, batch=batch or EVAL_BATCH):
+        mask = to_device(mask, device)
+        last, states = layer_states(encoder, x.to(device), mask)
+        keep = None if mask is None else encoder._get_feature_vector_attention_mask(last.shape[1], mask)
+        out[idx] = _pool(states, keep, stats).cpu().numpy()
+    return out
+
+
+def extract_features(encoder, audio, utt_ids, out_npy: str | Path, out_index: str | Path, *, stats=("mean",),
+                     trim: dict | None = None, device="cpu", batch: int | None = None, chunk: int = 256,
+                     log=print) -> "FeatureStore":
+    """Encode clips of `audio` (a `cltm.data.audio.AudioStore`) once and write a feature store atomically.
+
+    `utt_ids`: the untrimmed rows; `trim`: {trim_db: utt_ids} extra rows of those clips silence-trimmed at
+    that level (`cltm.data.audio.trim_silence`, as speaker verification trims test clips); `feature_plan`
+    gives both for a language. Clips are read and encoded `chunk` at a time into a memory-mapped array, so
+    memory stays small whatever the store's size."""
+    jobs = [(u, None) for u in sorted(set(utt_ids))]
+    for db, ids in sorted((trim or {}).items()):
+        jobs += [(u, float(db)) for u in sorted(set(ids))]
+    n_layers = encoder.config.num_hidden_layers + 1
+    width = encoder.config.hidden_size * len(stats)
+    n_samples = []
+    with atomic_path(out_npy) as tmp:
+        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(len(jobs), n_layers, width))
+        for start in range(0, len(jobs), chunk):
+            part = jobs[start:start + chunk]
+            waves = [audio[u] if db is None else trim_silence(audio[u], db) for u, db in part]
+            n_samples += [w.size for w in waves]
+            array[start:start + len(part)] = encode_clips(encoder, waves, stats=stats, device=device, batch=batch)
+            log(f"features: {start + len(part)}/{len(jobs)} clips")
+        array.flush()
+        del array
+    meta = audio.index.drop(columns=[c for c in ("offset", "n_samples") if c in audio.index.columns])
+    index = pd.DataFrame({"utt_id": [u for u, _ in jobs], "trim_db": [_trim_key(db) for _, db in jobs],
+                          "n_samples": n_samples, "stats": "+".join(stats)})
+    index = pd.concat([index, meta.loc[index["utt_id"]].reset_index(drop=True)], axis=1)
+    write_table(out_index, index, index=False)
+    return FeatureStore(out_npy, out_index)
+
+
+class FeatureStore:
+    """Read access to a language's features: `store[utt_id]` = float16 [layers, dim * len(stats)] of the
+    untrimmed clip; `rows(utt_ids, trim_db=None)` a float16 array of several; `meta(utt_id)` its metadata
+    (speaker, gender, label columns; a dict); `stats`, `layers`, `dim`.
+
+    `block(utt_ids, ...)` gives float32 torch tensors of a fixed list of clips (a subset: single, extra,
+    test), kept for the life of the store, so that the runs of one process share the conversion (a probe
+    sweep reads every subset once, not once per run)."""
+
+    def __init__(self, npy: str | Path, index: str | Path):
+        self.features = np.load(npy, mmap_mode="r")
+        header = pd.read_csv(index, sep="\t", nrows=0).columns
+        self.index = pd.read_csv(index, sep="\t", dtype={c: str for c in header if c != "n_samples"},
+                                 keep_default_na=False)
+        if len(self.index) != len(self.features):
+            raise ValueError(f"feature store {npy}: {len(self.features)} rows but its index {index} lists "
+                             f"{len(self.index)}")
+        self.stats = tuple(self.index["stats"].iloc[0].split("+")) if len(self.index) else ("mean",)
+        self.layers = self.features.shape[1]
+        self.dim = self.features.shape[2] // len(self.stats)
+        self._row = {(u, t): i for i, (u, t) in enumerate(zip(self.index["utt_id"], self.index["trim_db"]))}
+        untrimmed_first = self.index.assign(_t=self.index["trim_db"] != "").sort_values("_t", kind="stable")
+        self._meta = untrimmed_first.drop(columns="_t").drop_duplicates("utt_id").set_index("utt_id")
+        self._meta_rows: dict | None = None
+        self._blocks: dict = {}
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def row_numbers(self, utt_ids, trim_db=None) -> np.ndarray:
+        key = _trim_key(trim_db)
+        try:
+            return np.array([self._row[(u, key)] for u in utt_ids], dtype=np.int64)
+        except KeyError as err:
+            what = "untrimmed" if key == "" else f"trimmed at {key} dB"
+            raise KeyError(f"clip {err.args[0][0]} ({what}) is not in this feature store") from None
+
+    def rows(self, utt_ids, trim_db=None) -> np.ndarray:
+        return np.asarray(self.features[self.row_numbers(utt_ids, trim_db)])
+
+    def __getitem__(self, utt_id: str) -> np.ndarray:
+        return np.asarray(self.features[self.row_numbers([utt_id])[0]])
+
+    def meta(self, utt_id: str) -> dict:
+        """The clip's metadata (speaker, gender, label columns, n_samples), as `AudioStore.meta` gives it but
+        as a plain dict (fast: a probe run reads thousands)."""
+        if self._meta_rows is None:
+            self._meta_rows = self._meta.to_dict("index")
+        return self._meta_rows[utt_id]
+
+    def columns(self, stats) -> slice | list:
+        """Indices of the last axis that hold `stats` (a prefix or all of the stored ones)."""
+        missing = [s for s in stats if s not in self.stats]
+        if missing:
+            raise ValueError(f"the feature store holds {'+'.join(self.stats)}, not {'+'.join(missing)}")
+        return [i for s in stats for i in range(self.stats.index(s) * self.dim, (self.stats.index(s) + 1) * self.dim)]
+
+    def block(self, utt_ids, *, trim_db=None, stats=("mean",), normalize: bool = False, layout: str = "lnf"
+              ) -> torch.Tensor:
+        """float32 features of `utt_ids` (cached): layout 'lnf' = [layers, clips, features] contiguous
+        (what the probe's layer mixing reads fastest: one long matrix-vector product per minibatch),
+        'nfl' = [clips, features, layers], 'nlf' = [clips, layers, features]. `normalize`: each
+        clip's pooled vector of each layer and stat made zero-mean / unit-variance over its `dim` values
+        (parameter-free layer normalisation, SUPERB's weighted-sum `layer_norm`; per clip, so the same in
+        every run)."""
+        key = (tuple(utt_ids), _trim_key(trim_db), tuple(stats), bool(normalize), layout)
+        if key not in self._blocks:
+            x = self.rows(utt_ids, trim_db)
+            if tuple(stats) != self.stats:
+                x = x[:, :, self.columns(stats)]
+            x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+            if normalize:
+                n, layers, _ = x.shape
+                x = torch.nn.functional.layer_norm(x.reshape(n, layers, len(stats), self.dim), (self.dim,),
+                                                   eps=1e-5).reshape(n, layers, -1)
+            if layout not in ("lnf", "nfl", "nlf"):
+                raise ValueError(f"layout must be lnf, nfl or nlf, got {layout!r}")
+            self._blocks[key] = {"nfl": lambda: x.transpose(1, 2).contiguous(), "nlf": lambda: x,
+                                 "lnf": lambda: x.transpose(0, 1).contiguous()}[layout]()
+        return self._blocks[key]
+
+    def clear(self) -> None:
+        """Drop the cached blocks (their memory)."""
+        self._blocks.clear()
+
