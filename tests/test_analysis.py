@@ -192,9 +192,11 @@ def test_learning_curve_and_recommendation_by_hand():
             for seed, noise in zip((1, 2, 3), (-0.005, 0.0, 0.005)):
                 rows.append({"target": target, "size": size, "condition": "single", "seed": seed, "value": 0.6 + noise})
                 rows.append({"target": target, "size": size, "condition": "dual", "seed": seed,
-                             "value": 0.6 + gain + noise})
-    curve = learning_curve_table(pd.DataFrame(rows), flag_z=2.0)
-    se = math.sqrt(2) * 0.005 / math.sqrt(3)
+                             "value": 0.6 + gain - noise})
+    curve = learning_curve_table(pd.DataFrame(rows), flag_alpha=0.05)
+    # paired over the seeds: dual - single has offsets (0.01, 0, -0.01), sd 0.01; it clears above
+    # t(0.975, 2) x 0.01 / sqrt(3) = 0.0248
+    se = 0.01 / math.sqrt(3)
     row = curve[(curve["target"] == "a") & (curve["size"] == 4)].iloc[0]
     assert row["denominator"] == pytest.approx(0.05) and row["denominator_se"] == pytest.approx(se)
     assert curve["clears"].tolist() == [True, True, False, True]
@@ -261,7 +263,7 @@ def test_reading_figures_are_written(tmp_path):
                       path_svg=tmp_path / "l.svg")
     curve = pd.DataFrame({"target": ["en", "en"], "size": [6, 12], "denominator": [0.01, 0.1],
                           "denominator_se": [0.02, 0.01], "clears": [False, True]})
-    plot_learning_curve(curve, n_current=12, flag_z=2, metric="macro_f1", title="t", path_png=tmp_path / "c.png",
+    plot_learning_curve(curve, n_current=12, flag_alpha=0.05, metric="macro_f1", title="t", path_png=tmp_path / "c.png",
                         path_svg=tmp_path / "c.svg")
     assert all((tmp_path / f).stat().st_size > 1000 for f in ("m.png", "t.png", "l.png", "c.png"))
 

@@ -125,3 +125,43 @@ def test_speaker_ids_key(config):
         validate_config({**config, "data": {**config["data"], "speaker_ids": value}})
     with pytest.raises(ConfigError, match="data.speaker_ids"):
         validate_config({**config, "data": {**config["data"], "speaker_ids": "per_locale"}})
+
+
+def test_numbers_written_as_strings_are_read_as_numbers(config):
+    """Snakemake hands the items of `--config 'seeds=[1, 2]'` over as strings; where the schema asks for a
+    number they are read as one, anything else is still named."""
+    config["seeds"] = ["1", "2"]
+    config["tasks"]["gender"]["n_per_class"] = "8"
+    config["matrix"]["flag_alpha"] = "0.1"
+    validate_config(config)
+    assert config["seeds"] == [1, 2] and config["tasks"]["gender"]["n_per_class"] == 8
+    assert config["matrix"]["flag_alpha"] == 0.1
+    config["seeds"] = ["one"]
+    with pytest.raises(ConfigError, match="config key 'seeds.0': 'one' is not of type 'integer'"):
+        validate_config(config)
+
+
+def test_seeds_on_the_command_line_plan_the_grid(tmp_path):
+    """`snakemake --config 'seeds=[1]'`, a common Snakemake habit, plans the demo with one seed."""
+    import subprocess
+    import sys
+
+    from conftest import copy_checkout
+
+    copy_checkout(tmp_path)
+    out = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-p", "--cores", "1", "--config", "seeds=[1]"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    printed = out.stdout + out.stderr
+    assert out.returncode == 0, printed[-4000:]
+    assert "--seeds 1 --cell" in printed and "--seeds 1 2" not in printed
+
+
+def test_a_deprecated_flag_z_is_read_as_its_level_with_a_message(config):
+    from cltm.config import matrix_settings
+
+    assert matrix_settings(config) == ({"flag_alpha": 0.05, "ci_level": 0.95}, [])
+    config["matrix"] = {"flag_z": 2.0}
+    validate_config(config)
+    settings, messages = matrix_settings(config)
+    assert settings["flag_alpha"] == pytest.approx(0.0455, abs=1e-4)
+    assert "'matrix.flag_z' is deprecated" in messages[0] and "matrix.flag_alpha" in messages[0]

@@ -41,7 +41,7 @@ def test_summary_of_a_flagged_matrix_is_strict_json(tmp_path):
                 rows.append({"task": "gender", "target": target, "condition": cond,
                              "donor": other if cond.startswith("donor") else "", "seed": seed,
                              "macro_f1": v + off * (target != "en")})
-    result = transfer_matrices(pd.DataFrame(rows), "macro_f1", ["en", "tr"], flag_z=2.0)
+    result = transfer_matrices(pd.DataFrame(rows), "macro_f1", ["en", "tr"], flag_alpha=0.05)
     summary = matrix_summary(result)
     assert any(isinstance(v, float) and not math.isfinite(v) for v in summary.values())  # the case at hand
     write_json(tmp_path / "summary.json", summary)

@@ -22,11 +22,14 @@ OFFSETS = np.array([-0.02, 0.0, 0.02])  # three seeds: mean unchanged, sd exactl
 
 
 def make_runs(base=BASE, offsets=OFFSETS, metric="macro_f1", task="gender") -> pd.DataFrame:
+    """Seed values: each condition's offsets are `offsets` rolled by the condition's place (single 0, dual 1,
+    first donor 2, ...), so every condition has the same mean and sd, and seed s of two conditions differ:
+    the pairing of the seeds matters."""
     rows = []
     for target, conditions in base.items():
-        for condition, mean in conditions.items():
+        for k, (condition, mean) in enumerate(conditions.items()):
             donor = condition[len("donor-"):] if condition.startswith("donor-") else ""
-            for seed, off in enumerate(offsets):
+            for seed, off in enumerate(np.roll(offsets, k)):
                 rows.append(
                     {"task": task, "target": target, "condition": condition, "donor": donor,
                      "seed": seed, metric: mean + off, "accuracy": 0.5}
@@ -84,18 +87,23 @@ def test_cells_computed_by_hand():
     # diagonal relative change uses Perf(i+i)
     assert res.relative_change.loc["de", "de"] == pytest.approx(0.10 / 0.80)
 
-    # delta-method SE for en <- zh-CN, written out: num = 0.05, den = 0.10
-    num, den = 0.05, 0.10
-    var = SE**2 / den**2 + SE**2 * num**2 / den**4 + SE**2 * (num - den) ** 2 / den**4
-    assert res.cltm_se.loc["en", "zh-CN"] == pytest.approx(math.sqrt(var))
-    var_r = SE**2 / 0.72**2 + SE**2 * 0.77**2 / 0.72**4
-    assert res.relative_change_se.loc["en", "zh-CN"] == pytest.approx(math.sqrt(var_r))
+    # paired delta-method SE for en <- zh-CN, written out: num = 0.05, den = 0.10, so the gradient
+    # (dM/dA, dM/dB, dM/dD) = ((B - D)/den^2, 1/den, -num/den^2) = (-5, 10, -5); seed offsets
+    # A: (-.02, 0, .02), D: (.02, -.02, 0), B: (0, .02, -.02); L_s = -5 A_s + 10 B_s - 5 D_s has offsets
+    # (0, .3, -.3): sd .3, SE .3 / sqrt(3). (Independent seeds would give sqrt(25 + 100 + 25) x SE = 0.141.)
+    assert res.cltm_se.loc["en", "zh-CN"] == pytest.approx(0.3 / math.sqrt(3))
+    # R = B/A - 1: gradient (-B/A^2, 1/A); L_s offsets -0.77/0.72^2 x A + 1/0.72 x B
+    lin = -0.77 / 0.72**2 * np.array([-0.02, 0, 0.02]) + 1 / 0.72 * np.array([0, 0.02, -0.02])
+    assert res.relative_change_se.loc["en", "zh-CN"] == pytest.approx(lin.std(ddof=1) / math.sqrt(3))
+    assert (res.cells["se_method"] == "paired").all() and (res.cells["n_paired"] == 3).all()
 
     base = res.baselines.loc["en"]
     assert base["perf_single"] == pytest.approx(0.72) and base["perf_dual"] == pytest.approx(0.82)
     assert base["n_single"] == 3 and base["n_dual"] == 3
     assert base["denominator"] == pytest.approx(0.10)
-    assert base["denominator_se"] == pytest.approx(math.sqrt(2) * SE)
+    # paired: D_s - A_s has offsets (.04, -.02, -.02): sd sqrt(.0012), SE .02
+    assert base["denominator_se"] == pytest.approx(0.02)
+    assert base["denominator_df"] == 2 and base["se_method"] == "paired"
     assert not res.baselines["flagged"].any()
 
     cell = res.cells.set_index(["target", "donor"]).loc[("en", "zh-CN")]
@@ -129,6 +137,8 @@ def test_delta_method_matches_numerical_jacobian():
                              "roc_auc": m + rng.normal(0, rng.uniform(0.005, 0.03))})
     runs = pd.DataFrame(rows)
     res = transfer_matrices(runs, "roc_auc", ["a", "b"])
+    # the conditions have different seeds: the cells fall back to independent means, and say so
+    assert set(res.cells.loc[res.cells["target"] != res.cells["donor"], "se_method"]) == {"independent (seeds differ)"}
     stats = condition_table(runs, "roc_auc").set_index(["target", "condition"])
     for t, d in (("a", "b"), ("b", "a")):
         a, b, dd = (stats.loc[(t, c)] for c in ("single", f"donor-{d}", "dual"))
@@ -204,10 +214,10 @@ def test_zero_denominator_reports_inf_and_flags():
     assert matrix_summary(res)["share_positive"] == pytest.approx(4 / 6)
 
 
-def test_flag_threshold_follows_flag_z():
-    res_loose = transfer_matrices(make_runs(), "macro_f1", LANGS, flag_z=2.0)
-    # denominator 0.10 over SE 0.0163 is about 6.1 SE: flagged only with a stricter z
-    res_strict = transfer_matrices(make_runs(), "macro_f1", LANGS, flag_z=7.0)
+def test_flag_threshold_follows_flag_alpha():
+    # denominator 0.10 over its paired SE 0.02 is 5 SE: above t(0.975, 2) = 4.30, below t(0.995, 2) = 9.92
+    res_loose = transfer_matrices(make_runs(), "macro_f1", LANGS, flag_alpha=0.05)
+    res_strict = transfer_matrices(make_runs(), "macro_f1", LANGS, flag_alpha=0.01)
     assert not res_loose.baselines["flagged"].any()
     assert res_strict.baselines["flagged"].all()
 

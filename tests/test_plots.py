@@ -111,11 +111,11 @@ def test_baselines_plot(tmp_path):
 
 
 def test_plots_from_transfer_result(tmp_path):
-    res = _flagged_result(flag_z=2.0)
+    res = _flagged_result(flag_alpha=0.05)
     assert res.baselines.loc["de", "flagged"]  # dual barely above single
     plot_matrix(res.relative_change, res.relative_change_se, res.baselines["flagged"],
                 title="relative change SYNTHETIC", value_label="relative change",
-                path_png=tmp_path / "r.png", path_svg=tmp_path / "r.svg", flag_z=res.flag_z)
+                path_png=tmp_path / "r.png", path_svg=tmp_path / "r.svg", flag_alpha=res.flag_alpha)
     plot_baselines(res.baselines, metric="roc_auc", title="baselines SYNTHETIC",
                    path_png=tmp_path / "b.png", path_svg=tmp_path / "b.svg")
     for stem in ("r", "b"):
@@ -123,31 +123,32 @@ def test_plots_from_transfer_result(tmp_path):
         assert FLAG_FOOTNOTE in svg
 
 
-def _flagged_result(flag_z: float = 3.0):
+def _flagged_result(flag_alpha: float = 0.01):
     from cltm.analysis.matrix import transfer_matrices
 
     rows = []
     for target, means in {"en": (0.70, 0.80, 0.75), "de": (0.60, 0.601, 0.58)}.items():
         donor = "de" if target == "en" else "en"
-        for condition, mean in zip(("single", "dual", f"donor-{donor}"), means):
+        for k, (condition, mean) in enumerate(zip(("single", "dual", f"donor-{donor}"), means)):
             rows += [{"target": target, "condition": condition, "seed": s, "roc_auc": mean + off}
-                     for s, off in enumerate((-0.01, 0.0, 0.01))]
-    return transfer_matrices(pd.DataFrame(rows), "roc_auc", ["en", "de"], flag_z=flag_z)
+                     for s, off in enumerate(np.roll((-0.01, 0.0, 0.01), k))]  # the seeds' noise differs
+    return transfer_matrices(pd.DataFrame(rows), "roc_auc", ["en", "de"], flag_alpha=flag_alpha)
 
 
-def test_footnote_names_the_flagging_z(tmp_path):
+def test_footnote_names_the_flagging_level(tmp_path):
     res = _flagged_result()
     plot_matrix(res.cltm, res.cltm_se, res.baselines["flagged"], title="t", path_png=tmp_path / "m.png",
-                path_svg=tmp_path / "m.svg", flag_z=3.0)
+                path_svg=tmp_path / "m.svg", flag_alpha=0.01)
     plot_baselines(res.baselines, metric="roc_auc", title="t", path_png=tmp_path / "b.png",
-                   path_svg=tmp_path / "b.svg", flag_z=3.0)
+                   path_svg=tmp_path / "b.svg", flag_alpha=0.01)
     for stem in ("m", "b"):
         svg = (tmp_path / f"{stem}.svg").read_text(encoding="utf-8")
-        assert "\u2264 3 SE" in svg and "\u2264 2 SE" not in svg
+        assert "t(1 \u2212 0.01/2, n \u2212 1)" in svg and "0.05/2" not in svg
 
 
-def test_the_plot_rule_passes_the_configured_flag_z(tmp_path):
-    """matrix.flag_z reaches the figures' footnote through the plot rule (it used to say 2 SE always)."""
+def test_the_plot_rule_passes_the_configured_flag_level(tmp_path):
+    """matrix.flag_alpha reaches the figures' footnote through the plot rule, and so does a deprecated
+    matrix.flag_z, read as its two-sided normal level (z = 3: 0.0027) and named in a warning."""
     import json
     import os
     import subprocess
@@ -159,7 +160,7 @@ def test_the_plot_rule_passes_the_configured_flag_z(tmp_path):
 
     copy_checkout(tmp_path)
     (tmp_path / "exp.yaml").write_text(yaml.safe_dump({"languages": ["en", "de"], "tasks": {"gender": None},
-                                                        "matrix": {"flag_z": 3.0}}))
+                                                        "matrix": {"flag_z": 3.0}}))  # deprecated
     res, out = _flagged_result(), tmp_path / "results" / "speaker"
     out.mkdir(parents=True)
     for name in ("cltm", "cltm_se", "relative_change", "relative_change_se", "baselines"):
@@ -170,6 +171,7 @@ def test_the_plot_rule_passes_the_configured_flag_z(tmp_path):
                            "--configfile", "exp.yaml", "--allowed-rules", "plot"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    assert "'matrix.flag_z' is deprecated" in proc.stderr and "flag_alpha: 0.0027" in proc.stderr
     for fig in ("cltm", "relative_change", "baselines"):
         svg = (out / f"{fig}.svg").read_text(encoding="utf-8")
-        assert "\u2264 3 SE" in svg and "\u2264 2 SE" not in svg, fig
+        assert "t(1 \u2212 0.0027/2, n \u2212 1)" in svg and "0.05/2" not in svg, fig

@@ -54,8 +54,8 @@ LEARNING_CURVE_SCORES = LEARNING_CURVE_STEM + ".scores.tsv"
 LEARNING_CURVE_CHECKPOINT = "results/{task}/learning_curve/checkpoints/{target}/n{size}/{condition}/seed{seed}.pt"
 
 # what a task's matrix rules write: results/<task>/<table>, results/<task>/<figure>.{png,svg}
-MATRIX_TABLES = ("runs.csv", "cltm.csv", "cltm_se.csv", "relative_change.csv", "relative_change_se.csv",
-                 "baselines.csv", "cells.csv", "summary.json")
+MATRIX_TABLES = ("runs.csv", "cltm.csv", "cltm_se.csv", "cltm_ci_low.csv", "cltm_ci_high.csv", "relative_change.csv",
+                 "relative_change_se.csv", "baselines.csv", "cells.csv", "summary.json")
 FIGURES = ("cltm", "relative_change", "baselines")
 # ... and its analyses: results/<task>/analysis/<table>, results/<task>/analysis/<figure>.{png,svg}
 ANALYSIS_TABLES = ("languages.tsv", "family_means.csv", "typology.csv", "distances.csv", "top_pairs.csv",

@@ -182,7 +182,8 @@ rule learning_curve:
     params:
         sizes=lambda w: learning_curve_runs(config, w.task),
         n=lambda w: task_size(config, w.task),
-        flag_z=config["matrix"]["flag_z"],
+        flag_alpha=MATRIX["flag_alpha"],
+        grid_seeds=SEEDS,  # the recommendation is made at the grid's seed count
         note=DEMO_NOTE,
     script:
         "../scripts/learning_curve.py"

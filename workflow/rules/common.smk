@@ -37,6 +37,7 @@ from cltm.config import (  # noqa: E402
     encoder_source_kind,
     expand_twins,
     is_synthetic,
+    matrix_settings,
     run_settings,
     selection_config,
     task_languages,
@@ -141,11 +142,14 @@ wildcard_constraints:
     seed=r"\d+",
 
 
+# how rows are flagged and the level of each cell's interval (a deprecated matrix.flag_z is read here)
+MATRIX, MATRIX_MESSAGES = matrix_settings(config)
+
 if workflow.is_main_process:
     # a task's runs made under other settings: usually a forgotten --configfile (cltm.config.record)
     from snakemake.logging import logger
 
-    for message in settings_changes(config, TASKS):
+    for message in settings_changes(config, TASKS) + MATRIX_MESSAGES:
         logger.warning(message)
 
 

@@ -14,6 +14,8 @@ rule assemble:
             category="{task}",
         ),
         cltm_se="results/{task}/cltm_se.csv",
+        cltm_ci_low="results/{task}/cltm_ci_low.csv",
+        cltm_ci_high="results/{task}/cltm_ci_high.csv",
         relative_change="results/{task}/relative_change.csv",
         relative_change_se="results/{task}/relative_change_se.csv",
         baselines=report(
@@ -33,7 +35,8 @@ rule assemble:
         "../envs/cltm.yaml"
     params:
         languages=lambda w: task_languages(config, w.task),
-        flag_z=config["matrix"]["flag_z"],
+        flag_alpha=MATRIX["flag_alpha"],
+        ci_level=MATRIX["ci_level"],
         synthetic=SYNTHETIC,
         families=lambda w: task_families(config, w.task),  # workflow/rules/analysis.smk
     script:
@@ -71,7 +74,7 @@ rule plot:
         "../envs/cltm.yaml"
     params:
         note=DEMO_NOTE,
-        flag_z=config["matrix"]["flag_z"],  # the footnote names the z the rows were flagged with
+        flag_alpha=MATRIX["flag_alpha"],  # the footnote names the level the rows were flagged at
         families=lambda w: task_families(config, w.task),  # workflow/rules/analysis.smk
         labels=lambda w: task_labels(config, w.task),
         display_name=lambda w: task_of(w.task).display_name,

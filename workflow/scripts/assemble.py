@@ -27,10 +27,11 @@ def main():
     runs = load_cells(snakemake.input.cells)
     task = snakemake.wildcards.task
     metric = runs["metric"].iloc[0]
-    result = transfer_matrices(runs, metric, snakemake.params.languages, flag_z=snakemake.params.flag_z)
+    params = snakemake.params
+    result = transfer_matrices(runs, metric, params.languages, flag_alpha=params.flag_alpha, ci_level=params.ci_level)
     out = snakemake.output
     write_table(out.runs, runs, index=False)
-    for name in ("cltm", "cltm_se", "relative_change", "relative_change_se"):
+    for name in ("cltm", "cltm_se", "cltm_ci_low", "cltm_ci_high", "relative_change", "relative_change_se"):
         write_table(out[name], getattr(result, name), float_format="%.6g")
     write_table(out.baselines, result.baselines, float_format="%.6g")
     write_table(out.cells, result.cells, index=False, float_format="%.6g")

@@ -20,14 +20,18 @@ def main():
                      "seed": run["seed"], "value": run["value"], "metric": run["metric"], "path": path})
     runs = pd.DataFrame(rows)
     metric = runs["metric"].iloc[0]
-    curve = learning_curve_table(runs, flag_z=params.flag_z)
-    rec = recommend_n(curve)
+    grid_seeds = len(params.grid_seeds)
+    curve = learning_curve_table(runs, flag_alpha=params.flag_alpha, grid_seeds=grid_seeds)
+    # the matrix is built with the grid's seeds: the rule is applied at that count (the curve's own seeds
+    # give the spread), and the curve's own verdict is written beside it
+    rec = {**recommend_n(curve, "clears_at_grid_seeds"), "grid_seeds": grid_seeds,
+           "at_curve_seeds": recommend_n(curve, "clears")}
     write_table(out.table, curve, index=False, float_format="%.6g")
     write_json(out.recommendation, {"task": task, "metric": metric, "n_current": params.n,
-                                    "flag_z": params.flag_z, "seeds": sorted(runs["seed"].unique().tolist()),
+                                    "flag_alpha": params.flag_alpha, "seeds": sorted(runs["seed"].unique().tolist()),
                                     **rec})
     suffix = f"\n{params.note}" if params.note else ""
-    plot_learning_curve(curve, n_current=params.n, flag_z=params.flag_z, metric=metric,
+    plot_learning_curve(curve, n_current=params.n, flag_alpha=params.flag_alpha, metric=metric,
                         title=f"Learning curve, {TASK_NAMES.get(task, task)}{suffix}",
                         path_png=out.png, path_svg=out.svg)
     log(f"{task}: learning curve\n{curve.to_string()}\nrecommendation: {rec}")

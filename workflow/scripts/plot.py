@@ -13,7 +13,7 @@ def main():
     task = snakemake.wildcards.task
     summary = read_json(inp.summary)
     metric = summary["metric"]
-    note, flag_z = snakemake.params.note, snakemake.params.flag_z
+    note, flag_alpha = snakemake.params.note, snakemake.params.flag_alpha
     head = f"{snakemake.params.display_name} ({metric}, {len(summary['seeds'])} seeds)"  # the task's own name
     suffix = f"\n{note}" if note else ""
     baselines = pd.read_csv(inp.baselines, index_col="target")
@@ -22,13 +22,13 @@ def main():
     # rows and columns grouped by language family (cltm.analysis.families), optionally with full names
     by_family = {"families": pd.Series(snakemake.params.families, dtype=str), "labels": snakemake.params.labels}
     plot_matrix(read(inp.cltm), read(inp.cltm_se), flagged, title=f"CLTM, {head}{suffix}",
-                path_png=out.cltm_png, path_svg=out.cltm_svg, value_label="CLTM", flag_z=flag_z, **by_family)
+                path_png=out.cltm_png, path_svg=out.cltm_svg, value_label="CLTM", flag_alpha=flag_alpha, **by_family)
     plot_matrix(read(inp.relative_change), read(inp.relative_change_se), flagged, **by_family,
                 title=f"Relative change (Perf(i+j) − Perf(i)) / Perf(i), {head}{suffix}",
                 path_png=out.relative_change_png, path_svg=out.relative_change_svg,
-                value_label="relative change", mark=0.0, flag_z=flag_z)
+                value_label="relative change", mark=0.0, flag_alpha=flag_alpha)
     plot_baselines(baselines, metric=metric, title=f"Perf(i) and Perf(i+i), {head}{suffix}",
-                   path_png=out.baselines_png, path_svg=out.baselines_svg, flag_z=flag_z)
+                   path_png=out.baselines_png, path_svg=out.baselines_svg, flag_alpha=flag_alpha)
     log(f"{task}: figures written; flagged rows: {flagged or 'none'}")
 
 

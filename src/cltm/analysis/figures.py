@@ -29,13 +29,13 @@ __all__ = ["plot_matrix", "plot_baselines", "flag_footnote", "FLAG_FOOTNOTE", "p
 FLAG_MARK = "†"
 
 
-def flag_footnote(flag_z: float = 2.0) -> str:
+def flag_footnote(flag_alpha: float = 0.05) -> str:
     """The footnote printed under a figure with flagged rows."""
     return (f"{FLAG_MARK} Perf(i+i) \u2212 Perf(i) not clearly positive "
-            f"(\u2264 {flag_z:g} SE): CLTM unreliable")
+            f"(\u2264 t(1 \u2212 {flag_alpha:.3g}/2, n \u2212 1) paired SE): CLTM unreliable")
 
 
-FLAG_FOOTNOTE = flag_footnote(2.0)
+FLAG_FOOTNOTE = flag_footnote(0.05)
 DPI = 150
 CMAP = "RdBu"  # red = donor hurts, blue = donor helps
 
@@ -135,7 +135,7 @@ def plot_matrix(
     value_label: str = "CLTM",
     center: float = 0.0,
     mark: float = 1.0,
-    flag_z: float = 2.0,
+    flag_alpha: float = 0.05,
     families: pd.Series | None = None,
     labels: dict | None = None,
 ) -> None:
@@ -151,8 +151,8 @@ def plot_matrix(
     such as ``result.baselines["flagged"]``) are hatched, their values get
     a "†" and a footnote explains it.  The colour map diverges at
     ``center``; ``mark`` (1 = as good as more target data) is drawn on the
-    colour bar.  ``flag_z`` only enters the footnote text (use the value
-    the flags were computed with, ``TransferResult.flag_z``).
+    colour bar.  ``flag_alpha`` only enters the footnote text (use the value
+    the flags were computed with, ``TransferResult.flag_alpha``).
     """
     matrix = matrix.astype(float)
     if families is not None:
@@ -249,7 +249,7 @@ def plot_matrix(
         cbar.set_ticks(ticks, labels=[f"{t:g}" + (" \u25c0" if t == mark else "") for t in ticks])
 
     if flagged:
-        add_footnote(fig, anchor, flag_footnote(flag_z), fontsize=heading - 2)
+        add_footnote(fig, anchor, flag_footnote(flag_alpha), fontsize=heading - 2)
     save(fig, path_png, path_svg)
 
 
@@ -306,7 +306,7 @@ def _family_strips(fig: Figure, ax, row_fams, col_fams, box):
 
 
 def plot_baselines(
-    baselines: pd.DataFrame, *, metric: str, title: str, path_png, path_svg, flag_z: float = 2.0
+    baselines: pd.DataFrame, *, metric: str, title: str, path_png, path_svg, flag_alpha: float = 0.05
 ) -> None:
     """Perf(i) and Perf(i+i) per target with ±SE bars: the CLTM denominator made visible.
 
@@ -350,7 +350,7 @@ def plot_baselines(
                         ncol=2, frameon=False, fontsize=8)
 
     if flagged:
-        add_footnote(fig, legend, flag_footnote(flag_z))
+        add_footnote(fig, legend, flag_footnote(flag_alpha))
     save(fig, path_png, path_svg)
 
 
@@ -453,10 +453,10 @@ def plot_language_map(matrix: pd.DataFrame, flagged_rows=(), *, families: pd.Ser
     save(fig, path_png, path_svg)
 
 
-def plot_learning_curve(curve: pd.DataFrame, *, n_current: int, flag_z: float, metric: str, title: str,
+def plot_learning_curve(curve: pd.DataFrame, *, n_current: int, flag_alpha: float, metric: str, title: str,
                         path_png, path_svg) -> None:
-    """Per target: the denominator Perf(2n) - Perf(n) against the rung n with ±SE bars, the band
-    flag_z x SE shown as a hollow marker where it does not clear; the current N marked."""
+    """Per target: the denominator Perf(2n) - Perf(n) against the rung n with ±SE bars, a hollow marker
+    where it does not clear t(1 - flag_alpha/2, n - 1) x its SE; the current N marked."""
     fig = new_figure(6.4, 4.2)
     ax = fig.add_subplot(1, 1, 1)
     targets = list(dict.fromkeys(curve["target"].astype(str)))
@@ -484,6 +484,6 @@ def plot_learning_curve(curve: pd.DataFrame, *, n_current: int, flag_z: float, m
     handles, labels = ax.get_legend_handles_labels()
     legend = fig.legend(handles, labels, loc="upper left", bbox_to_anchor=_below(fig, ax),
                         ncol=min(6, len(labels)), frameon=False, fontsize=8, title="target")
-    add_footnote(fig, legend, f"filled: clears {flag_z:g} SE (denominator > {flag_z:g} \u00d7 SE); "
-                  "hollow: does not clear", fontsize=8)
+    add_footnote(fig, legend, f"filled: clears the flag (denominator > t(1 \u2212 {flag_alpha:.3g}/2, n \u2212 1) "
+                  "\u00d7 paired SE); hollow: does not clear", fontsize=8)
     save(fig, path_png, path_svg)

@@ -10,12 +10,13 @@ For a target language i (the language tested) and a donor language j::
     relative_change[i, j] = (B - A) / A           diagonal uses B = D
 
 Rows are targets, columns donors.  Uncertainty comes from the seed-to-seed
-spread: the three seed means are treated as independent, each with variance
-sd^2 / n, and propagated by the delta method (first-order Taylor).
+spread, using the pairing of the design where the seeds match (seed s of
+single, dual and donor-j share their randomness): the paired delta method for
+the standard errors and Fieller's interval for each cell (`cltm.analysis.statistics`).
 
 Every run counts: no seed is ever dropped.  A target row whose denominator
-D - A is not clearly positive (D - A <= flag_z * SE(D - A)) is *flagged*:
-its CLTM values are still reported, only marked as unreliable.
+D - A is not clearly positive (D - A <= t(1 - flag_alpha/2, n - 1) * SE(D - A),
+paired) is *flagged*: its CLTM values are still reported, only marked as unreliable.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from cltm.paths import DUAL, conditions_of, donor_condition, donor_of
+from cltm.analysis.statistics import cell_stats, denominator_stats, row_flagged
+from cltm.paths import DUAL, SINGLE, conditions_of, donor_condition, donor_of
 
 __all__ = ["condition_table", "TransferResult", "transfer_matrices", "matrix_summary"]
 
@@ -125,30 +127,30 @@ class TransferResult:
     relative_change_se: pd.DataFrame
     baselines: pd.DataFrame
     cells: pd.DataFrame
+    cltm_ci_low: pd.DataFrame | None = None
+    cltm_ci_high: pd.DataFrame | None = None
     metric: str = ""
     languages: list = field(default_factory=list)
-    flag_z: float = 2.0
+    flag_alpha: float = 0.05
+    ci_level: float = 0.95
 
 
-def _cltm_and_se(a, se_a, b, se_b, d, se_d):
-    """CLTM = (B-A)/(D-A) and its delta-method SE (independent A, B, D)."""
-    num, den = b - a, d - a
-    value = num / den
-    # partial derivatives: dM/dB = 1/den, dM/dD = -num/den^2, dM/dA = (num-den)/den^2
-    var = se_b**2 / den**2 + se_d**2 * num**2 / den**4 + se_a**2 * (num - den) ** 2 / den**4
-    return value, np.sqrt(var)
-
-
-def _relative_change_and_se(a, se_a, b, se_b):
-    """R = (B-A)/A and its delta-method SE (independent A, B)."""
-    value = (b - a) / a
-    # dR/dB = 1/A, dR/dA = -B/A^2
-    var = se_b**2 / a**2 + se_a**2 * b**2 / a**4
-    return value, np.sqrt(var)
+def seed_values(runs: pd.DataFrame, metric: str) -> dict[tuple[str, str], dict]:
+    """{(target, condition): {seed: value}}; a seed that occurs twice in a condition (or runs without seeds)
+    get keys of their own, so that such a condition is never paired."""
+    out: dict[tuple[str, str], dict] = {}
+    seeds = runs["seed"] if "seed" in runs.columns else pd.Series([None] * len(runs), index=runs.index)
+    for (target, condition, seed, value) in zip(runs["target"], runs["condition"], seeds, runs[metric]):
+        cell = out.setdefault((str(target), str(condition)), {})
+        key = int(seed) if seed is not None and not pd.isna(seed) else ("run", len(cell))
+        if key in cell:
+            key = ("repeat", key, len(cell))
+        cell[key] = float(value)
+    return out
 
 
 def transfer_matrices(
-    runs: pd.DataFrame, metric: str, languages, flag_z: float = 2.0
+    runs: pd.DataFrame, metric: str, languages, flag_alpha: float = 0.05, ci_level: float = 0.95
 ) -> TransferResult:
     """Build the CLTM, the relative-change matrix and their standard errors.
 
@@ -163,9 +165,11 @@ def transfer_matrices(
         Name of the metric column (higher = better, e.g. ``macro_f1``).
     languages
         Language codes, in the order of the matrix rows and columns.
-    flag_z
-        A target row is flagged when ``D - A <= flag_z * SE(D - A)`` or that
-        SE is NaN (fewer than two seeds).
+    flag_alpha
+        A target row is flagged when ``D - A <= t(1 - flag_alpha/2, n - 1) * SE(D - A)``
+        (paired over the seeds of single and dual) or that SE is NaN (fewer than two seeds).
+    ci_level
+        The level of every cell's interval (Fieller's, from the paired seeds).
 
     Raises
     ------
@@ -201,6 +205,8 @@ def transfer_matrices(
             + ", ".join(f"({t}, {c})" for t, c in missing)
         )
 
+    values = seed_values(in_matrix.assign(**{metric: pd.to_numeric(in_matrix[metric])}), metric)
+
     def stat(target: str, condition: str) -> tuple[np.float64, np.float64, int]:
         # numpy scalars: a zero denominator gives inf/NaN (flagged) instead of raising
         row = stats.loc[(target, condition)]
@@ -208,11 +214,10 @@ def transfer_matrices(
 
     baseline_rows, cell_rows = [], []
     for i in languages:
-        a, se_a, n_a = stat(i, "single")
-        d, se_d, n_d = stat(i, "dual")
-        den = float(d - a)
-        se_den = float(np.sqrt(se_a**2 + se_d**2))
-        flagged = bool(np.isnan(se_den) or den <= flag_z * se_den)
+        a, se_a, n_a = stat(i, SINGLE)
+        d, se_d, n_d = stat(i, DUAL)
+        den, se_den, df_den, den_method = denominator_stats(values[(i, SINGLE)], values[(i, DUAL)])
+        flagged = row_flagged(den, se_den, df_den, flag_alpha)
         baseline_rows.append(
             {
                 "target": i,
@@ -222,8 +227,10 @@ def transfer_matrices(
                 "perf_dual": float(d),
                 "perf_dual_se": float(se_d),
                 "n_dual": n_d,
-                "denominator": den,
-                "denominator_se": se_den,
+                "denominator": float(den),
+                "denominator_se": float(se_den),
+                "denominator_df": int(df_den),
+                "se_method": den_method,
                 "flagged": flagged,
             }
         )
@@ -231,10 +238,10 @@ def transfer_matrices(
             condition = DUAL if j == i else donor_condition(j)
             b, se_b, n_b = stat(i, condition)
             with np.errstate(divide="ignore", invalid="ignore"):
-                m, se_m = _cltm_and_se(a, se_a, b, se_b, d, se_d)
-                r, se_r = _relative_change_and_se(a, se_a, b, se_b)
+                cell = cell_stats(values[(i, SINGLE)], values[(i, condition)], values[(i, DUAL)], ci_level)
+            m, se_m, (lo, hi) = cell.cltm, cell.cltm_se, cell.cltm_ci
             if j == i:
-                m, se_m = 1.0, 0.0  # by construction, whatever the seeds did
+                m, se_m, lo, hi = 1.0, 0.0, 1.0, 1.0  # by construction, whatever the seeds did
             cell_rows.append(
                 {
                     "target": i,
@@ -246,10 +253,16 @@ def transfer_matrices(
                     "n_bilingual": n_b,
                     "cltm": float(m),
                     "cltm_se": float(se_m),
-                    "relative_change": float(r),
-                    "relative_change_se": float(se_r),
-                    "denominator": den,
-                    "denominator_se": se_den,
+                    "cltm_ci_low": float(lo),
+                    "cltm_ci_high": float(hi),
+                    "relative_change": float(cell.relative_change),
+                    "relative_change_se": float(cell.relative_change_se),
+                    "relative_change_ci_low": float(cell.relative_change_ci[0]),
+                    "relative_change_ci_high": float(cell.relative_change_ci[1]),
+                    "se_method": cell.method,
+                    "n_paired": cell.n if cell.method == "paired" else 0,
+                    "denominator": float(den),
+                    "denominator_se": float(se_den),
                     "flagged": flagged,
                 }
             )
@@ -270,9 +283,12 @@ def transfer_matrices(
         relative_change_se=square("relative_change_se"),
         baselines=baselines,
         cells=cells,
+        cltm_ci_low=square("cltm_ci_low"),
+        cltm_ci_high=square("cltm_ci_high"),
         metric=metric,
         languages=list(languages),
-        flag_z=float(flag_z),
+        flag_alpha=float(flag_alpha),
+        ci_level=float(ci_level),
     )
 
 

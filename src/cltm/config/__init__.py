@@ -2,39 +2,15 @@
 workflow's targets (`targets`) and the record of the config files a results/ folder was made with
 (`record`). `python -m cltm.config FILE...` checks config files."""
 
-from cltm.config.settings import (
-                                  DEMO_LANGUAGES,
-                                  all_languages,
-                                  analysis_settings,
-                                  canonical,
-                                  conditions,
-                                  digest,
-                                  drop_disabled_tasks,
-                                  enabled_tasks,
-                                  encoder_settings,
-                                  encoder_source_kind,
-                                  expand_twins,
-                                  is_synthetic,
-                                  ladder_sizes,
-                                  merge,
-                                  run_settings,
-                                  selection_config,
-                                  task_languages,
-                                  task_size,
-                                  twins,
-)
-from cltm.config.validate import (
-                                  SCHEMA_PATH,
-                                  ConfigError,
-                                  check_files,
-                                  check_paths,
-                                  load_schema,
-                                  validate_config,
-                                  yaml_error_message,
-)
+from cltm.config.settings import (DEMO_LANGUAGES, all_languages, analysis_settings, canonical, conditions, digest,
+                                  drop_disabled_tasks, enabled_tasks, encoder_settings, encoder_source_kind,
+                                  expand_twins, is_synthetic, ladder_sizes, matrix_settings, merge, run_settings,
+                                  selection_config, task_languages, task_size, twins)
+from cltm.config.validate import (SCHEMA_PATH, ConfigError, check_files, check_paths, load_schema, validate_config,
+                                  yaml_error_message)
 
 __all__ = ["DEMO_LANGUAGES", "SCHEMA_PATH", "ConfigError", "all_languages", "analysis_settings", "canonical",
            "check_files", "check_paths", "conditions", "digest", "drop_disabled_tasks", "enabled_tasks",
            "encoder_settings", "encoder_source_kind", "expand_twins", "is_synthetic", "ladder_sizes", "load_schema",
-           "merge", "run_settings", "selection_config", "task_languages", "task_size", "twins", "validate_config",
-           "yaml_error_message"]
+           "matrix_settings", "merge", "run_settings", "selection_config", "task_languages", "task_size", "twins",
+           "validate_config", "yaml_error_message"]

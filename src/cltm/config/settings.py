@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from pathlib import Path
 
-from cltm.defaults import ANALYSIS
+from cltm.defaults import ANALYSIS, MATRIX
 from cltm.errors import ConfigError
 from cltm.paths import conditions_of
 from cltm.tasks import DEFAULT_KIND
@@ -203,3 +204,25 @@ def ladder_sizes(config: dict, task: str) -> list[int]:
     n = task_size(config, task)
     factors = analysis_settings(config)["learning_curve"]["factors"]
     return sorted({max(1, int(round(f * n))) for f in factors})
+
+
+def matrix_settings(config: dict) -> tuple[dict, list[str]]:
+    """({flag_alpha, ci_level}, deprecation messages) of the config's `matrix` section. A `flag_z` (the
+    threshold of an earlier version, in normal SEs) is read as the two-sided level of that z, now tested
+    with t on the seeds' degrees of freedom, and named in a message."""
+    given = dict(config.get("matrix") or {})
+    out = {**MATRIX, **{k: given[k] for k in MATRIX if k in given}}
+    messages = []
+    if "flag_z" in given:
+        z = float(given["flag_z"])
+        out["flag_alpha"] = 2 * _normal_sf(z)
+        messages.append(
+            f"config key 'matrix.flag_z' is deprecated: rows are now flagged with a t test on the seeds' degrees of "
+            f"freedom at matrix.flag_alpha; flag_z: {z:g} is read as flag_alpha: {out['flag_alpha']:.4g} (its two-sided "
+            "normal level). Write matrix.flag_alpha instead (0.05 by default) and remove flag_z")
+    return out, messages
+
+
+def _normal_sf(z: float) -> float:
+    """P(N(0, 1) > z), from the standard library (this module stays free of scipy)."""
+    return 0.5 * math.erfc(z / math.sqrt(2))

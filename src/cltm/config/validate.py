@@ -39,6 +39,7 @@ def _key(path) -> str:
 def validate_config(config: dict, schema: dict | None = None) -> dict:
     """Check `config` against the JSON schema and the cross-key rules; raise ConfigError listing every problem."""
     schema = schema or load_schema()
+    numbers_from_strings(config, schema)
     problems = _schema_problems(Draft202012Validator(schema), config) + _task_problems(config, schema)
     if not problems and not enabled_tasks(config):
         problems.append("config key 'tasks': every task is disabled (null); keep at least one, e.g. gender")
@@ -46,6 +47,53 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
         problems += _semantic_problems(config)
     if problems:
         raise ConfigError("Invalid configuration:\n  - " + "\n  - ".join(problems))
+    return config
+
+
+def _number(text: str, types) -> int | float | None:
+    """`text` as the integer or number a schema asks for, else None."""
+    text = text.strip()
+    try:
+        value = int(text)
+    except ValueError:
+        try:
+            value = float(text)
+        except ValueError:
+            return None
+        return value if "number" in types and value == value else None
+    return value if {"integer", "number"} & set(types) else None
+
+
+def numbers_from_strings(config: dict, schema: dict) -> dict:
+    """Integers and numbers written as strings where the schema asks for a number, converted in place.
+    Snakemake hands the values inside a list or mapping of `--config` over as strings (`--config 'seeds=[1, 2]'`
+    gives ['1', '2']); a string that is not a number is left for validation to name."""
+    validators = [(Draft202012Validator(schema), config, ())]
+    tasks = config.get("tasks") if isinstance(config, dict) else None
+    for name, cfg in (tasks if isinstance(tasks, dict) else {}).items():
+        if isinstance(cfg, dict):
+            try:
+                sub = {**schema["$defs"][f"{kind_of(name, cfg)}_task"], "$defs": schema["$defs"]}
+            except TaskError:
+                continue
+            validators.append((Draft202012Validator(sub), cfg, ()))
+    for validator, obj, _ in validators:
+        for _ in range(100):  # each pass converts what it finds; a converted value cannot fail the same way
+            changed = False
+            for err in validator.iter_errors(obj):
+                if err.validator != "type" or not isinstance(err.instance, str) or not err.absolute_path:
+                    continue
+                types = [err.validator_value] if isinstance(err.validator_value, str) else list(err.validator_value)
+                value = _number(err.instance, types)
+                if value is None:
+                    continue
+                parent = obj
+                for key in list(err.absolute_path)[:-1]:
+                    parent = parent[key]
+                parent[err.absolute_path[-1]] = value
+                changed = True
+            if not changed:
+                break
     return config
 
 
