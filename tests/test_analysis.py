@@ -11,7 +11,8 @@ from scipy.stats import spearmanr
 
 from cltm.analysis.curves import learning_curve_table, recommend_n
 from cltm.analysis.seeds import seed_plan
-from cltm.analysis.typology import cluster_order, family_means, family_positive_mass, mantel_test, top_pairs, transfer_profiles, typology_table
+from cltm.analysis.typology import (cluster_order, double_centred, family_mass_test, family_means, family_positive_mass,
+                                   holm, mantel_test, top_pairs, transfer_profiles, typology_table)
 from cltm.config import analysis_settings, ladder_sizes
 from cltm.analysis.families import DISTANCE_TYPES, family_order, language_distances, language_table
 from cltm.data.selection import SelectionError, nested_subset
@@ -41,15 +42,60 @@ def test_family_positive_mass_by_hand():
 
 
 def test_family_means_by_hand_with_nan_cell():
+    """The unit is the target: each target's mean over in-family donors and over other donors, then the
+    family's mean and SE over its targets."""
     t = family_means(M, FAM).set_index("family")
-    assert t.loc["F", "in_family_mean"] == pytest.approx(0.7)
+    assert t.loc["F", "in_family_mean"] == pytest.approx(0.7)  # a <- b 0.8, b <- a 0.6
     assert t.loc["F", "in_family_se"] == pytest.approx(np.std([0.8, 0.6], ddof=1) / math.sqrt(2))
-    cross_f = [-0.2, 0.4, 0.1]  # a<-c, a<-d, b<-c (b<-d is NaN: left out)
-    assert t.loc["F", "cross_family_mean"] == pytest.approx(np.mean(cross_f))
-    assert t.loc["F", "cross_family_cells"] == 3
-    assert t.loc["F", "cross_family_se"] == pytest.approx(np.std(cross_f, ddof=1) / math.sqrt(3))
-    assert t.loc["G", "in_family_cells"] == 0 and math.isnan(t.loc["G", "in_family_mean"])
+    assert t.loc["F", "in_family_targets"] == 2
+    # a: mean(a <- c, a <- d) = mean(-0.2, 0.4) = 0.1; b: b <- c 0.1 (b <- d is NaN: left out)
+    assert t.loc["F", "cross_family_mean"] == pytest.approx(0.1)
+    assert t.loc["F", "cross_family_se"] == pytest.approx(0.0)
+    assert t.loc["G", "in_family_targets"] == 0 and math.isnan(t.loc["G", "in_family_mean"])
     assert t.loc["H", "cross_family_mean"] == pytest.approx(np.mean([0.9, -0.1, 0.0]))
+    assert math.isnan(t.loc["H", "cross_family_se"])  # one target: n/a
+
+
+def test_family_mass_beside_its_chance_baseline_and_permutation_p():
+    """Ordered off-diagonal pairs within a family: 2 of 12 (a <- b, b <- a), chance 1/6. Relabelling the
+    languages (12 distinct labellings of F, F, G, H) puts the F pair on each of the 6 unordered pairs twice;
+    the pair {a, b} holds the most positive mass (1.4 of 3.3), so p = 2/12."""
+    test = family_mass_test(M, FAM)
+    assert test["family_positive_mass"] == pytest.approx(1.4 / 3.3)
+    assert test["chance"] == pytest.approx(1 / 6)
+    assert test["ratio_to_chance"] == pytest.approx(1.4 / 3.3 * 6)
+    assert test["p_value"] == pytest.approx(2 / 12) and test["exact"] and test["permutations"] == 12
+    # a flagged row is left out: rows b, c, d hold 0.6 + 0.1 + 0.3 + 0.2 + 0.9 = 2.1, in-family b <- a 0.6
+    assert family_positive_mass(M, FAM, flagged=["a"]) == pytest.approx(0.6 / 2.1)
+    assert family_mass_test(M, FAM, flagged=["a"])["rows_left_out"] == ["a"]
+    assert family_mass_test(M, FAM, flagged=LANGS)["note"] == "not computed: every row flagged"
+
+
+def test_mantel_smallest_reachable_p_with_tied_distances():
+    """Distances with ties (a and b in one family, every other pair at 1): many permutations reach the most
+    extreme rho, so the design cannot reach p = 1/24 however well the matrix matches."""
+    d = np.ones((4, 4)) - np.eye(4)
+    d[0, 1] = d[1, 0] = 0.5
+    m = -d + np.eye(4)  # as far from the distances as can be: rho = -1 for the raw matrix
+    res = mantel_test(m, d)
+    iu, ju = np.nonzero(~np.eye(4, dtype=bool))
+    rhos = [spearmanr(m[iu, ju], d[list(p)][:, list(p)][iu, ju]).statistic
+            for p in itertools.permutations(range(4))]
+    assert res["min_p"] == pytest.approx(np.sum(np.isclose(rhos, min(rhos))) / 24)
+    assert res["min_p"] > 1 / 24 and res["p_value"] == pytest.approx(res["min_p"])
+
+
+def test_double_centring_removes_row_and_column_effects_and_holm_by_hand():
+    r, c = np.array([0.5, -0.2, 0.1, 0.0]), np.array([0.3, 0.0, -0.4, 0.2])
+    m = r[:, None] + c[None, :] + np.eye(4) * 7.0  # the diagonal never enters
+    assert np.nanmax(np.abs(double_centred(m))) < 1e-9
+    assert holm([0.01, 0.04, 0.03, np.nan]).tolist()[:3] == pytest.approx([0.03, 0.06, 0.06])
+    table = typology_table(M, {"genetic": pd.DataFrame(1 - np.eye(4), index=LANGS, columns=LANGS)})
+    assert list(table["matrix"]) == ["raw", "symmetric", "double_centred"]
+    assert table["p_holm"].tolist() == pytest.approx(holm(table["p_value"]).tolist(), nan_ok=True)
+    flagged = typology_table(M, {"genetic": pd.DataFrame(1 - np.eye(4), index=LANGS, columns=LANGS)},
+                             flagged=LANGS)
+    assert flagged["note"].tolist() == ["not computed: every row flagged"]
 
 
 def test_language_table_shipped_override_and_unknown():
@@ -133,9 +179,9 @@ def test_typology_table_reports_missing_languages():
     m = square(np.eye(4) + 0.3)
     d = square([[0, 0.1, np.nan, 0.3], [0.1, 0, np.nan, 0.2], [np.nan] * 4, [0.3, 0.2, np.nan, 0]])
     t = typology_table(m, {"phonological": d})
-    assert list(t["matrix"]) == ["raw", "symmetric"]
+    assert list(t["matrix"]) == ["raw", "symmetric", "double_centred"]
     assert set(t["languages_missing"]) == {"c"}
-    assert t.loc[0, "n_pairs"] == 6 and t.loc[1, "n_pairs"] == 3
+    assert t.loc[0, "n_pairs"] == 6 and t.loc[1, "n_pairs"] == 3 and t.loc[2, "n_pairs"] == 6
 
 
 # ------------------------------------------------------------------ map, pairs, seeds, N
@@ -149,6 +195,19 @@ def test_top_pairs_skips_nan_and_marks_flagged():
     assert list(pos["flagged"]) == [True, False]
     assert list(zip(neg["target"], neg["donor"])) == [("c", "a"), ("a", "c")]
     assert neg["z"].iloc[0] == pytest.approx(-5.0)
+
+
+def test_top_pairs_rank_by_the_interval_end_nearer_zero():
+    """With intervals, a cell with a wide interval (an exploding cell) does not top the list on its point
+    estimate: d <- a (0.9) has the interval (-2, 5), a <- b (0.8) has (0.5, 1.1)."""
+    se = square(np.full((4, 4), 0.1))
+    low, high = M - 0.3, M + 0.3
+    low.loc["d", "a"], high.loc["d", "a"] = -2.0, 5.0
+    t = top_pairs(M, se, k=2, ci_low=low, ci_high=high)
+    pos = t[t["sign"] == "positive"]
+    assert list(zip(pos["target"], pos["donor"])) == [("a", "b"), ("b", "a")]
+    assert pos["sign_certain"].tolist() == [True, True]
+    assert top_pairs(M, se, flagged=LANGS)["note"].tolist() == ["not computed: every row flagged"]
 
 
 def test_cluster_order_keeps_blocks_together():
@@ -178,8 +237,14 @@ def test_seed_plan_by_hand():
                                                "perf_bilingual_se": se, "n_bilingual": 3}])
     v = 0.02**2 / 0.2**2 + 0.02**2 * 0.1**2 / 0.2**4 + 0.02**2 * 0.1**2 / 0.2**4  # = 0.015
     plan = seed_plan(cells, baselines, 0.05)
-    assert plan.loc[0, "seeds_worst_cell"] == math.ceil(v / 0.05**2) == 6
-    assert plan.loc[0, "seeds_median_cell"] == 6
+    # the plug-in plan: the pooled sd (0.02, on 3 x 2 = 6 degrees of freedom) as it is
+    assert plan.loc[0, "pooled_sd"] == pytest.approx(0.02) and plan.loc[0, "pooled_df"] == 6
+    assert plan.loc[0, "seeds_worst_cell_plugin"] == math.ceil(v / 0.05**2) == 6
+    assert plan.loc[0, "seeds_median_cell_plugin"] == 6
+    # the plan: from the 95 % upper bound of the variance, sd^2 x 6 / chi2(0.05, 6) = sd^2 x 3.67
+    from scipy.stats import chi2
+
+    assert plan.loc[0, "seeds_worst_cell"] == math.ceil(v * 6 / chi2.ppf(0.05, 6) / 0.05**2) == 23
     # a zero denominator: no finite answer, and a note says why
     zero = seed_plan(cells, baselines.assign(perf_dual=0.5), 0.05)
     assert pd.isna(zero.loc[0, "seeds_worst_cell"]) and "zero" in zero.loc[0, "note"]
@@ -293,3 +358,26 @@ def test_learning_curve_runs_reuse_the_grid_at_n():
     assert runs["results/gender/runs/en/single/seed1.json"] == 12  # the grid's own run
     assert runs["results/gender/learning_curve/runs/en/n12/dual/seed3.json"] == 12  # a seed the grid lacks
     assert runs["results/gender/learning_curve/runs/tr/n6/single/seed1.json"] == 6
+
+
+def test_the_seed_plan_from_the_upper_bound_suffices_with_its_confidence():
+    """Pilot runs of 3 seeds per condition for a target with 4 donors (pooled df 12) whose true need is
+    10 seeds: the plug-in plan falls short about half of the time; the plan from the 95 % upper bound
+    covers the true need in about 95 % of pilots (simulation, fixed seed)."""
+    rng = np.random.default_rng(7)
+    sd, a, d, b = 0.05, 0.6, 0.7, 0.65
+    true_v = sd**2 * (1 / 0.1**2 + 0.05**2 / 0.1**4 + 0.05**2 / 0.1**4)
+    target_se = math.sqrt(true_v / 10)  # the true need: 10 seeds
+    enough, short_plugin = [], []
+    for _ in range(400):
+        sds = rng.normal(0, sd, (6, 3)).std(axis=1, ddof=1)  # single, dual, 4 donors: 3 pilot seeds each
+        se = sds / math.sqrt(3)
+        baselines = pd.DataFrame([{"target": "a", "perf_single": a, "perf_single_se": se[0], "n_single": 3,
+                                   "perf_dual": d, "perf_dual_se": se[1], "n_dual": 3, "flagged": False}])
+        cells = pd.DataFrame([{"target": "a", "donor": f"x{k}", "perf_bilingual": b, "perf_bilingual_se": se[2 + k],
+                               "n_bilingual": 3} for k in range(4)])
+        plan = seed_plan(cells, baselines, target_se)
+        enough.append(plan.loc[0, "seeds_worst_cell"] >= 10)
+        short_plugin.append(plan.loc[0, "seeds_worst_cell_plugin"] < 10)
+    assert np.mean(enough) == pytest.approx(0.95, abs=0.03)
+    assert 0.35 < np.mean(short_plugin) < 0.65

@@ -59,7 +59,7 @@ MATRIX_TABLES = ("runs.csv", "cltm.csv", "cltm_se.csv", "cltm_ci_low.csv", "cltm
 FIGURES = ("cltm", "relative_change", "baselines")
 # ... and its analyses: results/<task>/analysis/<table>, results/<task>/analysis/<figure>.{png,svg}
 ANALYSIS_TABLES = ("languages.tsv", "family_means.csv", "typology.csv", "distances.csv", "top_pairs.csv",
-                   "seed_plan.csv")
+                   "seed_plan.csv", "summary.json")
 ANALYSIS_FIGURES = ("typology", "language_map")
 FIGURE_FORMATS = ("png", "svg")
 

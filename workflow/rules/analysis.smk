@@ -19,8 +19,11 @@ rule analyse:
     input:
         cltm="results/{task}/cltm.csv",
         cltm_se="results/{task}/cltm_se.csv",
+        cltm_ci_low="results/{task}/cltm_ci_low.csv",
+        cltm_ci_high="results/{task}/cltm_ci_high.csv",
         baselines="results/{task}/baselines.csv",
         cells="results/{task}/cells.csv",
+        runs="results/{task}/runs.csv",  # the map's stability resamples seeds
     output:
         languages=report(
             "results/{task}/analysis/languages.tsv",
@@ -53,6 +56,7 @@ rule analyse:
             category="{task}",
             subcategory="Reading the matrix",
         ),
+        summary="results/{task}/analysis/summary.json",
     log:
         "results/logs/analyse/{task}.log",
     conda:
@@ -71,6 +75,7 @@ rule analysis_plots:
         baselines="results/{task}/baselines.csv",
         distances="results/{task}/analysis/distances.csv",
         typology="results/{task}/analysis/typology.csv",
+        summary="results/{task}/analysis/summary.json",
     output:
         typology_png=report(
             "results/{task}/analysis/typology.png",

@@ -87,6 +87,9 @@ rule compare_modes:
     input:
         probe="results/{probe}/cells.csv",
         finetune="results/{twin}/cells.csv",
+        # the runs: the intervals resample seeds, not cells
+        probe_runs="results/{probe}/runs.csv",
+        finetune_runs="results/{twin}/runs.csv",
     output:
         json=report(
             "results/compare/{probe}_vs_{twin}.json",

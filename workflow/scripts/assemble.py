@@ -35,14 +35,17 @@ def main():
         write_table(out[name], getattr(result, name), float_format="%.6g")
     write_table(out.baselines, result.baselines, float_format="%.6g")
     write_table(out.cells, result.cells, index=False, float_format="%.6g")
+    flagged = result.baselines.loc[result.baselines["flagged"]].index.tolist()
     summary = {"task": task, "metric": metric, "languages": snakemake.params.languages,
                "runs": len(runs), "seeds": sorted(runs["seed"].unique().tolist()),
                "config_digest": runs["config_digest"].iloc[0], "synthetic_demo": bool(snakemake.params.synthetic),
+               "flag_alpha": params.flag_alpha, "ci_level": params.ci_level,
+               "uncertainty_covers": "optimisation noise of the seeds for one fixed draw of training subsets, test "
+                                     "set and trials (data.seed); not which clips were drawn",
                **matrix_summary(result),
-               **family_summary(result.cltm, pd.Series(snakemake.params.families, dtype=str))}
+               **family_summary(result.cltm, pd.Series(params.families, dtype=str), flagged=flagged)}
     write_json(out.summary, summary)
     log(f"{task}: {len(runs)} runs; CLTM ({metric}):\n{result.cltm.round(3).to_string()}")
-    flagged = result.baselines.loc[result.baselines["flagged"]].index.tolist()
     if flagged:
         log(f"{task}: rows flagged (Perf(i+i) - Perf(i) not clearly positive): {flagged}")
 

@@ -24,7 +24,7 @@ from matplotlib.patches import Rectangle
 from cltm.analysis.typology import linkage_matrix
 
 __all__ = ["plot_matrix", "plot_baselines", "flag_footnote", "FLAG_FOOTNOTE", "plot_typology", "plot_language_map",
-           "plot_learning_curve", "family_colours"]
+           "plot_learning_curve", "plot_message", "family_colours"]
 
 FLAG_MARK = "†"
 
@@ -400,6 +400,15 @@ def plot_typology(distances: pd.DataFrame, typology: pd.DataFrame, *, title: str
     handles, labels = fig.axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper left", bbox_to_anchor=(0.01, 0.0),
                ncol=2, frameon=False, fontsize=8)
+    save(fig, path_png, path_svg)
+
+
+def plot_message(message: str, *, title: str, path_png, path_svg) -> None:
+    """A figure that says why there is no figure (e.g. "not computed: every row flagged"), so that a report
+    never shows an analysis that looks like a finding where there is none."""
+    fig = new_figure(6.4, 2.4)
+    fig.text(0.5, 0.72, wrap_title(title, 6.4), ha="center", va="top", fontsize=10)
+    fig.text(0.5, 0.35, message, ha="center", va="center", fontsize=11, color="0.25")
     save(fig, path_png, path_svg)
 
 

@@ -303,6 +303,60 @@ def _share(mask: np.ndarray, valid: np.ndarray) -> float:
     return float((mask & valid).sum() / n) if n else float("nan")
 
 
+def gini(values) -> float:
+    """Gini coefficient of non-negative values (0: spread evenly, 1: all in one); NaN without mass."""
+    v = np.sort(np.asarray(values, dtype=float))
+    n, total = v.size, v.sum()
+    if n == 0 or total <= 0:
+        return float("nan")
+    return float((2 * np.arange(1, n + 1) - n - 1) @ v / (n * total))
+
+
+def entropy(values) -> float:
+    """Shannon entropy (bits) of non-negative values normalised to sum 1; NaN without mass."""
+    v = np.asarray(values, dtype=float)
+    total = v.sum()
+    if v.size == 0 or total <= 0:
+        return float("nan")
+    p = v[v > 0] / total
+    return float(-(p * np.log2(p)).sum())
+
+
+def matrix_figures(result: TransferResult) -> dict:
+    """The reference's matrix figures we compute beside the summary (docs/statistics.md):
+
+    share_sign_certain   share of off-diagonal cells whose interval excludes 0 (the sign is known at the
+                         interval's level); share_sign_certain_unflagged the same over unflagged rows
+    spectral_radius      the largest |eigenvalue| of the CLTM (NaN if a cell is not finite)
+    condition_number     its 2-norm condition number (large: nearly singular, rows nearly dependent)
+    row_gini, column_gini, row_entropy, column_entropy
+                         per target (row) and donor (column): how concentrated the positive part
+                         max(M, 0) of its off-diagonal cells is (Gini 0 = spread evenly over the other
+                         languages, 1 = all on one), and its entropy in bits (log2(n - 1) = even)
+    """
+    m = result.cltm.to_numpy(dtype=float)
+    langs = list(result.cltm.index)
+    n = m.shape[0]
+    off = ~np.eye(n, dtype=bool)
+    out = {}
+    if result.cltm_ci_low is not None:
+        lo, hi = result.cltm_ci_low.to_numpy(dtype=float), result.cltm_ci_high.to_numpy(dtype=float)
+        certain = (lo > 0) | (hi < 0)
+        flagged = result.baselines["flagged"].reindex(langs).fillna(True).to_numpy(dtype=bool)
+        out["share_sign_certain"] = _share(certain, off)
+        out["share_sign_certain_unflagged"] = _share(certain, off & ~flagged[:, None])
+        out["ci_level"] = result.ci_level
+    finite = bool(np.isfinite(m).all())
+    out["spectral_radius"] = float(np.abs(np.linalg.eigvals(m)).max()) if finite else float("nan")
+    out["condition_number"] = float(np.linalg.cond(m)) if finite else float("nan")
+    pos = np.where(off & np.isfinite(m), np.clip(m, 0.0, None), 0.0)
+    out["row_gini"] = {lang: gini(pos[i, off[i]]) for i, lang in enumerate(langs)}
+    out["column_gini"] = {lang: gini(pos[off[:, j], j]) for j, lang in enumerate(langs)}
+    out["row_entropy"] = {lang: entropy(pos[i, off[i]]) for i, lang in enumerate(langs)}
+    out["column_entropy"] = {lang: entropy(pos[off[:, j], j]) for j, lang in enumerate(langs)}
+    return out
+
+
 def matrix_summary(result: TransferResult) -> dict:
     """The paper's matrix analyses, computed over the off-diagonal cells.
 
@@ -388,6 +442,7 @@ def matrix_summary(result: TransferResult) -> dict:
                                            "the reference code's recipient strength",
     }
 
+    summary.update(matrix_figures(result))
     summary["n_flagged_rows"] = int(flagged.sum())
     valid_unflagged = valid & unflagged_rows
     summary["share_positive_unflagged"] = _share(m > 0, valid_unflagged)

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from cltm.paths import DUAL, SINGLE, donor_condition
+
 PAIRED, INDEPENDENT = "paired", "independent (seeds differ)"
 
 
@@ -180,3 +182,57 @@ def row_flagged(den: float, se: float, df: float, alpha: float) -> bool:
     """A row is flagged when its denominator is not above t(1 - alpha/2, df) times its SE (or has no SE)."""
     t = t_quantile(1 - alpha, df)
     return bool(not np.isfinite(se) or not np.isfinite(t) or not den > t * se)
+
+
+# ------------------------------------------------------------------ resampling seeds
+
+
+def seed_blocks(values: dict, languages) -> dict:
+    """Per target, its conditions' seed values as one array [conditions, seeds] when every condition has
+    the same seeds (resampled jointly, keeping the pairing), else a list of arrays (resampled apart).
+    `values`: {(target, condition): {seed: value}} (`cltm.analysis.matrix.seed_values`). Condition order:
+    single, dual, then the donors in `languages` order (the target itself left out)."""
+    out = {}
+    for i in languages:
+        conds = [SINGLE, DUAL] + [donor_condition(j) for j in languages if j != i]
+        cells = [values[(i, c)] for c in conds]
+        if all(set(c) == set(cells[0]) for c in cells):
+            seeds = sorted(cells[0], key=str)
+            out[i] = np.array([[c[s] for s in seeds] for c in cells], dtype=float)
+        else:
+            out[i] = [np.array(list(c.values()), dtype=float) for c in cells]
+    return out
+
+
+def _means(block, rng, draws: int | None) -> np.ndarray:
+    """[draws, conditions] means of a target's conditions over seeds resampled with replacement (jointly
+    where paired); draws None: the plain means [1, conditions]."""
+    if draws is None:
+        return np.array([[np.mean(c) for c in block]])
+    if isinstance(block, np.ndarray):
+        n = block.shape[1]
+        idx = rng.integers(0, n, (draws, n))
+        return block[:, idx].mean(axis=2).T
+    return np.stack([c[rng.integers(0, len(c), (draws, len(c)))].mean(axis=1) for c in block], axis=1)
+
+
+def bootstrap_matrices(values: dict, languages, draws: int = 1000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(CLTM, relative change), each [draws, n, n] in `languages` order, from seeds resampled with
+    replacement within each target (jointly across its conditions where their seeds are paired)."""
+    rng = np.random.default_rng(seed)
+    blocks = seed_blocks(values, languages)
+    n = len(languages)
+    cltm = np.ones((draws, n, n))
+    rel = np.zeros((draws, n, n))
+    for r, i in enumerate(languages):
+        m = _means(blocks[i], rng, draws)  # [draws, conditions]: single, dual, donors
+        a, d = m[:, 0], m[:, 1]
+        donors = [j for j in languages if j != i]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel[:, r, r] = (d - a) / a
+            for k, j in enumerate(donors):
+                c = languages.index(j)
+                b = m[:, 2 + k]
+                cltm[:, r, c] = (b - a) / (d - a)
+                rel[:, r, c] = (b - a) / a
+    return cltm, rel

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -23,19 +24,74 @@ def _square(m: pd.DataFrame) -> tuple[list[str], np.ndarray]:
     return langs, m.to_numpy(dtype=float)
 
 
-def family_positive_mass(m: pd.DataFrame, families: pd.Series) -> float:
+ALL_FLAGGED = "not computed: every row flagged"
+
+
+def _families(langs, families: pd.Series) -> np.ndarray:
+    return families.reindex(langs).fillna("unknown").to_numpy()
+
+
+def _same_family(fam: np.ndarray) -> np.ndarray:
+    """[n, n]: both languages in one family of two or more members (never `unknown`)."""
+    sizes = pd.Series(fam).value_counts()
+    shared = np.isin(fam, sizes[sizes >= 2].index) & (fam != "unknown")
+    return (fam[:, None] == fam[None, :]) & shared[:, None]
+
+
+def _mass(pos: np.ndarray, keep: np.ndarray, same: np.ndarray) -> float:
+    total = pos[keep].sum()
+    return float(pos[keep & same].sum() / total) if total > 0 else float("nan")
+
+
+def family_positive_mass(m: pd.DataFrame, families: pd.Series, flagged=()) -> float:
     """Share of the off-diagonal positive mass that falls within families (the reference's measure):
     sum over families with at least two members of the in-family off-diagonal positive part, over the
-    total off-diagonal positive part. NaN when there is no positive mass."""
+    total off-diagonal positive part, rows of `flagged` targets left out (one exploding cell in a flagged
+    row would decide it). NaN when there is no positive mass."""
     langs, a = _square(m)
-    fam = families.reindex(langs).fillna("unknown").to_numpy()
     n = len(langs)
-    pos = np.clip(np.nan_to_num(a, nan=0.0), 0.0, None)
-    off = ~np.eye(n, dtype=bool)
-    sizes = pd.Series(fam).value_counts()
-    same = (fam[:, None] == fam[None, :]) & np.isin(fam, sizes[sizes >= 2].index)[:, None] & (fam[:, None] != "unknown")
-    total = pos[off].sum()
-    return float(pos[off & same].sum() / total) if total > 0 else float("nan")
+    pos = np.clip(np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0), 0.0, None)
+    keep = ~np.eye(n, dtype=bool) & ~np.isin(langs, [str(x) for x in flagged])[:, None]
+    return _mass(pos, keep, _same_family(_families(langs, families)))
+
+
+def family_mass_test(m: pd.DataFrame, families: pd.Series, flagged=(), *, permutations: int = 9999,
+                     seed: int = 0, exact_max: int = 40320) -> dict:
+    """The family positive mass beside what chance gives: `chance` is the share of the (kept) ordered
+    off-diagonal pairs that are within a family (1/6 on the demo's four languages in three families), the
+    mass a matrix with no family structure has in expectation; `ratio` = mass / chance; `p_value` the
+    share of relabellings (family labels permuted over the languages: every one where n! <= exact_max, else
+    `permutations` random ones, p = (1 + k) / (1 + P)) whose mass is at least the observed one. Flagged rows
+    are left out; with every row flagged nothing is computed."""
+    langs, a = _square(m)
+    n = len(langs)
+    flagged = {str(x) for x in flagged}
+    if n and all(x in flagged for x in langs):
+        return {"family_positive_mass": None, "note": ALL_FLAGGED}
+    fam = _families(langs, families)
+    pos = np.clip(np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0), 0.0, None)
+    keep = ~np.eye(n, dtype=bool) & ~np.isin(langs, list(flagged))[:, None]
+    same = _same_family(fam)
+    observed = _mass(pos, keep, same)
+    chance = float((keep & same).sum() / keep.sum()) if keep.sum() else float("nan")
+    out = {"family_positive_mass": observed, "chance": chance,
+           "ratio_to_chance": observed / chance if chance > 0 and np.isfinite(observed) else float("nan"),
+           "rows_left_out": sorted(flagged & set(langs)), "note": ""}
+    if not np.isfinite(observed) or chance == 0:
+        return {**out, "p_value": float("nan"), "permutations": 0, "exact": False}
+    exact = math.factorial(n) <= exact_max
+    if exact:
+        labellings = {tuple(fam[list(p)]) for p in itertools.permutations(range(n))}
+        perms = [np.array(x) for x in labellings]
+        null = np.array([_mass(pos, keep, _same_family(f)) for f in perms])
+        k = int((null >= observed - 1e-12).sum())
+        p = k / len(null)
+    else:
+        rng = np.random.default_rng(seed)
+        null = np.array([_mass(pos, keep, _same_family(rng.permutation(fam))) for _ in range(permutations)])
+        k = int((null >= observed - 1e-12).sum())
+        p = (1 + k) / (1 + len(null))
+    return {**out, "p_value": float(p), "permutations": int(len(null)), "exact": bool(exact)}
 
 
 def _mean_se(values: np.ndarray) -> tuple[float, float, int]:
@@ -47,27 +103,43 @@ def _mean_se(values: np.ndarray) -> tuple[float, float, int]:
 
 
 def family_means(m: pd.DataFrame, families: pd.Series) -> pd.DataFrame:
-    """Per family: mean in-family and mean cross-family CLTM over off-diagonal cells with a target in
-    the family, with standard errors (sd / sqrt(cells): the spread across cells, not across seeds).
-    Cross-family = the family's targets with donors from other families. Columns family, n_languages,
-    in_family_mean, in_family_se, in_family_cells, cross_family_mean, cross_family_se, cross_family_cells."""
+    """Per family: mean in-family and mean cross-family CLTM. The unit is the target language (the cells
+    of one row share its single and dual runs, so they are not independent): each target of the family
+    gives its mean over in-family donors and over donors of other families, and the family's mean and SE
+    are taken over its targets (sd / sqrt(targets); NaN, i.e. n/a, with one target). Columns family,
+    n_languages, in_family_mean, in_family_se, in_family_targets, cross_family_mean, cross_family_se,
+    cross_family_targets."""
     langs, a = _square(m)
-    fam = families.reindex(langs).fillna("unknown").to_numpy()
-    off = ~np.eye(len(langs), dtype=bool)
+    fam = _families(langs, families)
+    n = len(langs)
     rows = []
-    for f in dict.fromkeys(fam):
-        tgt = (fam == f)[:, None]
-        same = tgt & (fam == f)[None, :] & off
-        cross = tgt & (fam != f)[None, :]
-        im, ise, ic = _mean_se(a[same])
-        cm, cse, cc = _mean_se(a[cross])
-        rows.append({"family": f, "n_languages": int((fam == f).sum()), "in_family_mean": im, "in_family_se": ise,
-                     "in_family_cells": ic, "cross_family_mean": cm, "cross_family_se": cse, "cross_family_cells": cc})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a row without a finite cell of a kind: NaN
+        for f in dict.fromkeys(fam):
+            ins, cross = [], []
+            for i in np.flatnonzero(fam == f):
+                row = np.where(np.isfinite(a[i]), a[i], np.nan)
+                same = (fam == f) & (np.arange(n) != i)
+                if same.any():
+                    ins.append(np.nanmean(row[same]))
+                if (fam != f).any():
+                    cross.append(np.nanmean(row[fam != f]))
+            im, ise, ic = _mean_se(np.array(ins, dtype=float))
+            cm, cse, cc = _mean_se(np.array(cross, dtype=float))
+            rows.append({"family": f, "n_languages": int((fam == f).sum()), "in_family_mean": im,
+                         "in_family_se": ise, "in_family_targets": ic, "cross_family_mean": cm,
+                         "cross_family_se": cse, "cross_family_targets": cc})
     return pd.DataFrame(rows)
 
 
-def family_summary(m: pd.DataFrame, families: pd.Series) -> dict:
-    """The `summary.json` fields on families (the strengths are in `cltm.analysis.matrix.matrix_summary`)."""
+def family_summary(m: pd.DataFrame, families: pd.Series, flagged=()) -> dict:
+    """The `summary.json` fields on families (the strengths are in `cltm.analysis.matrix.matrix_summary`):
+    the family positive mass with its chance baseline and permutation p-value (flagged rows left out),
+    and the per-family means over targets. With every row flagged: "not computed"."""
+    langs = [str(x) for x in m.index]
+    families_of = {str(k): str(v) for k, v in families.reindex(m.index).fillna("unknown").items()}
+    if langs and all(x in {str(f) for f in flagged} for x in langs):
+        return {"family_positive_mass": ALL_FLAGGED, "families": families_of, "family_means": ALL_FLAGGED}
     means = family_means(m, families)
 
     def plain(v):  # JSON has no NaN: an undefined mean (a one-language family) is null
@@ -75,9 +147,11 @@ def family_summary(m: pd.DataFrame, families: pd.Series) -> dict:
             return None if not np.isfinite(v) else float(v)
         return int(v) if isinstance(v, (np.integer,)) else v
 
+    test = family_mass_test(m, families, flagged)
     return {
-        "family_positive_mass": plain(family_positive_mass(m, families)),
-        "families": {str(k): str(v) for k, v in families.reindex(m.index).fillna("unknown").items()},
+        "family_positive_mass": plain(test["family_positive_mass"]),
+        "family_positive_mass_test": {k: (plain(v) if not isinstance(v, list) else v) for k, v in test.items()},
+        "families": families_of,
         "family_means": {r["family"]: {k: plain(r[k]) for k in means.columns if k != "family"}
                          for r in means.to_dict(orient="records")},
     }
@@ -171,14 +245,69 @@ def mantel_test(m: np.ndarray, d: np.ndarray, *, permutations: int = 9999, seed:
         raise ValueError(f"alternative must be less, greater or two-sided, not {alternative!r}")
     # exact: the identity is one of the n! permutations, so p = k / n!; sampled: (1 + k) / (1 + P)
     p = k / null.size if exact else (1 + k) / (1 + null.size)
-    return {**out, "p_value": float(p), "permutations": int(count), "exact": bool(exact)}
+    # the smallest p the design can reach: ties in the distances (the demo's genetic distances have few
+    # values) make many permutations give the most extreme statistic, so even a perfect match cannot go
+    # below their share
+    if exact:
+        ext = {"less": null.min(), "greater": null.max(), "two-sided": np.abs(null).max()}[alternative]
+        hit = {"less": null <= ext + tol, "greater": null >= ext - tol,
+               "two-sided": np.abs(null) >= ext - tol}[alternative]
+        min_p = float(hit.sum() / null.size)
+    else:
+        min_p = 1 / (1 + null.size)
+    return {**out, "p_value": float(p), "min_p": min_p, "permutations": int(count), "exact": bool(exact)}
+
+
+def double_centred(m: np.ndarray, iterations: int = 50) -> np.ndarray:
+    """The off-diagonal cells with row and column effects removed: m_ij - r_i - c_j - g, fitted additively
+    on the finite off-diagonal cells (alternating means; the diagonal is left out). A language that is a
+    weak donor and a weak recipient moves every cell of its row and column; here it no longer does."""
+    m = np.asarray(m, dtype=float)
+    n = m.shape[0]
+    ok = ~np.eye(n, dtype=bool) & np.isfinite(m)
+    res = np.where(ok, m, np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a row or column without a finite cell
+        res = res - np.nanmean(res)
+        for _ in range(iterations):
+            r = np.nan_to_num(np.nanmean(res, axis=1))
+            res = res - r[:, None]
+            c = np.nan_to_num(np.nanmean(res, axis=0))
+            res = res - c[None, :]
+            if np.nanmax(np.abs(r)) < 1e-12 and np.nanmax(np.abs(c)) < 1e-12:
+                break
+    return np.where(ok, res, np.nan)
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm's step-down adjustment of a family of p-values (NaN left out and kept NaN)."""
+    p = np.asarray(p_values, dtype=float)
+    out = np.full(p.shape, np.nan)
+    idx = np.flatnonzero(np.isfinite(p))
+    order = idx[np.argsort(p[idx], kind="stable")]
+    k = len(order)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (k - rank) * p[i]))
+        out[i] = running
+    return out
+
+
+MATRIX_PARTS = ("raw", "symmetric", "double_centred")
 
 
 def typology_table(m: pd.DataFrame, distances: dict[str, pd.DataFrame], *, permutations: int = 9999,
-                   seed: int = 0, alternative: str = "less") -> pd.DataFrame:
-    """One row per distance type and matrix part (raw, symmetric): Spearman's rho, the Mantel p-value,
-    the pairs used and the languages without that distance (their pairs skipped)."""
+                   seed: int = 0, alternative: str = "less", flagged=()) -> pd.DataFrame:
+    """One row per distance type and matrix part: `raw` (ordered pairs), `symmetric` ((M + M^T)/2,
+    unordered pairs) and `double_centred` (row and column effects removed, `double_centred`): Spearman's
+    rho, the Mantel p-value, the smallest p-value the design can reach (`min_p`), Holm's adjustment over
+    every row of the table (`p_holm`: the family of tests of this task; docs/statistics.md), the pairs used
+    and the languages without that distance (their pairs skipped). With every row flagged: one row saying
+    so (no numbers that look like findings)."""
     langs, a = _square(m)
+    if langs and all(x in {str(f) for f in flagged} for x in langs):
+        return pd.DataFrame([{"distance": "", "matrix": "", "rho": float("nan"), "p_value": float("nan"),
+                              "note": ALL_FLAGGED}])
     rows = []
     for kind, dist in distances.items():
         dd = dist.reindex(index=langs, columns=langs).to_numpy(dtype=float)
@@ -186,33 +315,51 @@ def typology_table(m: pd.DataFrame, distances: dict[str, pd.DataFrame], *, permu
         missing_pairs = [(langs[i], langs[j]) for i, j in zip(*np.nonzero(off & ~np.isfinite(dd))) if i < j]
         lacking = sorted({x for pair in missing_pairs for x in pair
                           if sum(x in p for p in missing_pairs) == len(langs) - 1})
-        for part, sym in (("raw", False), ("symmetric", True)):
-            res = mantel_test(a, dd, permutations=permutations, seed=seed, symmetric=sym, alternative=alternative)
+        for part in MATRIX_PARTS:
+            mat = double_centred(a) if part == "double_centred" else a
+            res = mantel_test(mat, dd, permutations=permutations, seed=seed, symmetric=part == "symmetric",
+                              alternative=alternative)
             rows.append({"distance": kind, "matrix": part, "rho": res["rho"], "p_value": res["p_value"],
-                         "alternative": alternative, "exact": res["exact"], "permutations": res["permutations"],
-                         "n_pairs": res["n_pairs"], "languages_missing": " ".join(lacking),
-                         "pairs_missing": " ".join(f"{x}-{y}" for x, y in missing_pairs)})
-    return pd.DataFrame(rows)
+                         "min_p": res.get("min_p", float("nan")), "alternative": alternative, "exact": res["exact"],
+                         "permutations": res["permutations"], "n_pairs": res["n_pairs"],
+                         "languages_missing": " ".join(lacking),
+                         "pairs_missing": " ".join(f"{x}-{y}" for x, y in missing_pairs), "note": ""})
+    table = pd.DataFrame(rows)
+    table.insert(table.columns.get_loc("min_p") + 1, "p_holm", holm(table["p_value"]))
+    return table
 
 
-def top_pairs(m: pd.DataFrame, se: pd.DataFrame, flagged=(), k: int = 5) -> pd.DataFrame:
+def top_pairs(m: pd.DataFrame, se: pd.DataFrame, flagged=(), k: int = 5, ci_low: pd.DataFrame | None = None,
+              ci_high: pd.DataFrame | None = None) -> pd.DataFrame:
     """The k strongest positive and k strongest negative off-diagonal cells (target <- donor), with SE,
-    z = value / SE and whether the target row is flagged. NaN cells are left out; a positive list holds
-    only cells > 0 and a negative one only cells < 0 (so it may be shorter than k)."""
+    z = value / SE, the cell's interval and whether the target row is flagged. Ranked by the end of the
+    interval nearer zero (positives by `ci_low`, negatives by `ci_high`) where intervals are given: a cell
+    whose interval is wide (an exploding cell of a shaky row) does not top the list on its point estimate.
+    A positive list holds only cells > 0 (a negative one: < 0), so it may be shorter than k; `sign_certain`
+    says whether the interval excludes 0. Without intervals, the point estimates rank. With every row
+    flagged: no pairs, a note."""
     langs, a = _square(m)
-    s = se.reindex(index=langs, columns=langs).to_numpy(dtype=float)
     flagged = {str(x) for x in flagged}
-    cells = [(langs[i], langs[j], a[i, j], s[i, j]) for i in range(len(langs)) for j in range(len(langs))
-             if i != j and np.isfinite(a[i, j])]
-    df = pd.DataFrame(cells, columns=["target", "donor", "cltm", "cltm_se"])
+    columns = ["sign", "rank", "target", "donor", "cltm", "cltm_se", "ci_low", "ci_high", "sign_certain", "z", "flagged",
+               "note"]
+    if langs and all(x in flagged for x in langs):
+        return pd.DataFrame([{c: (ALL_FLAGGED if c == "note" else None) for c in columns}])
+    s_ = se.reindex(index=langs, columns=langs).to_numpy(dtype=float)
+    lo = (ci_low.reindex(index=langs, columns=langs).to_numpy(dtype=float) if ci_low is not None else a)
+    hi = (ci_high.reindex(index=langs, columns=langs).to_numpy(dtype=float) if ci_high is not None else a)
+    cells = [(langs[i], langs[j], a[i, j], s_[i, j], lo[i, j], hi[i, j]) for i in range(len(langs))
+             for j in range(len(langs)) if i != j and np.isfinite(a[i, j])]
+    df = pd.DataFrame(cells, columns=["target", "donor", "cltm", "cltm_se", "ci_low", "ci_high"])
     with np.errstate(divide="ignore", invalid="ignore"):
         df["z"] = df["cltm"] / df["cltm_se"]
+    df["sign_certain"] = (df["ci_low"] > 0) | (df["ci_high"] < 0)
     df["flagged"] = df["target"].isin(flagged)
-    pos = df[df["cltm"] > 0].sort_values("cltm", ascending=False).head(k).assign(sign="positive")
-    neg = df[df["cltm"] < 0].sort_values("cltm", ascending=True).head(k).assign(sign="negative")
+    df["note"] = ""
+    pos = df[df["cltm"] > 0].sort_values(["ci_low", "cltm"], ascending=False).head(k).assign(sign="positive")
+    neg = df[df["cltm"] < 0].sort_values(["ci_high", "cltm"], ascending=True).head(k).assign(sign="negative")
     out = pd.concat([pos, neg], ignore_index=True)
     out.insert(0, "rank", list(range(1, len(pos) + 1)) + list(range(1, len(neg) + 1)))
-    return out[["sign", "rank", "target", "donor", "cltm", "cltm_se", "z", "flagged"]]
+    return out[columns]
 
 
 def transfer_profiles(m: pd.DataFrame) -> np.ndarray:
@@ -246,3 +393,28 @@ def cluster_order(m: pd.DataFrame, method: str = "average") -> list[str]:
     if len(langs) < 2:
         return langs
     return [langs[i] for i in leaves_list(linkage_matrix(m, method))]
+
+
+def partition(m: np.ndarray, langs: list[str], method: str = "average", k: int = 2) -> frozenset:
+    """The k-cluster partition of the dendrogram of a matrix (as a set of frozensets of languages)."""
+    from scipy.cluster.hierarchy import fcluster
+
+    labels = fcluster(linkage_matrix(pd.DataFrame(m, index=langs, columns=langs), method), k, criterion="maxclust")
+    return frozenset(frozenset(x for x, lab in zip(langs, labels) if lab == c) for c in set(labels))
+
+
+def map_stability(m: pd.DataFrame, draws: np.ndarray, method: str = "average", k: int = 2) -> dict:
+    """How stable the language map is: the share of bootstrap matrices (`draws`, [B, n, n], seeds resampled:
+    `cltm.analysis.statistics.bootstrap_matrices`) whose dendrogram splits the languages into the same k
+    groups as the matrix itself. Below 0.5 the map is called unstable: its groups are not to be read."""
+    langs = [str(x) for x in m.index]
+    if len(langs) <= k:
+        return {"groups": None, "share_same_groups": None, "draws": 0, "stable": None,
+                "note": f"{len(langs)} languages: no grouping into {k} to test"}
+    observed = partition(m.to_numpy(dtype=float), langs, method, k)
+    same = [partition(d, langs, method, k) == observed for d in draws]
+    share = float(np.mean(same)) if same else float("nan")
+    stable = bool(share >= 0.5)
+    return {"groups": sorted(sorted(g) for g in observed), "share_same_groups": share, "draws": int(len(draws)),
+            "stable": stable, "note": "" if stable else "unstable: fewer than half of the resampled matrices give "
+                                                           "these groups; do not read the map's groups"}
