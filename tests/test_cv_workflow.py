@@ -21,7 +21,7 @@ def _checkout(tmp: Path) -> Path:
     work = tmp / "checkout"
     work.mkdir()
     shutil.copy(ROOT / "Snakefile", work)
-    for folder in ("workflow", "config", "envs"):
+    for folder in ("workflow", "config"):
         shutil.copytree(ROOT / folder, work / folder)
     return work
 

@@ -40,7 +40,7 @@ def checkout(dest: Path) -> Path:
     """What a user has after cloning: the workflow files and the profiles (the package is installed)."""
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "Snakefile", dest)
-    for folder in ("workflow", "config", "envs", "profiles", "models"):
+    for folder in ("workflow", "config", "profiles", "models"):
         shutil.copytree(ROOT / folder, dest / folder, symlinks=True)
     for link in ("slurm", "workstation"):
         os.symlink(os.readlink(ROOT / link), dest / link)

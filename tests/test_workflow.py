@@ -94,6 +94,44 @@ def test_matrices_are_assembled_from_every_run(workflow):
     assert list(scores.columns) == ["enroll", "test", "score", "label"] and len(scores) == run["sizes"]["trials"]
 
 
+def test_the_written_errors_are_the_paired_formula_over_the_runs(workflow):
+    """cltm_se.csv is the paired delta method over runs.csv, written out here from the runs (to 6 digits):
+    L_s = g_A A_s + g_B B_s + g_D D_s with the gradient at the means, SE = sd(L_s) / sqrt(n); the intervals
+    are Fieller's; summary.json is strict JSON with the new fields."""
+    from scipy.stats import t as student
+
+    for task in ("gender", "speaker"):
+        runs = pd.read_csv(workflow / f"results/{task}/runs.csv")
+        se = pd.read_csv(workflow / f"results/{task}/cltm_se.csv", index_col=0)
+        low = pd.read_csv(workflow / f"results/{task}/cltm_ci_low.csv", index_col=0)
+        high = pd.read_csv(workflow / f"results/{task}/cltm_ci_high.csv", index_col=0)
+        by = runs.pivot_table(index=["target", "condition"], columns="seed", values="value")
+        for target, donor in (("en", "tr"), ("tr", "en")):
+            A, B, D = (by.loc[(target, c)].to_numpy() for c in ("single", f"donor-{donor}", "dual"))
+            num, den = B.mean() - A.mean(), D.mean() - A.mean()
+            if abs(den) < 1e-12:
+                continue
+            g = ((B.mean() - D.mean()) / den**2, 1 / den, -num / den**2)
+            lin = g[0] * A + g[1] * B + g[2] * D
+            assert se.loc[target, donor] == pytest.approx(lin.std(ddof=1) / np.sqrt(len(A)), rel=1e-6, abs=1e-9)
+            # Fieller: the roots of (x - m y)^2 = t^2 Var(x - m y), x = B - A, y = D - A, paired
+            x, y, n = B - A, D - A, len(A)
+            t2 = student.ppf(0.975, n - 1) ** 2
+            cov = np.cov(x, y, ddof=1) / n
+            qa, qb, qc = y.mean() ** 2 - t2 * cov[1, 1], -2 * (x.mean() * y.mean() - t2 * cov[0, 1]), \
+                x.mean() ** 2 - t2 * cov[0, 0]
+            if qa > 0 and qb * qb - 4 * qa * qc >= 0:
+                roots = sorted(np.roots([qa, qb, qc]).real)
+                assert [low.loc[target, donor], high.loc[target, donor]] == pytest.approx(roots, rel=1e-5)
+            else:
+                assert low.loc[target, donor] == -np.inf and high.loc[target, donor] == np.inf
+        summary = json.loads((workflow / f"results/{task}/summary.json").read_text(),
+                             parse_constant=lambda c: pytest.fail(f"summary.json holds {c}: not strict JSON"))
+        assert summary["flag_alpha"] == 0.05 and summary["ci_level"] == 0.95
+        assert {"share_sign_certain", "spectral_radius", "condition_number", "row_gini", "column_entropy",
+                "family_positive_mass", "uncertainty_covers"} <= set(summary)
+
+
 def test_one_run_is_rebuilt_by_its_file_with_the_same_result(workflow):
     target = "results/gender/runs/tr/donor-en/seed1.json"
     before = json.loads((workflow / target).read_text())
