@@ -176,11 +176,13 @@ def selection_config(config: dict, lang: str | None = None) -> dict:
     `mode` and `probe` head settings are training settings too."""
     tasks = {t: {k: v for k, v in c.items() if k not in ("training", "mode", "probe")}
              for t, c in config["tasks"].items() if not c.get("subsets_from")}  # a twin reuses another's
+    # with data.resample: per_seed every run seed draws its own training subsets: the seeds are selection's
+    seeds = {"seeds": list(config["seeds"])} if config["data"].get("resample", "none") == "per_seed" else {}
     if lang is None:
-        return {"languages": list(config["languages"]), "data": config["data"], "tasks": tasks}
+        return {"languages": list(config["languages"]), "data": config["data"], "tasks": tasks, **seeds}
     tasks = {t: {k: v for k, v in c.items() if k != "languages"} for t, c in tasks.items()
              if lang in task_languages(config, t)}
-    return {"languages": [lang], "data": config["data"], "tasks": tasks}
+    return {"languages": [lang], "data": config["data"], "tasks": tasks, **seeds}
 
 
 def analysis_settings(config: dict) -> dict:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from cltm.config import task_languages
+from cltm.data.draws import RESAMPLE, draw_seed, training_clips
 from cltm.data.selection import (
     SelectionError,
     make_trials,
@@ -21,23 +22,35 @@ from cltm.tasks.classification import GENDER_CLASSES
 
 
 def select_task(task, manifest: pd.DataFrame, train_pool: pd.DataFrame, test_spk: list, test: list,
-                rules: SpeakerRules, seed: int) -> tuple[list, dict]:
-    """(the task's test clips, {single, extra[, trials][, mixed_label_speakers]}) of one language."""
+                rules: SpeakerRules, seed: int, draws=()) -> tuple[list, dict]:
+    """(the task's test clips, {single, extra[, trials][, mixed_label_speakers][, draws]}) of one language.
+    `draws` (run seeds, `data.resample: per_seed`): each seed's own training subsets under `draws`, drawn
+    from the same pool by the same rules with that seed's key (`draw_seed`); the test set and the trials
+    are the data seed's, shared by every draw."""
     if task.kind == "speaker_verification":
-        return test, select_verification(task, manifest, train_pool, test_spk, test, rules, seed)
-    return select_classification(task, manifest, train_pool, test_spk, test, rules, seed)
+        test, subsets = test, select_verification(task, manifest, train_pool, test_spk, test, rules, seed)
+        redraw = lambda key: select_verification(task, manifest, train_pool, test_spk, test, rules, key,  # noqa: E731
+                                                 trials=False)
+    else:
+        test, subsets = select_classification(task, manifest, train_pool, test_spk, test, rules, seed)
+        redraw = lambda key: select_classification(task, manifest, train_pool, test_spk, test, rules, key)[1]  # noqa: E731
+    if draws:
+        subsets["draws"] = {str(s): {k: v for k, v in redraw(draw_seed(seed, s)).items() if k in ("single", "extra")}
+                            for s in draws}
+    return test, subsets
 
 
-def select_verification(task, manifest, train_pool, test_spk, test, rules, seed) -> dict:
+def select_verification(task, manifest, train_pool, test_spk, test, rules, seed, trials: bool = True) -> dict:
     """N utterances from enough speakers, N more from others, and trials among the test speakers."""
     cfg = task.cfg
     subsets = select_speaker(train_pool, test_spk, n_utterances=cfg["n_utterances"],
                              max_utterances_per_speaker=cfg["max_utterances_per_speaker"],
                              min_speaker_fraction=cfg["min_speaker_fraction"], seed=seed,
                              exclude=rules.no_training, task=task.name)
-    rows = manifest[manifest["utt_id"].isin(test)]
-    trials = make_trials(rows, max_positives_per_speaker=cfg["max_positives_per_speaker"], seed=seed)
-    subsets["trials"] = trials.values.tolist()
+    if trials:
+        rows = manifest[manifest["utt_id"].isin(test)]
+        subsets["trials"] = make_trials(rows, max_positives_per_speaker=cfg["max_positives_per_speaker"],
+                                        seed=seed).values.tolist()
     return subsets
 
 
@@ -90,11 +103,16 @@ def select_language(config: dict, manifest: pd.DataFrame, lang: str, rules: Spea
     test_spk = language_test_speakers(config, manifest, rules)
     test = test_clips(test_pool, test_spk, max_per_speaker=data["test"]["max_clips_per_speaker"], seed=seed)
     checks = speaker_checks(manifest, train_pool, test_spk, rules)
+    resample = data.get("resample", "none")
+    if resample not in RESAMPLE:
+        raise SelectionError(f"config key 'data.resample' must be one of {', '.join(RESAMPLE)}, not '{resample}'")
+    draws = list(config.get("seeds") or []) if resample == "per_seed" else []
     out = {}
     for task, cfg in config["tasks"].items():
         if lang not in task_languages(config, task) or cfg.get("subsets_from"):  # a twin reuses another's
             continue
-        task_test, subsets = select_task(make_task(task, cfg), manifest, train_pool, test_spk, test, rules, seed)
+        task_test, subsets = select_task(make_task(task, cfg), manifest, train_pool, test_spk, test, rules, seed,
+                                         draws)
         sel = {"task": task, "language": lang, "data_seed": seed, "test_speakers": test_spk, "test": task_test,
                **subsets}
         if checks:
@@ -117,8 +135,8 @@ def speaker_rules(config: dict, manifests: dict[str, pd.DataFrame]) -> dict[str,
 
 
 def selected_clips(selections: dict[str, dict]) -> set[str]:
-    """Every clip a language's selections use (test, single, extra), over all tasks."""
-    return {u for sel in selections.values() for u in sel["test"] + sel["single"] + sel["extra"]}
+    """Every clip a language's selections use (test, single, extra, and every seed's draw), over all tasks."""
+    return {u for sel in selections.values() for u in set(sel["test"]) | training_clips(sel)}
 
 
 def select_all(config: dict, manifests: dict[str, pd.DataFrame]) -> dict[str, dict[str, dict]]:

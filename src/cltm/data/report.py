@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from cltm.data.audio import DROP_REASONS
+from cltm.data.draws import training_clips
 from cltm.data.selection import SelectionError
 from cltm.data.speakers import checks_columns
 from cltm.tasks.labels import GENDERS
@@ -34,12 +35,12 @@ def language_record(lang: str, manifest: pd.DataFrame, selections: dict, dropped
     listed = sorted(set(checks.get("mixed_gender_speakers", [])) | set(checks.get("excluded_speakers", [])))
     counts = manifest[manifest["speaker"].isin(listed)].groupby(["speaker", "gender"]).size()
     trained = {manifest_speaker for sel in selections.values()
-               for manifest_speaker in manifest.loc[manifest["utt_id"].isin(sel["single"] + sel["extra"]), "speaker"]}
+               for manifest_speaker in manifest.loc[manifest["utt_id"].isin(training_clips(sel)), "speaker"]}
     return {"language": lang, "corpus": corpus_stats(manifest), "selections": selections,
             "speaker_clips": {spk: {g or "unlabelled": int(n) for g, n in counts[spk].items()} for spk in listed},
             "speaker_ids": speaker_ids, "training_speakers": sorted(trained),
             "checked_clips": checked, "prepared_clips": len({u for s in selections.values()
-                                                            for u in s["test"] + s["single"] + s["extra"]}),
+                                                            for u in set(s["test"]) | training_clips(s)}),
             "prepared_hours": round(prepared_samples / sample_rate / 3600, 4),
             "dropped": dropped.to_dict(orient="records")}
 

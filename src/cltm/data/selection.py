@@ -17,6 +17,7 @@ import zlib
 import numpy as np
 import pandas as pd
 
+
 from cltm.errors import CltmError
 from cltm.paths import DUAL, SINGLE, donor_of
 from cltm.tasks import make_task

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from cltm.data.audio import AudioStore
+from cltm.data.draws import seed_draw
 from cltm.data.speakers import check_run_speakers
 from cltm.grid.kept import file_digest, inputs_key, keep
 from cltm.grid.spec import RunSpec
@@ -90,7 +91,8 @@ def execute_run(spec: RunSpec, *, log=print, shared: RunInputs | None = None) ->
     torch.set_num_threads(spec.threads)
     spec_file = shared.spec_settings(spec.settings)
     settings = spec_file["settings"]
-    selections = {lang: read_json(path) for lang, path in zip(spec.languages, spec.subsets)}
+    # each language's subsets as this seed reads them (its own draw with data.resample: per_seed)
+    selections = {lang: seed_draw(read_json(path), spec.seed) for lang, path in zip(spec.languages, spec.subsets)}
     probe = settings["task"].get("mode") == "probe"
     # a probe run's `audio` are the languages' feature stores (cltm.train.features), a fine-tuning run's the audio
     stores = {lang: (shared.features if probe else shared.store)(npy) for lang, npy in zip(spec.languages, spec.audio)}

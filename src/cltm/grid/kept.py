@@ -15,12 +15,14 @@ runs are all kept without starting the worker (no torch import).
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
 import shutil
 from pathlib import Path
 
+from cltm.data.draws import seed_draw
 from cltm.paths import ADOPTED, KEPT_STEM, RUN_JSON, parse_cell_path, parse_run_path
 
 SUFFIXES = (".json", ".scores.tsv")
@@ -40,12 +42,54 @@ def file_digest(path: str | Path) -> str:
     return _DIGESTS[key]
 
 
+def own_draw(path: str | Path, seed: int) -> dict | None:
+    """A subsets file's selection as run seed `seed` reads it, where every seed has its own training draw
+    (`data.resample: per_seed`); None for a selection without draws (read the file's bytes instead)."""
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 16)
+    if b'"draws"' not in head and os.path.getsize(path) <= len(head):
+        return None
+    selection = json.loads(Path(path).read_text())
+    return seed_draw(selection, seed) if "draws" in selection else None
+
+
+def subsets_digest(path: str | Path, seed: int) -> str:
+    """The digest of what a run reads of a subsets file: the file's bytes, or, with per-seed draws, the
+    run's own draw with the shared test set and trials, so that adding a seed (which rewrites the file)
+    leaves the other seeds' runs kept."""
+    own = own_draw(path, seed)
+    if own is None:
+        return file_digest(path)
+    return hashlib.sha256(json.dumps(own, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def index_digest(index: str | Path, clips: set[str]) -> str:
+    """The digest of a prepared-audio index's rows of `clips` (every column but the offset, which moves when
+    other clips are added): what a run with per-seed draws reads of a language's audio."""
+    with open(index, newline="") as fh:
+        rows = csv.reader(fh, delimiter="\t")
+        header = next(rows)
+        keep = [i for i, c in enumerate(header) if c != "offset"]
+        lines = sorted("\t".join(row[i] for i in keep) for row in rows if row and row[0] in clips)
+    return hashlib.sha256("\n".join(["\t".join(header[i] for i in keep), *lines]).encode()).hexdigest()
+
+
+def audio_digest(spec, k: int) -> str:
+    """The digest of the run's k-th language's audio: its index file's bytes, or, with per-seed draws, the
+    index rows of the clips the run's own draw and test set name."""
+    index = Path(spec.audio[k]).with_suffix(".tsv")
+    own = own_draw(spec.subsets[k], spec.seed)
+    if own is None:
+        return file_digest(index)
+    return index_digest(index, set(own["single"]) | set(own["extra"]) | set(own["test"]))
+
+
 def inputs_key(spec, digest: str) -> str:
     """The key of everything a run reads: equal keys, equal results (up to the code's version)."""
     identity = {
         "digest": digest, "task": spec.task, "target": spec.target, "condition": spec.condition,
-        "seed": spec.seed, "subsets": [file_digest(p) for p in spec.subsets],
-        "audio_index": [file_digest(Path(p).with_suffix(".tsv")) for p in spec.audio],
+        "seed": spec.seed, "subsets": [subsets_digest(p, spec.seed) for p in spec.subsets],
+        "audio_index": [audio_digest(spec, k) for k in range(len(spec.audio))],
         "encoder": file_digest(spec.encoder),
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
