@@ -29,6 +29,14 @@ onstart:
     keep_or_forget_runs()  # a run named with -f is trained again; the others of its cell are reused
 
 
+onsuccess:
+    say_what_happened()  # per task: runs trained, put back from kept runs, resumed
+
+
+onerror:
+    say_what_happened()
+
+
 rule all:
     default_target: True
     input:

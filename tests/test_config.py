@@ -159,7 +159,7 @@ def test_seeds_on_the_command_line_plan_the_grid(tmp_path):
 def test_a_deprecated_flag_z_is_read_as_its_level_with_a_message(config):
     from cltm.config import matrix_settings
 
-    assert matrix_settings(config) == ({"flag_alpha": 0.05, "ci_level": 0.95}, [])
+    assert matrix_settings(config) == ({"flag_alpha": 0.05, "ci_level": 0.95, "allow_mixed_versions": False}, [])
     config["matrix"] = {"flag_z": 2.0}
     validate_config(config)
     settings, messages = matrix_settings(config)

@@ -413,3 +413,31 @@ def test_learning_curves_on_request(workflow):
     assert run["sizes"]["target_clips"] == 2 * 2 * 2  # 2 per class, doubled
     # the rung n = N is the grid's own runs (earlier tests of this module may have had them rebuilt)
     assert not (workflow / "results/gender/learning_curve/runs/en/n3").exists()
+
+
+def test_a_local_code_edit_is_named_and_retrained_on_request(finished):
+    """A user edits the training code (every run's learning rate at half) without bumping the method
+    version: the next workflow run names the kept runs that other code made and the command that retrains
+    them; that command retrains them with the edited code (the records carry the new fingerprint)."""
+    import cltm
+
+    src = finished / "src"
+    shutil.copytree(Path(cltm.__file__).parent, src / "cltm", ignore=shutil.ignore_patterns("__pycache__"))
+    loop = src / "cltm" / "train" / "loop.py"
+    text = loop.read_text()
+    assert "    def factor(step: int) -> float:\n" in text
+    loop.write_text(text.replace("    def factor(step: int) -> float:\n",
+                                 "    def factor(step: int) -> float:\n        return 0.5\n", 1))
+    env = {"PYTHONPATH": str(src)}  # the checkout's own package, as a user's edited clone has it
+    out = snakemake(finished, "--cores", "2", "--configfile", "reduced.yaml", "-R", "finetune", env=env)
+    said = out.stderr
+    assert "kept run(s) were made by other code" in said and "CLTM_RETRAIN=other-code" in said
+    assert "gender: 0 run(s) trained" in said and "put back from kept runs (12 of them made by other code)" in said
+    before = json.loads((finished / "results/gender/runs/en/single/seed1.json").read_text())
+    # the command, here for one cell (with --forcerun finetune probe every cell would run and retrain)
+    out = snakemake(finished, "results/gender/cells/en/single.json", "--cores", "2", "--configfile", "reduced.yaml",
+                    "-f", env={**env, "CLTM_RETRAIN": "other-code"})
+    assert "kept run(s) dropped" in out.stderr and "gender: 2 run(s) trained" in out.stderr
+    after = json.loads((finished / "results/gender/runs/en/single/seed1.json").read_text())
+    assert after["source_fingerprint"] != before["source_fingerprint"]
+    assert after["loss"] != before["loss"]  # trained again, with the halved learning rate

@@ -18,7 +18,7 @@ PROBE = {
 CLIP_CHECKS = {"min_seconds": 1.0, "silence_dbfs": -50.0, "max_shortfall": 0.2}
 
 # matrix: how a row is flagged and the level of each cell's interval (docs/statistics.md)
-MATRIX = {"flag_alpha": 0.05, "ci_level": 0.95}
+MATRIX = {"flag_alpha": 0.05, "ci_level": 0.95, "allow_mixed_versions": False}
 
 # analysis: the reading of a matrix (docs/statistics.md)
 ANALYSIS = {

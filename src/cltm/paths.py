@@ -45,6 +45,7 @@ AUDIO_INDEX = "results/audio/{lang}.tsv"
 FEATURES = "results/features/{encoder}/{lang}.npy"
 CONFIG_RECORD = "results/.cltm/config_files.json"  # the config files results/ was made with
 ADOPTED = "results/.cltm/kept/.adopted"  # marks a results/ from before kept runs as adopted
+EVENTS = "results/.cltm/events.jsonl"  # one line per cell job: runs trained, put back, resumed
 
 # the learning curve's own runs (a rung n < N, or a seed the grid does not have)
 LEARNING_CURVE_SUBSETS = "results/{task}/learning_curve/subsets/n{size}/{lang}.json"

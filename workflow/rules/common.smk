@@ -2,6 +2,7 @@
 # targets, the path scheme) is computed by the package (cltm.config, cltm.paths).
 import os
 import sys
+import time
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -49,7 +50,8 @@ from cltm.config.record import (
     settings_changes,
 )  # noqa: E402
 from cltm.config.targets import cell_files, final_targets, probe_tasks  # noqa: E402
-from cltm.grid.kept import prepare_kept_runs  # noqa: E402
+from cltm.grid.cell import event_summary  # noqa: E402
+from cltm.grid.kept import RETRAIN, prepare_kept_runs  # noqa: E402
 from cltm.paths import (  # noqa: E402 - the conditions' names and the path scheme, one definition
     AUDIO,
     AUDIO_INDEX,
@@ -161,15 +163,28 @@ def record_config_files():
         raise WorkflowError(str(err)) from None
 
 
+RUN_STARTED = time.time()  # the end-of-run summary counts the cell jobs since
+
+
 def keep_or_forget_runs():
-    """onstart: adopt a results/ made before kept runs; drop the kept copy of every run named with -f."""
+    """onstart: adopt a results/ made before kept runs; drop the kept copy of every run named with -f, and
+    of the runs CLTM_RETRAIN names; name the kept runs that other code made."""
     settings = workflow.dag_settings
     prepare_kept_runs(
         settings.forcerun,
         settings.targets,
         settings.forcetargets,
         log=lambda m: print(m, file=sys.stderr),
+        retrain=os.environ.get(RETRAIN),
     )
+
+
+def say_what_happened():
+    """onsuccess and onerror: one line per task, runs trained, put back and resumed by this command."""
+    settings = workflow.dag_settings
+    forced = bool(settings.forcerun) or bool(getattr(settings, "forceall", False))
+    for line in event_summary(since=RUN_STARTED, forced=forced):
+        print(line, file=sys.stderr)
 
 
 def encoder_files(wildcards):

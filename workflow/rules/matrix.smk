@@ -37,6 +37,7 @@ rule assemble:
         languages=lambda w: task_languages(config, w.task),
         flag_alpha=MATRIX["flag_alpha"],
         ci_level=MATRIX["ci_level"],
+        allow_mixed_versions=MATRIX["allow_mixed_versions"],
         synthetic=SYNTHETIC,
         families=lambda w: task_families(config, w.task),  # workflow/rules/analysis.smk
     script:

@@ -24,7 +24,7 @@ def remove_figures():
 
 def main():
     remove_figures()
-    runs = load_cells(snakemake.input.cells)
+    runs = load_cells(snakemake.input.cells, allow_mixed_versions=snakemake.params.allow_mixed_versions)
     task = snakemake.wildcards.task
     metric = runs["metric"].iloc[0]
     params = snakemake.params
@@ -40,6 +40,8 @@ def main():
                "runs": len(runs), "seeds": sorted(runs["seed"].unique().tolist()),
                "config_digest": runs["config_digest"].iloc[0], "synthetic_demo": bool(snakemake.params.synthetic),
                "flag_alpha": params.flag_alpha, "ci_level": params.ci_level,
+               "method_versions": sorted(int(v) for v in runs["method_version"].unique()),
+               "mixed_method_versions": bool(runs["method_version"].nunique() > 1),
                "uncertainty_covers": "optimisation noise of the seeds for one fixed draw of training subsets, test "
                                      "set and trials (data.seed); not which clips were drawn",
                **matrix_summary(result),

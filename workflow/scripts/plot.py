@@ -16,6 +16,8 @@ def main():
     note, flag_alpha = snakemake.params.note, snakemake.params.flag_alpha
     head = f"{snakemake.params.display_name} ({metric}, {len(summary['seeds'])} seeds)"  # the task's own name
     suffix = f"\n{note}" if note else ""
+    if summary.get("mixed_method_versions"):  # matrix.allow_mixed_versions: say so on every figure
+        suffix += f"\nMIXED METHOD VERSIONS {summary['method_versions']}: runs of different code"
     baselines = pd.read_csv(inp.baselines, index_col="target")
     flagged = baselines.index[baselines["flagged"].astype(bool)].tolist()
     read = lambda path: pd.read_csv(path, index_col=0)  # noqa: E731

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import fcntl
 import json
+import time
 from pathlib import Path
 
-from cltm.grid.kept import inputs_key, kept_files, legacy_reusable, read_kept_record, restore, reusable, root_of
+from cltm.grid.kept import (RETRAIN, inputs_key, kept_files, legacy_reusable, made_by_other_code, read_kept_record,
+                            rekeyed, restore, reusable, root_of)
 from cltm.grid.spec import RunSpec
 from cltm.io import write_json
-from cltm.paths import RUN_CHECKPOINT, RUN_LOG, parse_run_path, scores_of
+from cltm.paths import EVENTS, RUN_CHECKPOINT, RUN_LOG, parse_run_path, scores_of
 from cltm.records import read_run
 
 
@@ -80,7 +82,7 @@ def split_cell(specs: list[RunSpec], log=print) -> tuple[list[RunSpec], list[Run
         digest = digests[spec.settings]
         record_file, _ = kept_files(spec, root_of(spec))
         record = read_kept_record(record_file) if record_file.exists() else None
-        if reusable(spec, inputs_key(spec, digest)) or (
+        if reusable(spec, inputs_key(spec, digest)) or rekeyed(spec, digest) or (
                 record is not None and legacy_reusable(spec, record, record_file.stat().st_mtime, digest)):
             restore(spec)
             kept.append(spec)
@@ -88,3 +90,58 @@ def split_cell(specs: list[RunSpec], log=print) -> tuple[list[RunSpec], list[Run
         else:
             todo.append(spec)
     return kept, todo
+
+
+def record_event(specs: list[RunSpec], kept: list[RunSpec], trained: list[RunSpec]) -> None:
+    """One line per cell job in results/.cltm/events.jsonl: how many of its runs were trained (and of those
+    resumed from a checkpoint), put back from kept runs (and of those made by other code), failed. The
+    workflow's end-of-run summary reads them (`event_summary`)."""
+    if not specs:
+        return
+    records = {id(s): read_kept_record(Path(s.run)) if Path(s.run).exists() else None for s in specs}
+    done = [s for s in trained if records[id(s)] is not None]
+    event = {"time": time.time(), "task": specs[0].task, "target": specs[0].target, "condition": specs[0].condition,
+             "trained": len(done), "resumed": sum(bool(records[id(s)].get("resumed")) for s in done),
+             "kept": len(kept), "kept_other_code": sum(1 for s in kept if records[id(s)] is not None
+                                                       and made_by_other_code(records[id(s)])),
+             "failed": len(trained) - len(done)}
+    path = root_of(specs[0]) / EVENTS
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)  # cell jobs end at once
+        fh.write(json.dumps(event) + "\n")
+
+
+def event_summary(root: str | Path = ".", since: float = 0.0, forced: bool = False) -> list[str]:
+    """The end-of-run lines, one per task: runs trained (resumed from a checkpoint), put back from kept runs
+    (made by other code), failed, by the cell jobs of this workflow run (events since `since`). With
+    `forced` (the command had --forcerun or -F) a line says that nothing whose inputs are unchanged was
+    retrained, and the command that retrains on purpose."""
+    path = Path(root) / EVENTS
+    totals: dict[str, dict] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if event.get("time", 0) < since:
+                continue
+            t = totals.setdefault(event["task"], dict.fromkeys(("trained", "resumed", "kept", "kept_other_code",
+                                                                 "failed"), 0))
+            for k in t:
+                t[k] += int(event.get(k, 0))
+    lines = []
+    for task, t in sorted(totals.items()):
+        line = (f"cltm: {task}: {t['trained']} run(s) trained ({t['resumed']} resumed from a checkpoint), "
+                f"{t['kept']} put back from kept runs")
+        if t["kept_other_code"]:
+            line += f" ({t['kept_other_code']} of them made by other code)"
+        if t["failed"]:
+            line += f", {t['failed']} failed"
+        lines.append(line)
+    if totals and (forced or any(t["kept_other_code"] for t in totals.values())):
+        lines.append(f"cltm: kept runs are put back whatever --forcerun or -F say; to train runs again on purpose: "
+                     f"{RETRAIN}=all (or other-code, or task names) snakemake --cores N --forcerun finetune probe "
+                     "(plus your --configfile)")
+    return lines

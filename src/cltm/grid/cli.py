@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cltm.grid.cell import cell_specs, split_cell, update_cell, write_cell
+from cltm.grid.cell import cell_specs, record_event, split_cell, update_cell, write_cell
 from cltm.grid.spec import RunSpec, read_specs
 from cltm.io import script_logger
 from cltm.paths import run_path
@@ -135,6 +135,7 @@ def restore_only(argv: list[str]) -> bool:
         return False  # split_cell put back what it could; the worker trains the rest and says so
     for spec in kept:
         log(f"{spec.name}: kept (finished earlier with the same inputs)")
+    record_event(specs, kept, [])
     if args.cell:
         write_cell(args.cell, specs)
     if args.update_cell:

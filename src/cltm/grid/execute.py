@@ -24,6 +24,7 @@ from cltm.data.speakers import check_run_speakers
 from cltm.grid.kept import file_digest, inputs_key, keep
 from cltm.grid.spec import RunSpec
 from cltm.io import read_json, write_json, write_table
+from cltm.method import METHOD_VERSION, source_fingerprint
 from cltm.model.device import pick_device
 from cltm.model.encoder import load_encoder
 from cltm.paths import parse_run_path
@@ -112,6 +113,7 @@ def execute_run(spec: RunSpec, *, log=print, shared: RunInputs | None = None) ->
         device=pick_device(spec_file["device"]), sample_rate=settings["data"]["sample_rate"], log=log,
         checkpoint=checkpoint,
     )
+    record["resumed"] = bool(checkpoint and checkpoint.resumed)
     write_run(spec, spec_file, record, scores, t0)
     if checkpoint:
         checkpoint.remove()  # the result exists now; a checkpoint must never outlive it
@@ -121,7 +123,8 @@ def execute_run(spec: RunSpec, *, log=print, shared: RunInputs | None = None) ->
 def write_run(spec: RunSpec, spec_file: dict, record: dict, scores, t0: float) -> dict:
     """The scores, then the run JSON (last, atomically), then the kept copy of a grid run (cltm.grid.kept)."""
     record.setdefault("mode", "finetune")
-    record.update(config_digest=spec_file["digest"], inputs_key=inputs_key(spec, spec_file["digest"]),
+    record.update(method_version=METHOD_VERSION, source_fingerprint=source_fingerprint(),
+                  config_digest=spec_file["digest"], inputs_key=inputs_key(spec, spec_file["digest"]),
                   synthetic_demo=spec_file["synthetic"], encoder=spec_file["settings"]["encoder"]["source"],
                   wall_s=round(time.perf_counter() - t0, 2))
     write_table(spec.scores, scores, index=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from cltm.grid.cell import run_log, split_cell, write_cell
+from cltm.grid.cell import record_event, run_log, split_cell, write_cell
 from cltm.grid.execute import RunFailures, RunInputs, execute_run
 from cltm.grid.pack import device_memory_bytes, execute_packed
 from cltm.grid.spec import RunSpec
@@ -20,17 +20,20 @@ def execute_cell(specs: list[RunSpec], *, cell: str | None = None, pack: int = 1
     memory). Each trained run also logs to its own file. Every run is tried; RunFailures at the end names
     the ones that failed (the finished ones stay kept, so a rerun of the cell trains only those). Then,
     all done, the `cell` file (`cltm.grid.cell.write_cell`). Returns the specs that were trained."""
-    _, todo = split_cell(specs, log=log)
-    if todo:
-        log(f"{len(specs) - len(todo)} of {len(specs)} run(s) kept; training {len(todo)}"
-            + (f", {min(pack, len(todo))} at a time" if pack > 1 and len(todo) > 1 else ""))
-        for spec in todo:
-            run_log(spec).parent.mkdir(parents=True, exist_ok=True)
-            run_log(spec).unlink(missing_ok=True)
-        if pack > 1 and len(todo) > 1:
-            train_packed(todo, pack, log)
-        else:
-            train_one_by_one(todo, log)
+    kept, todo = split_cell(specs, log=log)
+    try:
+        if todo:
+            log(f"{len(specs) - len(todo)} of {len(specs)} run(s) kept; training {len(todo)}"
+                + (f", {min(pack, len(todo))} at a time" if pack > 1 and len(todo) > 1 else ""))
+            for spec in todo:
+                run_log(spec).parent.mkdir(parents=True, exist_ok=True)
+                run_log(spec).unlink(missing_ok=True)
+            if pack > 1 and len(todo) > 1:
+                train_packed(todo, pack, log)
+            else:
+                train_one_by_one(todo, log)
+    finally:
+        record_event(specs, kept, todo)  # for the workflow's end-of-run summary, failed runs included
     if cell:
         write_cell(cell, specs)
     return todo

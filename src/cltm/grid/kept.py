@@ -23,6 +23,8 @@ import shutil
 from pathlib import Path
 
 from cltm.data.draws import seed_draw
+from cltm.io import write_json
+from cltm.method import METHOD_VERSION, source_fingerprint
 from cltm.paths import ADOPTED, KEPT_STEM, RUN_JSON, parse_cell_path, parse_run_path
 
 SUFFIXES = (".json", ".scores.tsv")
@@ -74,24 +76,31 @@ def index_digest(index: str | Path, clips: set[str]) -> str:
     return hashlib.sha256("\n".join(["\t".join(header[i] for i in keep), *lines]).encode()).hexdigest()
 
 
-def audio_digest(spec, k: int) -> str:
-    """The digest of the run's k-th language's audio: its index file's bytes, or, with per-seed draws, the
-    index rows of the clips the run's own draw and test set name."""
+def audio_digest(spec, k: int, legacy: bool = False) -> str:
+    """The digest of the run's k-th language's audio: the index rows of the clips its selection names (its
+    own draw with per-seed draws; test and training clips), so that another task's clips prepared for the
+    same language (another task's N changed) leave it unchanged. `legacy`: the index file's bytes, the key
+    of runs kept before this (accepted once, then re-keyed: `reusable`)."""
     index = Path(spec.audio[k]).with_suffix(".tsv")
     own = own_draw(spec.subsets[k], spec.seed)
-    if own is None:
+    if legacy and own is None:
         return file_digest(index)
+    if own is None:
+        own = json.loads(Path(spec.subsets[k]).read_text())
     return index_digest(index, set(own["single"]) | set(own["extra"]) | set(own["test"]))
 
 
-def inputs_key(spec, digest: str) -> str:
-    """The key of everything a run reads: equal keys, equal results (up to the code's version)."""
+def inputs_key(spec, digest: str, legacy: bool = False) -> str:
+    """The key of everything a run reads and of the method that computes it (`cltm.method`): equal keys,
+    equal results."""
     identity = {
         "digest": digest, "task": spec.task, "target": spec.target, "condition": spec.condition,
         "seed": spec.seed, "subsets": [subsets_digest(p, spec.seed) for p in spec.subsets],
-        "audio_index": [audio_digest(spec, k) for k in range(len(spec.audio))],
+        "audio_index": [audio_digest(spec, k, legacy) for k in range(len(spec.audio))],
         "encoder": file_digest(spec.encoder),
     }
+    if METHOD_VERSION != 1:  # version 1 is every run made before versions existed: their keys are as they were
+        identity["method_version"] = METHOD_VERSION
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 
@@ -140,10 +149,24 @@ def reusable(spec, key: str) -> bool:
     return same_run and record.get("inputs_key") == key
 
 
+def rekeyed(spec, digest: str) -> bool:
+    """A run kept under the earlier form of the key (the audio index file's bytes instead of the run's own
+    rows of it; the same inputs otherwise): when that key matches, the kept record gets today's key and the
+    run is reusable. True when re-keyed."""
+    record_file, scores_file = kept_files(spec, root_of(spec))
+    record = read_kept_record(record_file) if record_file.exists() else None
+    if record is None or not scores_file.exists() or METHOD_VERSION != 1:
+        return False
+    if record.get("inputs_key") != inputs_key(spec, digest, legacy=True):
+        return False
+    write_json(record_file, {**record, "inputs_key": inputs_key(spec, digest)})
+    return True
+
+
 def legacy_reusable(spec, record: dict, record_mtime: float, digest: str) -> bool:
     """A run made before runs carried their inputs' key (cltm < 0.9): kept when its settings digest is
     today's and it is newer than every file it read (Snakemake's own rule)."""
-    if record.get("config_digest") != digest or "inputs_key" in record:
+    if record.get("config_digest") != digest or "inputs_key" in record or METHOD_VERSION != 1:
         return False
     inputs = [*spec.subsets, *(str(Path(a).with_suffix(".tsv")) for a in spec.audio), *spec.audio, spec.encoder]
     try:
@@ -215,13 +238,60 @@ def adopt_existing(root: str | Path = ".") -> int:
     return n
 
 
-def prepare_kept_runs(forcerun, targets, forcetargets: bool, root: str | Path = ".", log=print) -> None:
+RETRAIN = "CLTM_RETRAIN"  # the environment variable that retrains kept runs on purpose
+
+
+def made_by_other_code(record: dict) -> bool:
+    """Whether a kept run was made by other code than this package's (another source fingerprint: a local
+    edit, or a version from before fingerprints)."""
+    return record.get("source_fingerprint") != source_fingerprint()
+
+
+def kept_records(root: str | Path = "."):
+    """(record file, record) of every kept run under results/.cltm/kept/."""
+    base = Path(root) / Path(KEPT_STEM).parts[0] / Path(KEPT_STEM).parts[1] / Path(KEPT_STEM).parts[2]
+    for path in sorted(base.glob("*/*/*/seed*.json")):
+        record = read_kept_record(path)
+        if record is not None:
+            yield path, record
+
+
+def forget_on_purpose(which: str, root: str | Path = ".") -> list[str]:
+    """Drop kept runs so that their cells train them again: `all`, `other-code` (runs made by other code or
+    another method version) or a comma-separated list of task names. Returns the runs forgotten."""
+    wanted = {w.strip() for w in which.split(",") if w.strip()}
+    out = []
+    for path, record in kept_records(root):
+        hit = ("all" in wanted or record.get("task") in wanted
+               or ("other-code" in wanted and (made_by_other_code(record)
+                                               or int(record.get("method_version") or 1) != METHOD_VERSION)))
+        if hit:
+            for suffix in SUFFIXES:
+                path.with_name(path.name[:-len(".json")] + suffix).unlink(missing_ok=True)
+            out.append(f"{record.get('task')} {record.get('target')} {record.get('condition')} seed {record.get('seed')}")
+    return out
+
+
+def prepare_kept_runs(forcerun, targets, forcetargets: bool, root: str | Path = ".", log=print,
+                      retrain: str | None = None) -> None:
     """What the workflow does before any job (onstart): a results/ made by a version without kept runs has
     its finished runs adopted once (`adopt_existing`); a run named with -f (or --forcerun), or a cell file
-    named, is trained again, so its kept copy is dropped (`forget`)."""
+    named, is trained again, so its kept copy is dropped (`forget`); `retrain` (the CLTM_RETRAIN variable:
+    all, other-code or task names) drops those kept runs on purpose (`forget_on_purpose`). Kept runs that
+    other code made (a local edit that did not change the method version) are named, with the command that
+    retrains them."""
     adopted = adopt_existing(root)
     if adopted:
         log(f"cltm: {adopted} finished run(s) found in results/ are kept for reuse")
     named = set(forcerun) | (set(targets) if forcetargets else set())
     for name in forget(sorted(named), root):
         log(f"cltm: {name} will be trained again (named with -f)")
+    if retrain:
+        gone = forget_on_purpose(retrain, root)
+        log(f"cltm: {RETRAIN}={retrain}: {len(gone)} kept run(s) dropped; their cells train them again when they run "
+            "(with --forcerun finetune probe they all do)")
+    other = sum(1 for _, record in kept_records(root) if made_by_other_code(record))
+    if other:
+        log(f"cltm: {other} kept run(s) were made by other code than this checkout's (a local edit, or an older "
+            "version with the same method version); they are put back as they are. To train them again with this "
+            f"code: {RETRAIN}=other-code snakemake --cores N --forcerun finetune probe (plus your --configfile)")

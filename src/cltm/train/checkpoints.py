@@ -64,6 +64,7 @@ class Checkpoint:
     def __init__(self, path: str | Path, key: str, every_s: float = 600.0, log=print):
         self.path, self.key, self.every_s, self.log = Path(path), key, every_s, log
         self._last = time.monotonic()
+        self.resumed = False  # whether load() gave a saved state (the run's record says so)
 
     def due(self) -> bool:
         return self.every_s > 0 and time.monotonic() - self._last >= self.every_s
@@ -79,6 +80,7 @@ class Checkpoint:
         if state.get("format") != FORMAT or state.get("key") != self.key:
             self.log(f"checkpoint {self.path} belongs to other settings; starting from scratch")
             return None
+        self.resumed = True
         return state
 
     def save(self, state: dict) -> None:
