@@ -106,7 +106,17 @@ def test_bad_clips_were_replaced_and_reported(cv_run):
             sel = json.loads((work / f"results/subsets/{task}/{lang}.json").read_text())
             used = set(sel["test"] + sel["single"] + sel["extra"])
             assert not used & set(victims) and used <= set(index["utt_id"])
-    assert "data_report.tsv" in (work / "results/logs/data_report.log").read_text() or len(report) == 2
+    # the data report's log: its table, a row per language as in data_report.tsv, then every dropped clip
+    lines = (work / "results/logs/data_report.log").read_text().splitlines()
+    header = next(i for i, line in enumerate(lines) if line.split()[:2] == ["language", "speakers"])
+    logged = {line.split()[0]: dict(zip(lines[header].split(), line.split())) for line in lines[header + 1:header + 3]}
+    assert sorted(logged) == ["sv-SE", "zh-CN"]
+    for lang, row in logged.items():
+        assert {k: int(row[k]) for k in ("clips", "prepared_clips", "dropped", "dropped_silent")} == {
+            k: report.loc[lang, k] for k in ("clips", "prepared_clips", "dropped", "dropped_silent")}
+    assert f"{len(victims)} bad clip(s) dropped and replaced:" in lines[header + 3]
+    for utt, (lang, reason, _) in victims.items():
+        assert sum(line.split()[:2] == [lang, utt] and reason in line.split() for line in lines[header + 4:]) == 1, utt
 
 
 def test_matrices_on_the_real_shaped_corpus(cv_run):

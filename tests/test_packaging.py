@@ -1,10 +1,17 @@
 """The conda environment for `--sdm conda` must carry every runtime dependency of the package."""
 
 import re
-import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
+
+try:
+    import tomllib  # Python 3.11+
+except ImportError:  # Python 3.10, which requires-python allows: tomli, the same parser as a package (pytest
+    # itself requires it below 3.11, so the skip is only for an environment without it)
+    tomllib = pytest.importorskip("tomli", reason="Python 3.10 has no tomllib, and tomli (its backport) is not "
+                                                  "installed: pip install tomli to read pyproject.toml here")
 
 ROOT = Path(__file__).resolve().parents[1]
 

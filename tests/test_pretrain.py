@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
@@ -50,8 +51,18 @@ SMALL = dict(languages=["de", "eu"], speakers_per_gender=2, utterances_per_speak
              kmeans_iterations=5, steps=60, batch_size=4, crop_seconds=1.0, warmup_steps=10, lr=2e-3)
 
 
-def test_pretraining_learns_saves_a_loadable_encoder_and_is_deterministic(tmp_path):
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for the pretraining test, and the process's own count back afterwards."""
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_pretraining_learns_saves_a_loadable_encoder_and_is_deterministic(tmp_path, one_thread):
     first = pretrain(tmp_path / "a", log=lambda m: None, **SMALL)
     assert first["clips"] == 2 * 2 * 2 * 4 and first["recipe"]["steps"] == 60
     assert first["final_loss"] < first["first_loss"] < first["chance_loss"] + 0.3

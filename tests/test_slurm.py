@@ -117,7 +117,9 @@ def scontrol(jobid: str) -> str:
 
 @pytest.fixture(scope="module")
 def on_cluster(cluster, tmp_path_factory):
-    """A checkout after the whole reduced demo ran through `--profile slurm` on the test cluster."""
+    """A checkout after the whole reduced demo ran through `--profile slurm` on the test cluster. Tests only
+    read it; a test that runs the workflow again does so in its own copy (`own_copy`), so that no test
+    depends on the order they run in or on what another's failing run left behind."""
     work = checkout(tmp_path_factory.mktemp("slurm") / "checkout")
     workers = tmp_path_factory.mktemp("workers")
     env = {"CLTM_WORKER_IDLE": "90", "CLTM_WORKER_DIR": str(workers)}  # exported to the jobs (--export=ALL)
@@ -125,6 +127,16 @@ def on_cluster(cluster, tmp_path_factory):
     proc = run(work, "--cores", "2", *PROFILES, "--configfile", "reduced.yaml", env=env)
     print(f"reduced demo through SLURM: {time.monotonic() - t0:.0f} s", file=sys.stderr)
     return {"work": work, "out": proc.stdout + proc.stderr, "env": env, "workers": workers}
+
+
+def own_copy(on_cluster, tmp_path_factory) -> tuple[Path, dict]:
+    """A copy of the finished checkout (times kept, so Snakemake sees the same finished workflow; results/
+    included, its kept runs too) and the jobs' environment with a workers folder of its own, for a test that
+    runs the workflow again: what it changes, its workers' logs, and whatever a stopped or failing run of it
+    leaves stay with the copy."""
+    work = Path(shutil.copytree(on_cluster["work"], tmp_path_factory.mktemp("copy") / "checkout", symlinks=True,
+                                ignore=shutil.ignore_patterns("*.sock")))
+    return work, {**on_cluster["env"], "CLTM_WORKER_DIR": str(tmp_path_factory.mktemp("workers"))}
 
 
 def test_demo_runs_through_slurm_in_bundles(on_cluster):
@@ -166,12 +178,12 @@ def test_demo_runs_through_slurm_in_bundles(on_cluster):
     assert sorted(served) == sorted(bundles), started
 
 
-def test_one_cell_reruns_on_the_cluster(on_cluster):
-    work = on_cluster["work"]
+def test_one_cell_reruns_on_the_cluster(on_cluster, tmp_path_factory):
+    work, env = own_copy(on_cluster, tmp_path_factory)
     target = "results/gender/runs/en/single/seed1.json"
     before = json.loads((work / target).read_text())
     other = (work / "results/gender/runs/en/single/seed2.json").read_bytes()  # the same cell: put back as it was
-    proc = run(work, "--cores", "2", *PROFILES, "--configfile", "reduced.yaml", "-f", target, env=on_cluster["env"])
+    proc = run(work, "--cores", "2", *PROFILES, "--configfile", "reduced.yaml", "-f", target, env=env)
     out = proc.stdout + proc.stderr
     assert "1 of 1 steps (100%) done" in out and len(slurm_jobs(out)) == 1
     after = json.loads((work / target).read_text())
@@ -179,10 +191,10 @@ def test_one_cell_reruns_on_the_cluster(on_cluster):
     assert (work / "results/gender/runs/en/single/seed2.json").read_bytes() == other
 
 
-def test_a_packed_cell_gives_the_runs_it_gives_alone(on_cluster):
+def test_a_packed_cell_gives_the_runs_it_gives_alone(on_cluster, tmp_path_factory):
     """runs_per_gpu 2: the cell's two runs train at once in its one SLURM job on its one GPU, and give the
     run JSONs (all but timing) and scores that they gave one after the other."""
-    work = on_cluster["work"]
+    work, env = own_copy(on_cluster, tmp_path_factory)
     runs = [f"results/gender/runs/tr/dual/seed{s}.json" for s in (1, 2)]
 
     def result(path):
@@ -193,7 +205,7 @@ def test_a_packed_cell_gives_the_runs_it_gives_alone(on_cluster):
     before = [result(r) for r in runs]
     # -f on the cell file: its job trains both runs again (their kept copies are dropped first)
     proc = run(work, "results/gender/cells/tr/dual.json", "-f", "--cores", "2", *PROFILES, "--set-resources",
-               "finetune:runs_per_gpu=2", "-p", "--configfile", "reduced.yaml", env=on_cluster["env"])
+               "finetune:runs_per_gpu=2", "-p", "--configfile", "reduced.yaml", env=env)
     out = proc.stdout + proc.stderr
     assert len(slurm_jobs(out)) == 1 and "--pack 2" in out, out[-3000:]
     log = (work / "results/logs/finetune/gender/tr/dual.log").read_text()
@@ -201,12 +213,13 @@ def test_a_packed_cell_gives_the_runs_it_gives_alone(on_cluster):
     assert [result(r) for r in runs] == before
 
 
-# last: it changes the speaker settings of the checkout
-def test_stopped_run_resumes_from_its_checkpoint(on_cluster, tmp_path):
+def test_stopped_run_resumes_from_its_checkpoint(on_cluster, tmp_path, tmp_path_factory):
     """scancel (SIGTERM, as for preemption) a run mid-way: no result appears; rerun: it resumes from its
-    checkpoint and gives exactly the result of an uninterrupted run."""
+    checkpoint and gives exactly the result of an uninterrupted run. In its own copy of the checkout: it
+    changes the speaker settings there, and a run stopped on purpose leaves a checkpoint and no result."""
     # another config file in the same results/, on purpose
-    work, env = on_cluster["work"], {**on_cluster["env"], "CLTM_CHECKPOINT_SECONDS": "1", "CLTM_NEW_CONFIG": "1"}
+    work, env = own_copy(on_cluster, tmp_path_factory)
+    env.update(CLTM_CHECKPOINT_SECONDS="1", CLTM_NEW_CONFIG="1")
     long = json.loads(json.dumps(REDUCED))
     long["tasks"]["speaker"]["training"]["epochs"] = 150  # 450 steps: long enough to stop mid-way
     long["seeds"] = [1]  # the cell's job then holds that one run
