@@ -294,6 +294,15 @@ def features_settings(wildcards):
                 "stats": (cfg.get("probe") or {}).get("stats"),
                 "trim_db": cfg.get("trim_db"),
                 "subsets_from": subsets_task(t),
+                # test-time speeds: only where set, so that stores made before the key are not redone
+                **(
+                    {
+                        "tta_speeds": cfg["tta_speeds"],
+                        "sample_rate": config["data"]["sample_rate"],
+                    }
+                    if cfg.get("tta_speeds")
+                    else {}
+                ),
             }
     return out
 

@@ -18,7 +18,7 @@ def main():
 
     torch.set_num_threads(snakemake.threads)
     # what feature_plan reads of a task: its kind, its head's statistics, its trimming
-    tasks = {name: SimpleNamespace(kind=t["kind"], cfg={"trim_db": t["trim_db"],
+    tasks = {name: SimpleNamespace(kind=t["kind"], cfg={"trim_db": t["trim_db"], "tta_speeds": t.get("tta_speeds"),
                                                         **({"probe": {"stats": t["stats"]}} if t["stats"] else {})})
              for name, t in snakemake.params.tasks.items()}
     selections = {}
@@ -32,7 +32,9 @@ def main():
     log(f"{snakemake.wildcards.lang}: {len(plan['utt_ids'])} clips (+ {sum(len(v) for v in plan['trim'].values())} "
         f"trimmed test clips), statistics {'+'.join(plan['stats'])}, device {device}")
     extract_features(encoder, audio, plan["utt_ids"], snakemake.output.npy, snakemake.output.index,
-                     stats=plan["stats"], trim=plan["trim"], device=device, log=log)
+                     stats=plan["stats"], trim=plan["trim"], speeds=plan["speeds"],
+                     sample_rate=next((t["sample_rate"] for t in snakemake.params.tasks.values() if "sample_rate" in t),
+                                      16000), device=device, log=log)
 
 
 run_script(main, log)

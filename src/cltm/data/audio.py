@@ -118,6 +118,14 @@ class AudioStore:
         return self.index.loc[utt_id]
 
 
+def change_speed(wave: np.ndarray, speed: float, sample_rate: int = 16000) -> np.ndarray:
+    """The clip played `speed` times as fast (pitch with it, as resampling does; Kaldi's speed perturbation):
+    resampled from sample_rate x speed to sample_rate, so it lasts 1/speed as long. Speed 1 is the clip."""
+    if speed == 1.0:
+        return wave
+    return np.ascontiguousarray(soxr.resample(wave, sample_rate * speed, sample_rate, quality="HQ"), dtype=np.float32)
+
+
 def trim_silence(wave: np.ndarray, top_db: float | None = 20.0, frame: int = 400, hop: int = 160) -> np.ndarray:
     """Cut leading and trailing frames whose energy is more than `top_db` below the loudest frame."""
     if top_db is None or wave.size <= frame:

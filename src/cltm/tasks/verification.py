@@ -37,6 +37,12 @@ class SpeakerVerificationTask(Task):
 
     kind, default_metric, pooling = "speaker_verification", "roc_auc", "last4"
 
+    @property
+    def tta_speeds(self) -> tuple[float, ...]:
+        """Test-time augmentation (`tta_speeds`): the speeds each test clip is embedded at, the embeddings
+        averaged before scoring; (1.0,) without it."""
+        return tuple(float(s) for s in (self.cfg.get("tta_speeds") or [1.0]))
+
     def excluded(self, rules) -> frozenset:
         return frozenset()
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from cltm.data.audio import trim_silence
+from cltm.data.audio import change_speed, trim_silence
 from cltm.model.device import to_device
 from cltm.model.encoder import SpeechInputs
 from cltm.model.heads import Classifier
@@ -66,13 +66,18 @@ def predict_proba(model: Classifier, waves: list[np.ndarray], device: torch.devi
     return torch.softmax(per_clip(model, waves, device, model, precision), dim=-1).numpy()
 
 
-def evaluate(task, model: Classifier, store, selection: dict, cfg: dict, device: torch.device):
+def evaluate(task, model: Classifier, store, selection: dict, cfg: dict, device: torch.device,
+             sample_rate: int = 16000):
     """(metrics, per-item scores) of a fine-tuned `model` on the target's test set (`selection["test"]`):
     class probabilities per clip for a classification task, embeddings of the silence-trimmed clips
-    scored over the trial list for speaker verification. `cfg` is the task's config section."""
+    scored over the trial list for speaker verification (at each of the task's `tta_speeds`, averaged).
+    `cfg` is the task's config section."""
     test = selection["test"]
     precision = precision_of(cfg.get("training") or {})
     if task.kind == "speaker_verification":
         waves = [trim_silence(store[u], cfg.get("trim_db")) for u in test]
-        return task.score(test, embed_clips(model, waves, device, precision), selection)
+        # test-time augmentation: the embeddings of each clip at every speed, averaged before scoring
+        embeddings = [embed_clips(model, [change_speed(w, speed, sample_rate) for w in waves], device, precision)
+                      for speed in task.tta_speeds]
+        return task.score(test, torch.stack(embeddings).mean(dim=0), selection)
     return task.score(store, test, predict_proba(model, [store[u] for u in test], device, precision))

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from cltm.data.audio import trim_silence
+from cltm.data.audio import change_speed, trim_silence
 from cltm.data.plan import selected_clips
 from cltm.io import atomic_path, write_table
 from cltm.model.device import to_device
@@ -41,8 +41,11 @@ STATS = ("mean", "std")
 INDEX_COLUMNS = ("utt_id", "trim_db", "n_samples", "stats")
 
 
-def _trim_key(trim_db) -> str:
-    return "" if trim_db is None else f"{float(trim_db):g}"
+def _trim_key(trim_db, speed: float = 1.0) -> str:
+    """A row variant's key in the index's `trim_db` column: the trimming level ("" untrimmed), then, for a
+    test-time speed other than 1, `@<speed>` (`tta_speeds`)."""
+    key = "" if trim_db is None else f"{float(trim_db):g}"
+    return key if float(speed) == 1.0 else f"{key}@{float(speed):g}"
 
 
 def feature_plan(tasks: dict, selections: dict[str, dict]) -> dict:
@@ -50,15 +53,22 @@ def feature_plan(tasks: dict, selections: dict[str, dict]) -> dict:
     language's selections ({task: subsets}): {"utt_ids": sorted clips of every task's test + single + extra,
     "stats": the statistics any task's probe head reads (`cltm.train.probe.probe_settings`: mean, and std for
     speaker verification by default), "trim": {trim_db: sorted test clips of the speaker-verification
-    tasks trimmed at that level}}."""
+    tasks trimmed at that level}, "speeds": {(trim_db, speed): their test clips at each test-time speed
+    other than 1 (`tta_speeds`)}}."""
     sv = [t for t in selections if tasks[t].kind == "speaker_verification"]
     wanted = {s for t in selections for s in probe_settings(tasks[t].kind, tasks[t].cfg)["stats"]}
     trim: dict[float, set] = {}
+    speeds: dict[tuple, set] = {}
     for t in sv:
-        if tasks[t].cfg.get("trim_db") is not None:
-            trim.setdefault(float(tasks[t].cfg["trim_db"]), set()).update(selections[t]["test"])
+        db = tasks[t].cfg.get("trim_db")
+        if db is not None:
+            trim.setdefault(float(db), set()).update(selections[t]["test"])
+        for speed in tasks[t].cfg.get("tta_speeds") or [1.0]:
+            if float(speed) != 1.0:
+                speeds.setdefault((None if db is None else float(db), float(speed)), set()).update(selections[t]["test"])
     return {"utt_ids": sorted(selected_clips(selections)), "stats": tuple(s for s in STATS if s in wanted),
-            "trim": {db: sorted(u) for db, u in sorted(trim.items())}}
+            "trim": {db: sorted(u) for db, u in sorted(trim.items())},
+            "speeds": {k: sorted(u) for k, u in sorted(speeds.items(), key=lambda kv: (str(kv[0][0]), kv[0][1]))}}
 
 
 def _pool(states: list[torch.Tensor], keep: torch.Tensor | None, stats) -> torch.Tensor:
@@ -95,17 +105,20 @@ def encode_clips(encoder, waves: list[np.ndarray], *, stats=("mean",), device="c
 
 
 def extract_features(encoder, audio, utt_ids, out_npy: str | Path, out_index: str | Path, *, stats=("mean",),
-                     trim: dict | None = None, device="cpu", batch: int | None = None, chunk: int = 256,
-                     log=print) -> "FeatureStore":
+                     trim: dict | None = None, speeds: dict | None = None, sample_rate: int = 16000, device="cpu",
+                     batch: int | None = None, chunk: int = 256, log=print) -> "FeatureStore":
     """Encode clips of `audio` (a `cltm.data.audio.AudioStore`) once and write a feature store atomically.
 
     `utt_ids`: the untrimmed rows; `trim`: {trim_db: utt_ids} extra rows of those clips silence-trimmed at
-    that level (`cltm.data.audio.trim_silence`, as speaker verification trims test clips); `feature_plan`
-    gives both for a language. Clips are read and encoded `chunk` at a time into a memory-mapped array, so
+    that level (`cltm.data.audio.trim_silence`, as speaker verification trims test clips); `speeds`:
+    {(trim_db, speed): utt_ids} extra rows at a test-time speed (`cltm.data.audio.change_speed`);
+    `feature_plan` gives all three for a language. Clips are read and encoded `chunk` at a time into a memory-mapped array, so
     memory stays small whatever the store's size."""
-    jobs = [(u, None) for u in sorted(set(utt_ids))]
+    jobs = [(u, None, 1.0) for u in sorted(set(utt_ids))]
     for db, ids in sorted((trim or {}).items()):
-        jobs += [(u, float(db)) for u in sorted(set(ids))]
+        jobs += [(u, float(db), 1.0) for u in sorted(set(ids))]
+    for (db, speed), ids in (speeds or {}).items():
+        jobs += [(u, None if db is None else float(db), float(speed)) for u in sorted(set(ids))]
     n_layers = encoder.config.num_hidden_layers + 1
     width = encoder.config.hidden_size * len(stats)
     n_samples = []
@@ -113,14 +126,15 @@ def extract_features(encoder, audio, utt_ids, out_npy: str | Path, out_index: st
         array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(len(jobs), n_layers, width))
         for start in range(0, len(jobs), chunk):
             part = jobs[start:start + chunk]
-            waves = [audio[u] if db is None else trim_silence(audio[u], db) for u, db in part]
+            waves = [change_speed(audio[u] if db is None else trim_silence(audio[u], db), speed, sample_rate)
+                     for u, db, speed in part]
             n_samples += [w.size for w in waves]
             array[start:start + len(part)] = encode_clips(encoder, waves, stats=stats, device=device, batch=batch)
             log(f"features: {start + len(part)}/{len(jobs)} clips")
         array.flush()
         del array
     meta = audio.index.drop(columns=[c for c in ("offset", "n_samples") if c in audio.index.columns])
-    index = pd.DataFrame({"utt_id": [u for u, _ in jobs], "trim_db": [_trim_key(db) for _, db in jobs],
+    index = pd.DataFrame({"utt_id": [u for u, _, _ in jobs], "trim_db": [_trim_key(db, sp) for _, db, sp in jobs],
                           "n_samples": n_samples, "stats": "+".join(stats)})
     index = pd.concat([index, meta.loc[index["utt_id"]].reset_index(drop=True)], axis=1)
     write_table(out_index, index, index=False)
@@ -156,16 +170,16 @@ class FeatureStore:
     def __len__(self) -> int:
         return len(self.features)
 
-    def row_numbers(self, utt_ids, trim_db=None) -> np.ndarray:
-        key = _trim_key(trim_db)
+    def row_numbers(self, utt_ids, trim_db=None, speed: float = 1.0) -> np.ndarray:
+        key = _trim_key(trim_db, speed)
         try:
             return np.array([self._row[(u, key)] for u in utt_ids], dtype=np.int64)
         except KeyError as err:
             what = "untrimmed" if key == "" else f"trimmed at {key} dB"
             raise KeyError(f"clip {err.args[0][0]} ({what}) is not in this feature store") from None
 
-    def rows(self, utt_ids, trim_db=None) -> np.ndarray:
-        return np.asarray(self.features[self.row_numbers(utt_ids, trim_db)])
+    def rows(self, utt_ids, trim_db=None, speed: float = 1.0) -> np.ndarray:
+        return np.asarray(self.features[self.row_numbers(utt_ids, trim_db, speed)])
 
     def __getitem__(self, utt_id: str) -> np.ndarray:
         return np.asarray(self.features[self.row_numbers([utt_id])[0]])
@@ -184,17 +198,17 @@ class FeatureStore:
             raise ValueError(f"the feature store holds {'+'.join(self.stats)}, not {'+'.join(missing)}")
         return [i for s in stats for i in range(self.stats.index(s) * self.dim, (self.stats.index(s) + 1) * self.dim)]
 
-    def block(self, utt_ids, *, trim_db=None, stats=("mean",), normalize: bool = False, layout: str = "lnf"
-              ) -> torch.Tensor:
+    def block(self, utt_ids, *, trim_db=None, stats=("mean",), normalize: bool = False, layout: str = "lnf",
+              speed: float = 1.0) -> torch.Tensor:
         """float32 features of `utt_ids` (cached): layout 'lnf' = [layers, clips, features] contiguous
         (what the probe's layer mixing reads fastest: one long matrix-vector product per minibatch),
         'nfl' = [clips, features, layers], 'nlf' = [clips, layers, features]. `normalize`: each
         clip's pooled vector of each layer and stat made zero-mean / unit-variance over its `dim` values
         (parameter-free layer normalisation, SUPERB's weighted-sum `layer_norm`; per clip, so the same in
         every run)."""
-        key = (tuple(utt_ids), _trim_key(trim_db), tuple(stats), bool(normalize), layout)
+        key = (tuple(utt_ids), _trim_key(trim_db, speed), tuple(stats), bool(normalize), layout)
         if key not in self._blocks:
-            x = self.rows(utt_ids, trim_db)
+            x = self.rows(utt_ids, trim_db, speed)
             if tuple(stats) != self.stats:
                 x = x[:, :, self.columns(stats)]
             x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))

@@ -44,7 +44,7 @@ def finetune_run(task: str, cfg: dict, *, target: str, condition: str, seed: int
         loss = fine_tune(model, waves, labels, cfg["training"], seed=seed, device=device, sample_rate=sample_rate,
                          log=log, checkpoint=checkpoint)
         t_train = time.perf_counter() - t0
-        metrics, scores = evaluate(plugin, model, stores[target], selections[target], cfg, device)
+        metrics, scores = evaluate(plugin, model, stores[target], selections[target], cfg, device, sample_rate)
     log(f"{task} {target} {condition} seed {seed}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
 
     record = run_record(plugin, target=target, condition=condition, seed=seed, metrics=metrics,
@@ -52,4 +52,6 @@ def finetune_run(task: str, cfg: dict, *, target: str, condition: str, seed: int
                         selections=selections, loss=loss, sample_rate=sample_rate,
                         timing={"train_s": round(t_train, 2), "eval_s": round(time.perf_counter() - t0 - t_train, 2)},
                         device=str(device), precision=precision_of(cfg["training"]), torch_version=torch.__version__)
+    if plugin.kind == "speaker_verification":
+        record["tta_speeds"] = list(plugin.tta_speeds)
     return record, scores

@@ -217,9 +217,11 @@ def run_probe(task: str, cfg: dict, *, target: str, condition: str, seed: int, f
 
     test = selections[target]["test"]
     with torch.no_grad():
-        if sv:
-            x = store.block(test, trim_db=cfg.get("trim_db"), stats=stats, normalize=settings["normalize"])
-            metrics, scores = plugin.score(test, head.embed(x), selections[target])
+        if sv:  # at each test-time speed (tta_speeds), the embeddings averaged before scoring
+            embeddings = [head.embed(store.block(test, trim_db=cfg.get("trim_db"), stats=stats,
+                                                 normalize=settings["normalize"], speed=speed))
+                          for speed in plugin.tta_speeds]
+            metrics, scores = plugin.score(test, torch.stack(embeddings).mean(dim=0), selections[target])
         else:
             x = store.block(test, stats=stats, normalize=settings["normalize"])
             metrics, scores = plugin.score(store, test, torch.softmax(head(x), dim=-1).numpy())
@@ -231,5 +233,5 @@ def run_probe(task: str, cfg: dict, *, target: str, condition: str, seed: int, f
                         n_classes=n_classes, selections=selections, loss=loss, sample_rate=sample_rate,
                         timing={"train_s": round(t_train, 4), "eval_s": round(time.perf_counter() - t0 - t_train, 4)},
                         device="cpu", precision="fp32", torch_version=torch.__version__)
-    record.update(mode="probe", layer_weights=weights)
+    record.update(mode="probe", layer_weights=weights, **({"tta_speeds": list(plugin.tta_speeds)} if sv else {}))
     return record, scores
