@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -441,3 +442,17 @@ def test_a_local_code_edit_is_named_and_retrained_on_request(finished):
     after = json.loads((finished / "results/gender/runs/en/single/seed1.json").read_text())
     assert after["source_fingerprint"] != before["source_fingerprint"]
     assert after["loss"] != before["loss"]  # trained again, with the halved learning rate
+
+
+def test_another_task_s_n_leaves_this_task_s_runs_kept(finished):
+    """Changing the gender task's N redoes the language's selection and audio (they are per language), but
+    the speaker task's subsets and its own clips of the prepared audio are the same: its cells' jobs put every
+    run back, none is trained (the end-of-run lines count them)."""
+    cfg = copy.deepcopy(REDUCED)
+    cfg["tasks"]["gender"]["n_per_class"] = 2
+    write_config(finished, "reduced.yaml", cfg)
+    # the speaker matrix only: selection and audio are redone for both languages, the gender grid is not trained
+    out = snakemake(finished, "results/speaker/cltm.csv", "--cores", "2", "--configfile", "reduced.yaml")
+    assert "speaker: 0 run(s) trained (0 resumed from a checkpoint), 12 put back from kept runs" in out.stderr
+    plan = json.loads((finished / "results/selection/en.json").read_text())
+    assert len(plan["gender"]["single"]) == 2 * 2  # the language's selection was redone: gender's changed
