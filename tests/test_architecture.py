@@ -11,7 +11,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 # bottom to top: a module may import its own layer's modules and those of the layers below
 LAYERS = [
-    ("base", ("cltm", "cltm.errors", "cltm.defaults", "cltm.io", "cltm.paths", "cltm.records")),
+    ("base", ("cltm", "cltm.errors", "cltm.defaults", "cltm.io", "cltm.paths", "cltm.records", "cltm.method")),
     ("tasks", ("cltm.tasks",)),
     ("config", ("cltm.config",)),
     ("data", ("cltm.data",)),
@@ -39,7 +39,8 @@ def layer_of(name: str) -> int:
     best, found = -1, None
     for i, (_, prefixes) in enumerate(LAYERS):
         for prefix in prefixes:
-            if (name == prefix or name.startswith(prefix + ".")) and len(prefix) > best:
+            # the package itself ("cltm", its __init__) is a layer of its own name only, not a prefix of all
+            if (name == prefix or prefix != "cltm" and name.startswith(prefix + ".")) and len(prefix) > best:
                 best, found = len(prefix), i
     assert found is not None, f"{name} is in no layer of LAYERS: add it (and to docs/architecture.md)"
     return found
