@@ -51,7 +51,6 @@ def finetune_run(task: str, cfg: dict, *, target: str, condition: str, seed: int
                         items=items, metas=metas, train_samples=sum(w.size for w in waves), n_classes=n_classes,
                         selections=selections, loss=loss, sample_rate=sample_rate,
                         timing={"train_s": round(t_train, 2), "eval_s": round(time.perf_counter() - t0 - t_train, 2)},
-                        device=str(device), precision=precision_of(cfg["training"]), torch_version=torch.__version__)
-    if plugin.kind == "speaker_verification":
-        record["tta_speeds"] = list(plugin.tta_speeds)
+                        device=str(device), precision=precision_of(cfg["training"]), torch_version=torch.__version__,
+                        tta_speeds=plugin.tta_speeds if plugin.kind == "speaker_verification" else None)
     return record, scores

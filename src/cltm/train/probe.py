@@ -232,6 +232,7 @@ def run_probe(task: str, cfg: dict, *, target: str, condition: str, seed: int, f
                         items=items, metas=metas, train_samples=sum(int(m["n_samples"]) for m in metas),
                         n_classes=n_classes, selections=selections, loss=loss, sample_rate=sample_rate,
                         timing={"train_s": round(t_train, 4), "eval_s": round(time.perf_counter() - t0 - t_train, 4)},
-                        device="cpu", precision="fp32", torch_version=torch.__version__)
-    record.update(mode="probe", layer_weights=weights, **({"tta_speeds": list(plugin.tta_speeds)} if sv else {}))
+                        device="cpu", precision="fp32", torch_version=torch.__version__,
+                        tta_speeds=plugin.tta_speeds if sv else None)
+    record.update(mode="probe", layer_weights=weights)
     return record, scores
