@@ -22,12 +22,13 @@ RUN_KEYS = ("task", "target", "condition", "donor", "seed", "metric", "value", "
 
 def run_record(task, *, target: str, condition: str, seed: int, metrics: dict, items, metas,
                train_samples: int, n_classes: int, selections: dict, loss: dict, sample_rate: int, timing: dict,
-               device: str, precision: str, torch_version: str) -> dict:
+               device: str, precision: str, torch_version: str, deterministic: bool | None = None) -> dict:
     """A run's record: identity, the task's metric and every metric, sizes, loss, timing and environment.
     `task` is the task object (`cltm.tasks.make_task`); `items` the training set's (language, utt_id) pairs
-    and `metas` their index rows."""
+    and `metas` their index rows. `deterministic` (a fine-tuning run's `training.deterministic`) is
+    recorded where given."""
     target_clips = sum(1 for lang, _ in items if lang == target)
-    return {
+    record = {
         "task": task.name, "target": target, "condition": condition, "donor": donor_of(condition), "seed": seed,
         "metric": task.metric, "value": metrics[task.metric], "metrics": metrics,
         "sizes": {
@@ -41,6 +42,9 @@ def run_record(task, *, target: str, condition: str, seed: int, metrics: dict, i
         "loss": loss, "timing": timing, "device": device, "precision": precision, "torch": torch_version,
         "cltm": __version__,
     }
+    if deterministic is not None:
+        record["deterministic"] = bool(deterministic)
+    return record
 
 
 def read_run(path) -> dict:
