@@ -191,7 +191,7 @@ class GpuFacts:
     mig: bool = False  # MIG mode on, or the job sees a MIG instance (CUDA_VISIBLE_DEVICES=MIG-...)
 
 
-def _visible_gpu() -> str | None:
+def visible_gpu() -> str | None:
     """The first GPU of CUDA_VISIBLE_DEVICES as nvidia-smi's -i takes it (an index or a GPU-UUID), else None."""
     first = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip()
     return first if first.isdigit() or first.startswith("GPU-") else None
@@ -218,7 +218,7 @@ def gpu_facts() -> GpuFacts | None:
     without nvidia-smi or a GPU."""
     if not shutil.which("nvidia-smi"):
         return None
-    visible = _visible_gpu()
+    visible = visible_gpu()
     select = ["-i", visible] if visible else []
     raw = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip()
     for fields in ("memory.total,compute_mode,mig.mode.current", "memory.total,compute_mode"):  # old drivers: no MIG field
