@@ -6,7 +6,8 @@ each taking the next run of the list when its last one is done and executing it 
 `cltm.grid.execute.execute_runs` does (`cltm.grid.execute.execute_run`: its own generators, a fresh copy of the
 encoder, its own data order, batches and seed). A run's result is therefore the one it gets alone: bit for
 bit on the CPU; on a GPU up to the device's own non-determinism (cuDNN/cuBLAS kernel choice and atomic
-adds in backward passes differ between runs anyway, packed or not; kernels are not made deterministic).
+adds in backward passes differ between runs anyway, packed or not), or bit for bit there too with
+`training.deterministic` (deterministic kernels).
 
 Processes, not threads: a run's generators are process-global state while it runs (`cltm.train.rng`), and each
 process holds its own CUDA context (about 0.5 GB of device memory each, counted in `estimate_run_memory`).
