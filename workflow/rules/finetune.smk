@@ -6,7 +6,8 @@
 # own process instead. A run's training state is checkpointed (not an output: it is removed when the run
 # is done), so a stopped run resumes. On SLURM each cell is one SLURM job.
 
-from cltm.grid.runtime import finetune_runtime  # the cell job's time request, from measured time
+# the cell job's time request, from measured time
+from cltm.grid.runtime import finetune_runtime
 
 
 rule settings:
