@@ -144,7 +144,9 @@ def test_training_batches_pad_or_crop_to_one_length():
     assert torch.all(x[2, 9000:] == 0)
     for row, n in zip(x, (16000, 12000, 9000)):  # each crop normalised on its own samples
         assert abs(float(row[:n].mean())) < 1e-4 and abs(float(row[:n].std(correction=0)) - 1) < 1e-3
-    x, mask = make_batch(waves, None, torch.Generator().manual_seed(0), SpeechInputs(do_normalize=True))
+    with pytest.raises(ValueError, match="cut to the shortest"):  # whole clips are never cut (issue 20)
+        make_batch(waves, None, torch.Generator().manual_seed(0), SpeechInputs(do_normalize=True))
+    x, mask = make_batch(waves, 9000, torch.Generator().manual_seed(0), SpeechInputs(do_normalize=True))
     assert x.shape == (3, 9000) and mask is None
 
 

@@ -22,10 +22,12 @@ RUN_KEYS = ("task", "target", "condition", "donor", "seed", "metric", "value", "
 
 def run_record(task, *, target: str, condition: str, seed: int, metrics: dict, items, metas,
                train_samples: int, n_classes: int, selections: dict, loss: dict, sample_rate: int, timing: dict,
-               device: str, precision: str, torch_version: str, tta_speeds=None) -> dict:
+               device: str, precision: str, torch_version: str, tta_speeds=None,
+               deterministic: bool | None = None) -> dict:
     """A run's record: identity, the task's metric and every metric, sizes, loss, timing and environment.
     `task` is the task object (`cltm.tasks.make_task`); `items` the training set's (language, utt_id) pairs
-    and `metas` their index rows; `tta_speeds`, a speaker-verification task's test-time speeds."""
+    and `metas` their index rows; `tta_speeds`, a speaker-verification task's test-time speeds;
+    `deterministic` (a fine-tuning run's `training.deterministic`) is recorded where given."""
     target_clips = sum(1 for lang, _ in items if lang == target)
     record = {
         "task": task.name, "target": target, "condition": condition, "donor": donor_of(condition), "seed": seed,
@@ -43,6 +45,8 @@ def run_record(task, *, target: str, condition: str, seed: int, metrics: dict, i
     }
     if tta_speeds is not None:
         record["tta_speeds"] = list(tta_speeds)
+    if deterministic is not None:
+        record["deterministic"] = bool(deterministic)
     return record
 
 

@@ -6,6 +6,9 @@
 # own process instead. A run's training state is checkpointed (not an output: it is removed when the run
 # is done), so a stopped run resumes. On SLURM each cell is one SLURM job.
 
+# the cell job's time request, from measured time
+from cltm.grid.runtime import finetune_runtime
+
 
 rule settings:
     output:
@@ -45,11 +48,19 @@ rule finetune:
     threads: 1
     resources:
         gpu=1,
-        # minutes per run on a cluster, by the task's kind (cltm.defaults.RUNTIME_MINUTES), times the
-        # cell's seeds; `attempt` grows on retries. A profile or --set-resources finetune:runtime=... overrides it.
-        runtime=lambda wildcards, attempt: task_of(wildcards.task).runtime_minutes
-        * len(SEEDS)
-        * attempt,
+        # minutes for the cell's job on a cluster (cltm.grid.runtime): the measured time of finished cells
+        # with the same settings, else preflight.seconds_per_run, times the seeds and a margin; without a
+        # measurement the task kind's minutes per run (cltm.defaults.RUNTIME_MINUTES) times the seeds.
+        # `attempt` grows it on retries. A profile or --set-resources finetune:runtime=... overrides it.
+        runtime=lambda wildcards, attempt: finetune_runtime(
+            config,
+            wildcards.task,
+            wildcards.condition,
+            lambda: task_digest(wildcards),
+            len(SEEDS),
+            attempt,
+            task_of(wildcards.task).runtime_minutes,
+        ),
         # runs of the cell trained at once on its GPU (docs/clusters.md, "Running fast on GPUs"); results are
         # each run's alone, so a change retrains nothing (resources are not rerun triggers)
         runs_per_gpu=1,
@@ -80,11 +91,18 @@ rule run:
     resources:
         gpu=lambda w: 0 if w.task in PROBE_TASKS else 1,
         runtime=lambda wildcards, attempt: (
-            2
+            2 * attempt
             if wildcards.task in PROBE_TASKS
-            else task_of(wildcards.task).runtime_minutes
-        )
-        * attempt,
+            else finetune_runtime(
+                config,
+                wildcards.task,
+                wildcards.condition,
+                lambda: task_digest(wildcards),
+                1,
+                attempt,
+                task_of(wildcards.task).runtime_minutes,
+            )
+        ),
     params:
         seeds=SEEDS,
         cell=lambda w: CELL_JSON.format(

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import json
+
 import yaml
 from jsonschema import Draft202012Validator
 
@@ -24,8 +26,8 @@ SCHEMA_PATH = Path(__file__).resolve().with_name("config.schema.yaml")
 # the default config that Snakemake merges the user's files over (in the checkout, beside the Snakefile)
 DEFAULT_CONFIG = Path(__file__).resolve().parents[3] / "config" / "config.yaml"
 
-__all__ = ["ConfigError", "SCHEMA_PATH", "check_files", "check_paths", "load_schema", "validate_config",
-           "yaml_error_message"]
+__all__ = ["ConfigError", "SCHEMA_PATH", "check_files", "check_paths", "load_schema", "pads_exactly_config",
+           "validate_config", "whole_clip_problem", "yaml_error_message"]
 
 
 def load_schema(path: str | Path | None = None) -> dict:
@@ -156,6 +158,8 @@ def _semantic_problems(config: dict) -> list[str]:
     if enc["source"] == "random" and not enc.get("config"):
         problems.append("config key 'encoder.config' must give the model's sizes (HubertConfig keys, or another family's with "
                         "model_type) when encoder.source is 'random'")
+    elif enc["source"] == "random":
+        problems += _whole_clip_problems(config, {**enc["config"], **(enc.get("overrides") or {})})
     for task in enabled_tasks(config):
         for lang in task_languages(config, task):
             if lang not in config["languages"]:
@@ -192,8 +196,49 @@ def check_paths(config: dict) -> None:
     elif kind == "local" and not (Path(where) / "config.json").is_file():
         problems.append(f"config key 'encoder.source': {where} has no config.json; save the model there with "
                         f"save_pretrained, or download it with `hf download <hub id> --local-dir {where}`")
+    elif kind == "local":
+        try:
+            model_config = json.loads((Path(where) / "config.json").read_text())
+        except (OSError, ValueError):
+            model_config = None  # unreadable: the encoder job says why; the run start checks the batches
+        if isinstance(model_config, dict):
+            problems += _whole_clip_problems(config, {**model_config, **(config["encoder"].get("overrides") or {})})
     if problems:
         raise ConfigError("Invalid configuration:\n  - " + "\n  - ".join(problems))
+
+
+def pads_exactly_config(model_config: dict) -> bool:
+    """Whether an encoder of this config.json (transformers' keys; absent keys take the family's defaults)
+    gives a padded clip, with an attention mask, the outputs of the clip alone: the rule of
+    `cltm.model.encoder.pads_exactly`, read without torch. A group-normalised feature encoder (HuBERT base,
+    mHuBERT-147, wav2vec 2.0 base: `feat_extract_norm` "group", every family's default) does not."""
+    if model_config.get("model_type") == "data2vec-audio":
+        return model_config.get("num_conv_pos_embeddings", 5) == 1  # its positional convolutions see padded frames
+    return model_config.get("feat_extract_norm", "group") == "layer"
+
+
+def whole_clip_problem(training: dict, padded_batches: bool, task: str = "<task>") -> str | None:
+    """Why a task's `training` section would cut clips, or None: `batch_size` > 1 with `crop_seconds: null`
+    (whole utterances) for an encoder that takes no attention mask, whose batches can only hold clips of
+    one length, so that every clip of a batch would be cut to the batch's shortest (about 40-50 % of Common
+    Voice's training audio thrown away). Checked at validation where the encoder's config is known
+    (`encoder.source: random`, or a local directory) and again when a run starts (`cltm.train.loop.fine_tune`)."""
+    if padded_batches or training.get("crop_seconds") or int(training.get("batch_size") or 1) <= 1:
+        return None
+    return (f"config keys 'tasks.{task}.training.batch_size' ({training['batch_size']}) and "
+            f"'tasks.{task}.training.crop_seconds' (null: whole utterances): this encoder's feature encoder is "
+            "group-normalised and takes no attention mask, so a batch can only hold clips of one length and every "
+            "clip would be cut to the shortest of its batch, throwing audio away; set "
+            f"tasks.{task}.training.batch_size: 1 to train on whole clips (the paper protocol), or set "
+            f"tasks.{task}.training.crop_seconds (e.g. 4.0) to train on random crops of that length")
+
+
+def _whole_clip_problems(config: dict, model_config: dict) -> list[str]:
+    padded = pads_exactly_config(model_config)
+    tasks = config.get("tasks") or {}
+    return [problem for task in enabled_tasks(config)
+            if isinstance(tasks.get(task), dict) and tasks[task].get("mode", "finetune") != "probe"
+            for problem in [whole_clip_problem(tasks[task].get("training") or {}, padded, task)] if problem]
 
 
 def check_files(paths) -> dict:

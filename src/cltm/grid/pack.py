@@ -6,29 +6,39 @@ each taking the next run of the list when its last one is done and executing it 
 `cltm.grid.execute.execute_runs` does (`cltm.grid.execute.execute_run`: its own generators, a fresh copy of the
 encoder, its own data order, batches and seed). A run's result is therefore the one it gets alone: bit for
 bit on the CPU; on a GPU up to the device's own non-determinism (cuDNN/cuBLAS kernel choice and atomic
-adds in backward passes differ between runs anyway, packed or not; kernels are not made deterministic).
+adds in backward passes differ between runs anyway, packed or not), or bit for bit there too with
+`training.deterministic` (deterministic kernels).
 
 Processes, not threads: a run's generators are process-global state while it runs (`cltm.train.rng`), and each
 process holds its own CUDA context (about 0.5 GB of device memory each, counted in `estimate_run_memory`).
-Children are forked when that is safe (the parent has not initialised CUDA, which cannot survive a fork,
-and the runs use one CPU thread each), spawned otherwise (each child then imports torch once). Without NVIDIA MPS the
+Children are forked when that is safe (runs on the CPU, `device: cpu` or a CPU-only torch, each with one
+CPU thread), spawned otherwise (each child then imports torch once): a process that has asked whether CUDA
+is there (`torch.cuda.is_available()`, as `pick_device` does) can no longer fork a child that uses CUDA, so
+whenever the runs may use CUDA the children are spawned (`start_method`). On CUDA the job's CPU threads are
+shared out: each of the k children gets `threads // k` (at least 1). Without NVIDIA MPS the
 processes' kernels time-share the GPU rather than run concurrently; packing then fills the idle gaps
 (one run's host work and evaluation overlap another's kernels). With MPS (`nvidia-cuda-mps-control -d`
 on the node) kernels of the k runs also overlap.
 
 Memory: `estimate_run_memory` (an estimate from the encoder's config, see there) and `check_packing`,
-which stops with a `PackingError` naming `runs_per_gpu` when k runs cannot fit on the device.
+which stops with a `PackingError` naming `runs_per_gpu` when k runs cannot fit on the device. The GPU
+itself (`gpu_facts`, from nvidia-smi): one in exclusive-process compute mode admits one CUDA context, so k
+processes cannot share it (unless MPS serves them); under MIG nvidia-smi reports the whole GPU's memory,
+not the instance's. Both stop a packing with a `PackingError` naming `runs_per_gpu` (`check_gpu_sharing`);
+`CLTM_GPU_MEMORY_GIB` gives the memory of a MIG instance (or any device) where nvidia-smi cannot.
 """
 
 from __future__ import annotations
 
 import math
 import multiprocessing as mp
+import os
 import pickle
 import shutil
 import subprocess
 import traceback
 from collections import Counter
+from dataclasses import dataclass
 from multiprocessing.connection import wait
 from pathlib import Path
 
@@ -39,6 +49,7 @@ from cltm.errors import CltmError
 from cltm.grid.execute import RunFailures, RunInputs, execute_run, execute_runs
 from cltm.grid.spec import RunSpec
 from cltm.io import read_json
+from cltm.model.device import may_use_cuda
 
 GIB = 1024 ** 3
 CUDA_CONTEXT_BYTES = 512 * 1024 ** 2  # per process: CUDA context and cuBLAS/cuDNN workspaces (not in max_memory_allocated)
@@ -168,17 +179,117 @@ def estimate_spec_memory(spec: RunSpec) -> int:
                                max(2, speakers), sample_rate)
 
 
-def device_memory_bytes() -> int | None:
-    """Total memory of the first visible GPU from nvidia-smi (without initialising CUDA in this process,
-    which would forbid forking the runs); None without one."""
+MEMORY_OVERRIDE = "CLTM_GPU_MEMORY_GIB"  # the device's memory in GiB where nvidia-smi cannot tell (a MIG instance)
+EXCLUSIVE = ("Exclusive_Process", "Exclusive_Thread")
+
+
+@dataclass(frozen=True)
+class GpuFacts:
+    """What nvidia-smi says of the GPU this job sees: total memory, compute mode, MIG."""
+
+    memory_bytes: int
+    compute_mode: str = "Default"  # Default | Exclusive_Process | Prohibited (nvidia-smi's words)
+    mig: bool = False  # MIG mode on, or the job sees a MIG instance (CUDA_VISIBLE_DEVICES=MIG-...)
+
+
+def visible_gpu() -> str | None:
+    """The first GPU of CUDA_VISIBLE_DEVICES as nvidia-smi's -i takes it (an index or a GPU-UUID), else None."""
+    first = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip()
+    return first if first.isdigit() or first.startswith("GPU-") else None
+
+
+def parse_gpu_query(text: str, visible: str | None = None) -> GpuFacts | None:
+    """The first line of `nvidia-smi --query-gpu=memory.total,compute_mode[,mig.mode.current] --format=csv,
+    noheader,nounits` as GpuFacts (None if unreadable)."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        return None
+    fields = [f.strip() for f in lines[0].split(",")]
+    try:
+        memory = int(float(fields[0])) * 1024 ** 2
+    except (ValueError, IndexError):
+        return None
+    mode = fields[1] if len(fields) > 1 and fields[1] and not fields[1].startswith("[") else "Default"
+    mig = (len(fields) > 2 and fields[2] == "Enabled") or (visible or "").startswith("MIG-")
+    return GpuFacts(memory, mode, mig)
+
+
+def gpu_facts() -> GpuFacts | None:
+    """GpuFacts of the first visible GPU from nvidia-smi, without initialising CUDA in this process; None
+    without nvidia-smi or a GPU."""
     if not shutil.which("nvidia-smi"):
         return None
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=30, check=True).stdout
-        return int(out.split()[0]) * 1024 ** 2
-    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+    visible = visible_gpu()
+    select = ["-i", visible] if visible else []
+    raw = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip()
+    for fields in ("memory.total,compute_mode,mig.mode.current", "memory.total,compute_mode"):  # old drivers: no MIG field
+        try:
+            out = subprocess.run(["nvidia-smi", *select, f"--query-gpu={fields}", "--format=csv,noheader,nounits"],
+                                 capture_output=True, text=True, timeout=30, check=True).stdout
+        except (OSError, subprocess.SubprocessError):
+            continue
+        facts = parse_gpu_query(out, raw)
+        if facts:
+            return facts
+    return None
+
+
+def mps_running() -> bool:
+    """Whether an NVIDIA MPS control daemon serves this job (its pipe directory holds `control`)."""
+    return (Path(os.environ.get("CUDA_MPS_PIPE_DIRECTORY", "/tmp/nvidia-mps")) / "control").exists()
+
+
+def memory_override() -> int | None:
+    """CLTM_GPU_MEMORY_GIB in bytes, when set."""
+    value = os.environ.get(MEMORY_OVERRIDE, "").strip()
+    if not value:
         return None
+    try:
+        return int(float(value) * GIB)
+    except ValueError:
+        raise PackingError(f"{MEMORY_OVERRIDE}={value!r} is not a number of GiB (e.g. {MEMORY_OVERRIDE}=40)") from None
+
+
+def sharing_problem(k: int, facts: GpuFacts | None, *, mps: bool = False, memory_given: bool = False) -> str | None:
+    """Why k runs cannot share this GPU, or None: exclusive-process compute mode without MPS (one CUDA
+    context per GPU: the second process fails), a GPU in Prohibited mode, or MIG (nvidia-smi's memory
+    is the whole GPU's, so the memory check would pass packings that do not fit the instance) without
+    CLTM_GPU_MEMORY_GIB."""
+    if facts is None or k <= 1:
+        return None
+    if facts.compute_mode == "Prohibited":
+        return ("the GPU's compute mode is Prohibited (no CUDA process may use it); ask your site for a GPU in "
+                "Default compute mode")
+    if facts.compute_mode in EXCLUSIVE and not mps:
+        return (f"runs_per_gpu {k}: the GPU is in {facts.compute_mode} compute mode, which admits one CUDA process, "
+                f"so {k} packed runs cannot share it; set runs_per_gpu to 1 (e.g. --set-resources "
+                "finetune:runs_per_gpu=1), or start NVIDIA MPS on the node (`nvidia-cuda-mps-control -d`), or ask "
+                "for Default compute mode (`nvidia-smi -c DEFAULT`, as root; some sites offer it as a SLURM "
+                "constraint or gres flag)")
+    if facts.mig and not memory_given:
+        return (f"runs_per_gpu {k}: this job sees a MIG instance of the GPU, and nvidia-smi reports the whole "
+                f"GPU's {facts.memory_bytes / GIB:.0f} GiB, not the instance's, so the packing cannot be checked "
+                f"against memory; set runs_per_gpu to 1, or give the instance's memory: "
+                f"{MEMORY_OVERRIDE}=<GiB> (nvidia-smi -L names the profile, e.g. 3g.40gb = 40 GiB)")
+    return None
+
+
+def check_gpu_sharing(k: int, facts: GpuFacts | None = None) -> None:
+    """PackingError naming runs_per_gpu where k > 1 runs cannot share this GPU (`sharing_problem`)."""
+    problem = sharing_problem(k, facts if facts is not None else gpu_facts(), mps=mps_running(),
+                              memory_given=memory_override() is not None)
+    if problem:
+        raise PackingError(problem)
+
+
+def device_memory_bytes() -> int | None:
+    """Total memory of the first visible GPU: CLTM_GPU_MEMORY_GIB where set, else nvidia-smi's figure
+    (without initialising CUDA in this process); None without a GPU."""
+    given = memory_override()
+    if given is not None:
+        return given
+    facts = gpu_facts()
+    return facts.memory_bytes if facts else None
 
 
 # ---------------------------------------------------------------- execution
@@ -208,15 +319,42 @@ def _portable(err: BaseException) -> BaseException:
         return RuntimeError(f"{type(err).__name__}: {err}")
 
 
+def run_devices(specs: list[RunSpec]) -> set[str]:
+    """The config key `device` of the runs (their settings files; unreadable: 'auto')."""
+    devices = set()
+    for path in {s.settings for s in specs}:
+        try:
+            devices.add(str(read_json(path).get("device", "auto")))
+        except (OSError, ValueError):
+            devices.add("auto")
+    return devices
+
+
+def start_method(devices, threads: int) -> str:
+    """'fork' (fast: imports and memory shared) where it is safe, else 'spawn'. Unsafe: whenever the runs
+    may use CUDA (`cltm.model.device.may_use_cuda`: device cuda, or auto with a CUDA build of torch), since
+    a process that has asked whether CUDA is there (`torch.cuda.is_available()`, which `pick_device` calls)
+    or initialised it cannot fork a child that uses it ("Cannot re-initialize CUDA in forked subprocess");
+    and for children that use several CPU threads (GNU OpenMP hangs in a forked child when both the parent
+    and the child use a thread pool; the warm worker keeps its parent at one thread for the same reason)."""
+    if ("fork" not in mp.get_all_start_methods() or torch.cuda.is_initialized()
+            or any(may_use_cuda(d) for d in devices) or threads > 1):
+        return "spawn"
+    return "fork"
+
+
 def start_context(specs: list[RunSpec]):
-    """fork (fast: imports and memory shared) where it is safe, else spawn. Unsafe: after CUDA was
-    initialised here, and for children that use several CPU threads (GNU OpenMP hangs in a forked child
-    when both the parent and the child use a thread pool; the warm worker keeps its parent at one thread
-    for the same reason)."""
-    if ("fork" in mp.get_all_start_methods() and not torch.cuda.is_initialized()
-            and max(s.threads for s in specs) == 1):
-        return mp.get_context("fork")
-    return mp.get_context("spawn")
+    """The multiprocessing context of `start_method` for these runs."""
+    return mp.get_context(start_method(run_devices(specs), max(s.threads for s in specs)))
+
+
+def shared_threads(specs: list[RunSpec], k: int) -> list[RunSpec]:
+    """On a GPU the job's CPU threads are shared out among its k packed children (`threads // k` each, at
+    least 1): k children of 4 threads each on a 4-CPU job would oversubscribe it. On the CPU each run keeps
+    its threads, so that its numbers are those it gets alone (a CPU's reductions depend on the thread count)."""
+    if k <= 1 or not any(may_use_cuda(d) for d in run_devices(specs)):
+        return specs
+    return [RunSpec.from_dict({**s.to_dict(), "threads": max(1, s.threads // k)}) for s in specs]
 
 
 def execute_packed(specs: list[RunSpec], k: int, *, log=print, keep_going: bool = False,
@@ -235,10 +373,12 @@ def execute_packed(specs: list[RunSpec], k: int, *, log=print, keep_going: bool 
     specs = list(specs)
     if k < 1:
         raise PackingError(f"runs_per_gpu is {k}; it must be at least 1")
-    if device_bytes:
+    if device_bytes:  # a GPU: can k processes share it, and do k runs fit in its memory?
+        check_gpu_sharing(min(k, max(1, len(specs))))
         check_packing(min(k, max(1, len(specs))), max(estimate_spec_memory(s) for s in specs), device_bytes)
     if k == 1 or len(specs) <= 1:
         return execute_runs(specs, log=log, keep_going=keep_going)
+    specs = shared_threads(specs, min(k, len(specs)))
     outputs = Counter(p for s in specs for p in (s.run, s.scores, s.checkpoint) if p)
     clash = sorted(p for p, n in outputs.items() if n > 1)
     if clash:

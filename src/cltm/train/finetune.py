@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 
 from cltm.data.selection import training_items
+from cltm.model.device import deterministic_kernels
 from cltm.model.heads import Classifier
 from cltm.model.precision import precision_of
 from cltm.records import run_record
@@ -39,10 +40,11 @@ def finetune_run(task: str, cfg: dict, *, target: str, condition: str, seed: int
 
     # the run's own generators (cltm.train.rng): head init, dropout, LayerDrop and time masking draw as if alone
     generators = RunGenerators(seed, device)
-    with generators.active():
+    deterministic = bool(cfg["training"].get("deterministic"))
+    with generators.active(), deterministic_kernels(deterministic, device):  # training and evaluation
         model = Classifier(encoder, n_classes, plugin.pooling)
         loss = fine_tune(model, waves, labels, cfg["training"], seed=seed, device=device, sample_rate=sample_rate,
-                         log=log, checkpoint=checkpoint)
+                         log=log, checkpoint=checkpoint, task_name=task)
         t_train = time.perf_counter() - t0
         metrics, scores = evaluate(plugin, model, stores[target], selections[target], cfg, device, sample_rate)
     log(f"{task} {target} {condition} seed {seed}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
@@ -52,5 +54,6 @@ def finetune_run(task: str, cfg: dict, *, target: str, condition: str, seed: int
                         selections=selections, loss=loss, sample_rate=sample_rate,
                         timing={"train_s": round(t_train, 2), "eval_s": round(time.perf_counter() - t0 - t_train, 2)},
                         device=str(device), precision=precision_of(cfg["training"]), torch_version=torch.__version__,
-                        tta_speeds=plugin.tta_speeds if plugin.kind == "speaker_verification" else None)
+                        tta_speeds=plugin.tta_speeds if plugin.kind == "speaker_verification" else None,
+                        deterministic=True if deterministic else None)  # written when on
     return record, scores

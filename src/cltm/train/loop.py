@@ -2,7 +2,9 @@
 
 The loop's stages in order: data order and crops from the run's generator, forward and loss in the
 section's precision, backward, clip, step; the loss read back to the host every `SYNC_EVERY` steps (the
-only host syncs of a step), a checkpoint when due.
+only host syncs of a step), a checkpoint when due. On CUDA the optimiser is AdamW's fused kernel (one
+launch per step instead of a few per parameter); on the CPU the plain AdamW, so CPU results stay what they
+were. `training.deterministic` trains with deterministic kernels (`cltm.model.device.deterministic_kernels`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cltm.model.device import to_device
+from cltm.config.validate import whole_clip_problem
+from cltm.errors import ConfigError
+from cltm.model.device import deterministic_kernels, to_device
 from cltm.model.encoder import SpeechInputs, freeze_feature_encoder
 from cltm.model.heads import Classifier
 from cltm.model.precision import autocast, matmul_precision, precision_of
@@ -42,12 +46,18 @@ def make_batch(waves: list[np.ndarray], crop: int | None, generator: torch.Gener
 
     Where padding changes the encoder's output (a group-normalised feature encoder such as HuBERT base's,
     which takes no attention mask), all crops have one common length, min(crop, shortest clip in the
-    batch): no padding at all (batch size 1 + no crop = whole utterances), and the mask is None. Where
-    `inputs.padded_batches`, each clip keeps min(crop, its own length) and the batch is padded to the
-    longest with an attention mask.
+    batch): no padding at all (batch size 1 + no crop = whole utterances), and the mask is None. Without a
+    crop (whole utterances) clips of different lengths are refused (ValueError; `fine_tune` stops before
+    training: `cltm.config.validate.whole_clip_problem`): cutting them to the shortest would throw audio
+    away unseen. Where `inputs.padded_batches`, each clip keeps min(crop, its own length) and the batch is
+    padded to the longest with an attention mask.
     """
     lengths = [w.size for w in waves]
     if not inputs.padded_batches:
+        if not crop and len(set(lengths)) > 1:
+            raise ValueError(f"whole clips of {len(set(lengths))} different lengths in one batch, and this encoder "
+                             "takes no attention mask: each would be cut to the shortest; use batch_size 1 or a "
+                             "crop_seconds")
         lengths = [min(lengths)] * len(waves)
     if crop:
         lengths = [min(n, crop) for n in lengths]
@@ -58,9 +68,17 @@ def make_batch(waves: list[np.ndarray], crop: int | None, generator: torch.Gener
     return inputs.pad(out)
 
 
+def make_optimiser(params, cfg: dict, device: torch.device) -> torch.optim.Optimizer:
+    """AdamW over `params` (already on `device`): on CUDA its fused kernel, elsewhere the plain one (the
+    CPU's numbers stay what they were)."""
+    if device.type == "cuda":
+        return torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"], fused=True)
+    return torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+
+
 def fine_tune(model: Classifier, waves: list[np.ndarray], labels: np.ndarray, cfg: dict, *, seed: int,
               device: torch.device, sample_rate: int = 16000, log=print, checkpoint=None,
-              sync_every: int = SYNC_EVERY) -> dict:
+              sync_every: int = SYNC_EVERY, task_name: str = "<task>") -> dict:
     """Fine-tune the whole model (feature encoder included) with AdamW; return a loss summary.
 
     Forward and loss run in the section's `precision` (`autocast`). The step's loss stays on the device
@@ -72,17 +90,26 @@ def fine_tune(model: Classifier, waves: list[np.ndarray], labels: np.ndarray, cf
     With a `cltm.train.checkpoints.Checkpoint`, the state is saved when due and a saved state is resumed,
     giving the same result as an uninterrupted run. Data order and crops come from a generator of
     `seed`; dropout, LayerDrop and time masking from the global ones, which a run lends its own for the
-    time of the call (`cltm.train.rng.RunGenerators.active()`, as `cltm.train.finetune.finetune_run` does)."""
+    time of the call (`cltm.train.rng.RunGenerators.active()`, as `cltm.train.finetune.finetune_run` does).
+
+    Stops before training (ConfigError naming `tasks.<task_name>.training.batch_size` and `crop_seconds`)
+    where whole-clip batches would cut clips (`cltm.config.validate.whole_clip_problem`). A resumed
+    optimiser's state is cast to its parameters' device and dtype by `Optimizer.load_state_dict` (the
+    model is on `device` by then)."""
     n = len(waves)
     bs = cfg["batch_size"]
     steps_per_epoch = math.ceil(n / bs)
     total = cfg["epochs"] * steps_per_epoch
     crop = int(cfg["crop_seconds"] * sample_rate) if cfg.get("crop_seconds") else None
+    problem = whole_clip_problem(cfg, model.inputs.padded_batches, task_name)
+    if problem:
+        raise ConfigError(problem)
     if cfg.get("freeze_feature_encoder"):
         # the CNN waveform encoder keeps its (pretrained) weights; autograd then skips it entirely
         freeze_feature_encoder(model.encoder)
+    model.to(device).train()  # before the optimiser: the fused kernel wants its parameters on the device
     params = [p for p in model.parameters() if p.requires_grad]
-    optimiser = torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    optimiser = make_optimiser(params, cfg, device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, lr_lambda(cfg["schedule"], total, cfg["warmup_ratio"]))
     generator = torch.Generator().manual_seed(seed)
     targets = torch.as_tensor(labels, dtype=torch.long)
@@ -92,7 +119,6 @@ def fine_tune(model: Classifier, waves: list[np.ndarray], labels: np.ndarray, cf
         # narrow convolutions of HuBERT's feature encoder on CPU; results are the same up to rounding.
         # bf16 autocast needs oneDNN (without it, 18x slower than fp32)
         torch.backends.mkldnn.enabled = precision == "bf16"
-    model.to(device).train()
     losses, epoch_means, step, t0 = [], [], 0, time.perf_counter()
     report_every = max(1, total // 10)
     sync_every = max(1, int(sync_every))
@@ -123,7 +149,7 @@ def fine_tune(model: Classifier, waves: list[np.ndarray], labels: np.ndarray, cf
         start_epoch, start_batch, order, epoch_losses = (resumed["epoch"], resumed["batch"], resumed["order"],
                                                          resumed["epoch_losses"])
         log(f"resumed from checkpoint at step {step}/{total}")
-    with matmul_precision(device, precision):
+    with matmul_precision(device, precision), deterministic_kernels(bool(cfg.get("deterministic")), device):
         for epoch in range(start_epoch, cfg["epochs"]):
             if epoch > start_epoch or order is None:
                 order, epoch_losses = torch.randperm(n, generator=generator).tolist(), []
