@@ -165,14 +165,17 @@ def test_killed_client_takes_its_run_with_it(workflow, tmp_path):
          "--target", "en", "--condition", "single", "--seed", "1", "--encoder", "results/encoder/model.safetensors",
          "--subsets", "results/subsets/speaker/en.json", "--audio", "results/audio/en.npy", "--threads", "1",
          "--run", str(tmp_path / "run.json"), "--scores", str(tmp_path / "scores.tsv")],
-        cwd=workflow, env={**os.environ, "CLTM_WORKER_IDLE": "30"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True)
+        cwd=workflow, env={**os.environ, "CLTM_WORKER_IDLE": "30"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        for line in client.stdout:  # the job's log streams back; wait until it starts training
-            if "training clips" in line:
-                break
-        else:
-            raise AssertionError(f"the run ended before training (exit {client.wait()})")
+        # the job's log streams back; wait until it starts training. Read what arrives, not whole lines: the
+        # client holds back the last bytes it received (they could begin its exit mark), so the end of the
+        # line "... training clips, 2 classes, device cpu" would come only with the next output, at step 6,000
+        seen = b""
+        while b"training clips" not in seen:
+            chunk = os.read(client.stdout.fileno(), 65536)
+            if not chunk:
+                raise AssertionError(f"the run ended before training (exit {client.wait()}):\n{seen[-3000:].decode()}")
+            seen += chunk
         runs = _forked_runs() - before
         assert len(runs) == 1, runs
     finally:
