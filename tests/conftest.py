@@ -1,4 +1,5 @@
-"""Shared fixtures: real audio files written by the tests, the default config, tiny real encoders."""
+"""Shared fixtures: real audio files written by the tests, the default config, tiny real encoders, and the
+reduced demo run through Snakemake once per session (tests take copies of it: tests/workflows.py)."""
 
 from __future__ import annotations
 
@@ -95,3 +96,16 @@ def cv_release(tmp_path_factory) -> Path:
     write_language(root, "zh-CN", release="v12", sample_rate=32000, speakers_per_gender=4, clips_per_speaker=5,
                    voice_language="de", seed=2)
     return root
+
+
+@pytest.fixture(scope="session")
+def reduced_run(tmp_path_factory) -> Path:
+    """A user's checkout (workflow files only; the package is installed) after a full run of the reduced demo
+    (workflows.REDUCED, `--configfile reduced.yaml`), once per session. A template: no test changes it; a
+    module or test takes its own copy (`workflows.copy_workflow`), which is a finished workflow too."""
+    from workflows import REDUCED, snakemake, write_config
+
+    work = copy_checkout(tmp_path_factory.mktemp("reduced_run") / "checkout")
+    write_config(work, "reduced.yaml", REDUCED)
+    snakemake(work, "--cores", "2", "--configfile", "reduced.yaml")
+    return work

@@ -8,7 +8,7 @@ import json
 import pandas as pd
 import pytest
 
-from test_workflow import snakemake, write_config
+from workflows import snakemake, write_config
 from conftest import copy_checkout
 
 # merged over config/config.yaml and config/demo_age.yaml: 8 speakers per gender (a third of each gender

@@ -1,9 +1,9 @@
 """Each encoder family through Snakemake itself, from a local model directory, in a copy of the repository.
 
-One results/ folder is shared: the data are prepared once, then each family's encoder job and one run per
-task follow (the encoder source changes, so results/encoder/ and those runs are redone); one family, an
-XLS-R-like wav2vec2 with a layer-normalised feature encoder (padded batches of whole utterances), then
-runs the whole reduced grid to its matrices."""
+One results/ folder is shared: a copy of the session's finished reduced run (tests/conftest.py), whose
+data are prepared; then each family's encoder job and one run per task follow (the encoder source changes,
+so results/encoder/ and those runs are redone); one family, an XLS-R-like wav2vec2 with a layer-normalised
+feature encoder (padded batches of whole utterances), then runs the whole reduced grid to its matrices."""
 
 from __future__ import annotations
 
@@ -16,8 +16,7 @@ import pandas as pd
 import pytest
 
 from families import FAMILIES, PADDED, save_family
-from test_workflow import REDUCED, snakemake, write_config
-from conftest import copy_checkout
+from workflows import REDUCED, copy_workflow, snakemake, write_config
 
 RUNS = ["results/gender/runs/en/single/seed1.json", "results/speaker/runs/tr/donor-en/seed1.json"]
 CLASSES = {"hubert": "HubertModel", "wav2vec2": "Wav2Vec2Model", "wavlm": "WavLMModel",
@@ -35,8 +34,8 @@ def family_config(source: Path, **training) -> dict:
 
 
 @pytest.fixture(scope="module")
-def checkout(tmp_path_factory) -> Path:
-    return copy_checkout(tmp_path_factory.mktemp("families_checkout"))
+def checkout(reduced_run, tmp_path_factory) -> Path:
+    return copy_workflow(reduced_run, tmp_path_factory.mktemp("families") / "checkout")
 
 
 @pytest.fixture(scope="module")
@@ -72,10 +71,13 @@ def test_each_family_runs_through_snakemake(family_results, family):
 
 def test_a_whole_grid_with_padded_whole_utterances(checkout, family_results):
     """XLS-R-like (layer-normalised feature encoder, stable layer norm): batches of 2 whole utterances,
-    padded with an attention mask, then the matrices."""
+    padded with an attention mask, then the matrices (the tables; figures and analysis of a grid are the
+    reduced run's, tests/test_workflow.py)."""
     source = checkout / "pretrained" / "xls-r"
     cfg = write_config(checkout, "xls-r-whole.yaml", family_config(source, crop_seconds=None))
-    snakemake(checkout, "--cores", "2", "--configfile", cfg, env={"CLTM_NEW_CONFIG": "1"})
+    matrices = [f"results/{task}/{table}" for task in ("gender", "speaker") for table in ("runs.csv", "cltm.csv")]
+    # targets first: --configfile takes several
+    snakemake(checkout, *matrices, "--cores", "2", "--configfile", cfg, env={"CLTM_NEW_CONFIG": "1"})
     summary = json.loads((checkout / "results/encoder/summary.json").read_text())
     assert summary["model_class"] == "Wav2Vec2Model" and summary["do_stable_layer_norm"] is True
     for task in ("gender", "speaker"):

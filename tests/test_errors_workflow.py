@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from test_workflow import REDUCED, ROOT, snakemake, write_config
+from workflows import REDUCED, ROOT, snakemake, write_config
 from conftest import copy_checkout
 
 

@@ -1,5 +1,7 @@
 """Probe mode through Snakemake: a probe instance of each task beside its fine-tuning task (subsets_from),
-on the reduced demo config, in a copy of the repository (config/demo_probe.yaml is the same on the demo)."""
+on the reduced demo config, in a copy of the repository (config/demo_probe.yaml is the same on the demo).
+The probe tasks are added to a copy of the session's finished reduced run (tests/conftest.py): their
+fine-tuning twins are already there, so only the features, the probe runs and what reads them are made."""
 
 from __future__ import annotations
 
@@ -10,19 +12,27 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import ROOT, copy_checkout
-from test_workflow import REDUCED, planned, snakemake, write_config
+from workflows import REDUCED, ROOT, copy_workflow, planned, snakemake, write_config
 
 PROBE = json.loads(json.dumps(REDUCED))
 PROBE["tasks"].update(yaml.safe_load((ROOT / "config/demo_probe.yaml").read_text())["tasks"])
 
 
 @pytest.fixture(scope="module")
-def probed(tmp_path_factory):
-    work = copy_checkout(tmp_path_factory.mktemp("probe"))
+def probed(reduced_run, tmp_path_factory):
+    """The reduced run (gender, speaker) with the probe twins added by `--configfile probe.yaml` (another
+    config file in the same results/, on purpose: CLTM_NEW_CONFIG=1 once), run to the end."""
+    work = copy_workflow(reduced_run, tmp_path_factory.mktemp("probe") / "checkout")
     write_config(work, "probe.yaml", PROBE)
-    snakemake(work, "--cores", "2", "--configfile", "probe.yaml")
+    proc = snakemake(work, "--cores", "2", "--configfile", "probe.yaml", env={"CLTM_NEW_CONFIG": "1"})
+    assert "rule finetune" not in proc.stdout + proc.stderr  # the twins' runs were kept: nothing fine-tuned again
     return work
+
+
+@pytest.fixture
+def probe_copy(probed, tmp_path):
+    """A copy of the finished probe workflow for one test to change."""
+    return copy_workflow(probed, tmp_path / "work")
 
 
 def test_probe_and_finetune_matrices_side_by_side(probed):
@@ -88,16 +98,16 @@ def test_probe_settings_rerun_only_probe_runs(probed):
     assert jobs["features"] == 2 and jobs["probe"] == 12 and jobs["finetune"] == 12  # another encoder: its own features
 
 
-def test_one_probe_run_is_rebuilt_by_its_file(probed):
+def test_one_probe_run_is_rebuilt_by_its_file(probe_copy):
     target = "results/speaker_probe/runs/en/single/seed2.json"
-    before = json.loads((probed / target).read_text())
-    other = (probed / "results/speaker_probe/runs/en/single/seed1.json").read_bytes()
-    proc = snakemake(probed, target, "-f", "--cores", "1", "--configfile", "probe.yaml")
+    before = json.loads((probe_copy / target).read_text())
+    other = (probe_copy / "results/speaker_probe/runs/en/single/seed1.json").read_bytes()
+    proc = snakemake(probe_copy, target, "-f", "--cores", "1", "--configfile", "probe.yaml")
     assert "1 of 1 steps (100%) done" in proc.stdout + proc.stderr
-    after = json.loads((probed / target).read_text())
+    after = json.loads((probe_copy / target).read_text())
     assert after["metrics"] == before["metrics"] and after["layer_weights"] == before["layer_weights"]
-    assert (probed / "results/speaker_probe/runs/en/single/seed1.json").read_bytes() == other
-    cell = json.loads((probed / "results/speaker_probe/cells/en/single.json").read_text())
+    assert (probe_copy / "results/speaker_probe/runs/en/single/seed1.json").read_bytes() == other
+    cell = json.loads((probe_copy / "results/speaker_probe/cells/en/single.json").read_text())
     assert [r["record"] for r in cell["runs"] if r["record"]["seed"] == 2] == [after]
 
 

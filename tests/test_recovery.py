@@ -11,8 +11,8 @@ import signal
 import subprocess
 import time
 
-from test_errors_workflow import copy_checkout
-from test_workflow import REDUCED, SNAKEMAKE, snakemake, write_config
+from conftest import copy_checkout
+from workflows import REDUCED, SNAKEMAKE, snakemake, write_config
 
 
 def test_kill_9_then_the_documented_recovery(tmp_path):

@@ -198,21 +198,28 @@ def _result(spec: RunSpec) -> tuple[dict, bytes]:
 
 
 def test_a_list_of_runs_in_one_process_equals_each_run_alone(experiment):
-    """Each run alone: the Snakemake job's command (`python -m cltm.worker finetune`) in a fresh process.
-    The same runs as one list, in another order, after another run and with the process's generators
-    used: `finetune-many`, in this process. Run JSONs (all but timing) and scores agree bit for bit."""
+    """Each run alone: the Snakemake job's command (`python -m cltm.worker finetune`) in a fresh process
+    (two such processes at a time, as two Snakemake jobs on two cores). The same runs as one list, in
+    another order, after another run and with the process's generators used: `finetune-many`, in this
+    process. Run JSONs (all but timing) and scores agree bit for bit."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from cltm.grid.cli import main
 
     alone = _specs(experiment, "alone")
     env = {**os.environ, "CLTM_WORKER": "0", "PYTHONPATH": os.pathsep.join([str(ROOT / "src"),
                                                                            os.environ.get("PYTHONPATH", "")])}
-    for spec in alone:
+
+    def run_alone(spec: RunSpec) -> subprocess.CompletedProcess:
         args = ["finetune", "--settings", spec.settings, "--task", spec.task, "--target", spec.target,
                 "--condition", spec.condition, "--seed", str(spec.seed), "--encoder", spec.encoder,
                 "--subsets", *spec.subsets, "--audio", *spec.audio, "--run", spec.run, "--scores", spec.scores,
                 "--checkpoint", spec.checkpoint]
-        proc = subprocess.run([sys.executable, "-m", "cltm.worker", *args], env=env, capture_output=True, text=True)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return subprocess.run([sys.executable, "-m", "cltm.worker", *args], env=env, capture_output=True, text=True)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for proc in pool.map(run_alone, alone):
+            assert proc.returncode == 0, proc.stdout + proc.stderr
 
     listed = _specs(experiment, "listed")
     order = [2, 0, 3, 1]

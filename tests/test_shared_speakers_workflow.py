@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from leakage import assert_selections_disjoint
-from test_workflow import REDUCED, snakemake, write_config
+from workflows import REDUCED, snakemake, write_config
 from conftest import copy_checkout
 
 

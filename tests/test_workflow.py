@@ -15,48 +15,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import copy_checkout
-import yaml
-
-ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-
-REDUCED = {
-    "languages": ["en", "tr"],
-    "corpus": {"type": "demo", "demo": {"n_speakers_per_gender": 4, "utterances_per_speaker": 6, "seed": 7}},
-    "data": {"test": {"speakers_per_gender": 2, "min_clips_per_speaker": 4, "max_clips_per_speaker": 4}},
-    "tasks": {
-        "gender": {"n_per_class": 3, "max_clips_per_speaker": 3,
-                   "training": {"epochs": 2, "batch_size": 2, "crop_seconds": 0.5}},
-        "speaker": {"n_utterances": 6, "max_utterances_per_speaker": 3, "max_positives_per_speaker": 4,
-                    "training": {"epochs": 2, "batch_size": 2, "crop_seconds": 0.5}},
-    },
-    # no encoder key: the demo's own, the pretrained tiny HuBERT shipped in models/ (a local directory)
-    "seeds": [1, 2],
-}
-
-
-def snakemake(workdir: Path, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "CLTM_WORKER_IDLE": "30", **(env or {})}  # the warm worker leaves soon after the tests
-    proc = subprocess.run([*SNAKEMAKE, *args], cwd=workdir, env=env, capture_output=True, text=True, timeout=1800)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
-    return proc
-
-
-def write_config(workdir: Path, name: str, config: dict) -> str:
-    path = workdir / name
-    path.write_text(yaml.safe_dump(config))
-    return str(path)
+# the helpers live in tests/workflows.py; other test modules import them from here too
+from workflows import REDUCED, ROOT, SNAKEMAKE, copy_workflow, planned, snakemake, write_config  # noqa: F401
 
 
 @pytest.fixture(scope="module")
-def workflow(tmp_path_factory) -> Path:
-    """A user's checkout (workflow files only; the package is installed) after a full reduced run."""
-    work = copy_checkout(tmp_path_factory.mktemp("checkout"))
-    cfg = write_config(work, "reduced.yaml", REDUCED)
-    snakemake(work, "--cores", "2", "--configfile", cfg)
-    return work
+def workflow(reduced_run, tmp_path_factory) -> Path:
+    """A user's checkout (workflow files only; the package is installed) after a full reduced run: this
+    module's copy of the session's run, for the tests that only read it (or add files of their own)."""
+    return copy_workflow(reduced_run, tmp_path_factory.mktemp("workflow") / "checkout")
+
+
+@pytest.fixture
+def finished(reduced_run, tmp_path) -> Path:
+    """A copy of the finished reduced run (results and Snakemake's metadata, mtimes kept) for one test to
+    change, so that no test depends on what another did before it."""
+    return copy_workflow(reduced_run, tmp_path / "work")
 
 
 def test_matrices_are_assembled_from_every_run(workflow):
@@ -133,23 +107,23 @@ def test_the_written_errors_are_the_paired_formula_over_the_runs(workflow):
                 "family_positive_mass", "uncertainty_covers"} <= set(summary)
 
 
-def test_one_run_is_rebuilt_by_its_file_with_the_same_result(workflow):
+def test_one_run_is_rebuilt_by_its_file_with_the_same_result(finished):
     target = "results/gender/runs/tr/donor-en/seed1.json"
-    before = json.loads((workflow / target).read_text())
-    other = (workflow / "results/gender/runs/tr/single/seed1.json").stat().st_mtime_ns
-    same_cell = (workflow / "results/gender/runs/tr/donor-en/seed2.json").read_bytes()  # with its timing
-    proc = snakemake(workflow, "--cores", "1", "--configfile", "reduced.yaml", "-f", target)
+    before = json.loads((finished / target).read_text())
+    other = (finished / "results/gender/runs/tr/single/seed1.json").stat().st_mtime_ns
+    same_cell = (finished / "results/gender/runs/tr/donor-en/seed2.json").read_bytes()  # with its timing
+    proc = snakemake(finished, "--cores", "1", "--configfile", "reduced.yaml", "-f", target)
     assert "1 of 1 steps (100%) done" in proc.stdout + proc.stderr  # the run rule: that run alone
-    after = json.loads((workflow / target).read_text())
+    after = json.loads((finished / target).read_text())
     assert after["metrics"] == before["metrics"] and after["loss"] == before["loss"]  # same seed, same result
     assert after["wall_s"] != before["wall_s"] or after["timing"] != before["timing"]  # trained again
-    assert (workflow / "results/gender/runs/tr/single/seed1.json").stat().st_mtime_ns == other
-    assert (workflow / "results/gender/runs/tr/donor-en/seed2.json").read_bytes() == same_cell
+    assert (finished / "results/gender/runs/tr/single/seed1.json").stat().st_mtime_ns == other
+    assert (finished / "results/gender/runs/tr/donor-en/seed2.json").read_bytes() == same_cell
     # its record in the cell file, which the matrix is assembled from, is the new one
-    cell = json.loads((workflow / "results/gender/cells/tr/donor-en.json").read_text())
+    cell = json.loads((finished / "results/gender/cells/tr/donor-en.json").read_text())
     assert [r["record"] for r in cell["runs"] if r["record"]["seed"] == 1] == [after]
-    snakemake(workflow, "--cores", "2", "--configfile", "reduced.yaml")  # reassembles from the rebuilt run
-    dry = snakemake(workflow, "-n", "--configfile", "reduced.yaml")
+    snakemake(finished, "--cores", "2", "--configfile", "reduced.yaml")  # reassembles from the rebuilt run
+    dry = snakemake(finished, "-n", "--configfile", "reduced.yaml")
     assert "Nothing to be done" in dry.stdout + dry.stderr
 
 
@@ -231,14 +205,17 @@ def test_killed_client_takes_its_run_with_it(workflow, tmp_path):
          "--target", "en", "--condition", "single", "--seed", "1", "--encoder", "results/encoder/model.safetensors",
          "--subsets", "results/subsets/speaker/en.json", "--audio", "results/audio/en.npy", "--threads", "1",
          "--run", str(tmp_path / "run.json"), "--scores", str(tmp_path / "scores.tsv")],
-        cwd=workflow, env={**os.environ, "CLTM_WORKER_IDLE": "30"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True)
+        cwd=workflow, env={**os.environ, "CLTM_WORKER_IDLE": "30"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        for line in client.stdout:  # the job's log streams back; wait until it starts training
-            if "training clips" in line:
-                break
-        else:
-            raise AssertionError(f"the run ended before training (exit {client.wait()})")
+        # the job's log streams back; wait until it starts training. Read what arrives, not whole lines: the
+        # client holds back the last bytes it received (they could begin its exit mark), so the end of the
+        # line "... training clips, 2 classes, device cpu" would come only with the next output, at step 6,000
+        seen = b""
+        while b"training clips" not in seen:
+            chunk = os.read(client.stdout.fileno(), 65536)
+            if not chunk:
+                raise AssertionError(f"the run ended before training (exit {client.wait()}):\n{seen[-3000:].decode()}")
+            seen += chunk
         runs = _forked_runs() - before
         assert len(runs) == 1, runs
     finally:
@@ -249,29 +226,6 @@ def test_killed_client_takes_its_run_with_it(workflow, tmp_path):
         time.sleep(0.2)
     assert not _forked_runs() & runs, "the run kept training after its client was killed"
     assert not (tmp_path / "run.json").exists() and not (tmp_path / "scores.tsv").exists()
-
-
-def planned(workdir: Path, *args: str) -> dict[str, int]:
-    """Jobs per rule that a dry run plans, from its first job-stats table (a dry run prints it twice)."""
-    out = snakemake(workdir, "-n", *args).stdout
-    if "Nothing to be done" in out:
-        return {}
-    counts = {}
-    for line in out.split("Job stats:")[1].splitlines()[3:]:
-        parts = line.split()
-        if len(parts) == 2 and parts[1].isdigit():
-            counts[parts[0]] = int(parts[1])
-        if parts and parts[0] == "total":
-            break
-    return counts
-
-
-@pytest.fixture
-def finished(workflow, tmp_path) -> Path:
-    """A copy of the finished reduced run (results and Snakemake's metadata, mtimes kept) to change."""
-    work = tmp_path / "work"
-    shutil.copytree(workflow, work, symlinks=True, ignore=shutil.ignore_patterns("locks"))
-    return work
 
 
 def _reordered(config):
@@ -357,15 +311,15 @@ def test_a_new_seed_trains_only_that_seed(finished):
     assert {s: (finished / f"results/speaker/runs/en/single/seed{s}.json").read_bytes() for s in (1, 2)} == before
 
 
-# last: a failing selection removes the fixture's subsets, as it should
-def test_short_language_stops_before_any_training(workflow):
+def test_short_language_stops_before_any_training(finished):
+    """On a copy of its own: the failing selection removes the copy's subsets, as it should."""
     greedy = json.loads(json.dumps(REDUCED))
     greedy["tasks"]["gender"]["n_per_class"] = 40
-    proc = snakemake(workflow, "--cores", "2", "--keep-going", "--configfile",
-                     write_config(workflow, "greedy.yaml", greedy), check=False, env={"CLTM_NEW_CONFIG": "1"})
+    proc = snakemake(finished, "--cores", "2", "--keep-going", "--configfile",
+                     write_config(finished, "greedy.yaml", greedy), check=False, env={"CLTM_NEW_CONFIG": "1"})
     assert proc.returncode != 0
     for lang in ("en", "tr"):
-        log = (workflow / f"results/logs/select/{lang}.log").read_text()
+        log = (finished / f"results/logs/select/{lang}.log").read_text()
         assert "no training was started" in log and f"language '{lang}', task gender" in log and "preflight" in log
     assert "rule finetune" not in proc.stdout + proc.stderr
 
@@ -395,25 +349,26 @@ def test_reading_the_matrix_outputs(workflow):
         assert "Indo-European" in (workflow / f"results/{task}/cltm.svg").read_text()  # the family legend
 
 
-def test_learning_curves_on_request(workflow):
+def test_learning_curves_on_request(finished):
     cfg = json.loads(json.dumps(REDUCED))
     cfg["analysis"] = {"learning_curve": {"factors": [0.5, 1.0], "seeds": [1, 2]}}
-    path = write_config(workflow, "lc.yaml", cfg)
+    path = write_config(finished, "lc.yaml", cfg)
     # target first: --configfile takes many; another config file in the same results/, on purpose
-    snakemake(workflow, "learning_curves", "--cores", "2", "--configfile", path, env={"CLTM_NEW_CONFIG": "1"})
+    snakemake(finished, "learning_curves", "--cores", "2", "--configfile", path, env={"CLTM_NEW_CONFIG": "1"})
     for task, sizes in (("gender", [2, 3]), ("speaker", [3, 6])):
-        curve = pd.read_csv(workflow / f"results/{task}/learning_curve.csv")
+        curve = pd.read_csv(finished / f"results/{task}/learning_curve.csv")
         assert sorted(curve["size"].unique()) == sizes and set(curve["target"]) == {"en", "tr"}
         assert (curve["n_single"] == 2).all() and (curve["n_dual"] == 2).all()
-        rec = json.loads((workflow / f"results/{task}/learning_curve.json").read_text())
+        rec = json.loads((finished / f"results/{task}/learning_curve.json").read_text())
         assert rec["n_current"] == sizes[-1] and "every_target_clears" in rec
-        sub = json.loads((workflow / f"results/{task}/learning_curve/subsets/n{sizes[0]}/en.json").read_text())
-        full = json.loads((workflow / f"results/subsets/{task}/en.json").read_text())
+        sub = json.loads((finished / f"results/{task}/learning_curve/subsets/n{sizes[0]}/en.json").read_text())
+        full = json.loads((finished / f"results/subsets/{task}/en.json").read_text())
         assert set(sub["single"]) < set(full["single"]) and set(sub["extra"]) < set(full["extra"])
-    run = json.loads((workflow / "results/gender/learning_curve/runs/en/n2/dual/seed1.json").read_text())
+    run = json.loads((finished / "results/gender/learning_curve/runs/en/n2/dual/seed1.json").read_text())
     assert run["sizes"]["target_clips"] == 2 * 2 * 2  # 2 per class, doubled
-    # the rung n = N is the grid's own runs (earlier tests of this module may have had them rebuilt)
-    assert not (workflow / "results/gender/learning_curve/runs/en/n3").exists()
+    # the rung n = N is the grid's own runs
+    assert not (finished / "results/gender/learning_curve/runs/en/n3").exists()
+
 
 
 def test_a_local_code_edit_is_named_and_retrained_on_request(finished):
