@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-import soundfile as sf
 
 from conftest import tone, write_wav
 from cltm.data.audio import AudioError, AudioStore, load_audio, trim_silence

@@ -21,7 +21,7 @@ import torch
 
 from conftest import ROOT, TINY_ENCODER
 from cltm.grid.spec import RunSpec
-from cltm.paths import RUN_CHECKPOINT, RUN_JSON, conditions_of, donor_condition, donor_of, is_condition, run_path
+from cltm.paths import RUN_JSON, conditions_of, donor_condition, donor_of, is_condition, run_path
 
 # every global draw a run makes: dropout, LayerDrop (torch), time masking (numpy)
 RANDOM_ENCODER = {"source": "random", "config": TINY_ENCODER, "init_seed": 0,
