@@ -340,8 +340,16 @@ def test_reading_the_matrix_outputs(workflow):
         assert summary["families"] == {"en": "Indo-European", "tr": "Turkic"}
         analysis = workflow / f"results/{task}/analysis"
         typology = pd.read_csv(analysis / "typology.csv")
-        assert set(typology["distance"]) == {"genetic", "geographic", "syntactic", "phonological", "inventory",
-                                             "featural"}
+        said = json.loads((analysis / "summary.json").read_text())
+        base = pd.read_csv(workflow / f"results/{task}/baselines.csv")
+        assert said["every_row_flagged"] == bool(base["flagged"].all())
+        if said["every_row_flagged"]:  # 2 seeds: t(0.975, 1) = 12.7 SEs, so every row is usually flagged
+            assert typology["note"].tolist() == ["not computed: every row flagged"]
+            assert said["language_map"]["note"] == "not computed: every row flagged"
+            assert "not computed: every row flagged" in (analysis / "language_map.svg").read_text()
+        else:
+            assert set(typology["distance"]) == {"genetic", "geographic", "syntactic", "phonological", "inventory",
+                                                 "featural"}
         assert pd.read_csv(analysis / "languages.tsv", sep="\t")["code"].tolist() == ["en", "tr"]
         assert len(pd.read_csv(analysis / "seed_plan.csv")) == 2
         for fig in ("typology", "language_map"):
