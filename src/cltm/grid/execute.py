@@ -32,6 +32,7 @@ from cltm.train.checkpoints import Checkpoint, run_key
 from cltm.train.features import FeatureStore
 from cltm.train.finetune import finetune_run
 from cltm.train.probe import run_probe
+from cltm.train.probe_batch import ProbeRun, run_probes
 
 
 class RunFailures(RuntimeError):
@@ -163,3 +164,36 @@ def execute_runs(specs: list[RunSpec], *, log=print, keep_going: bool = False) -
     if failures:
         raise RunFailures(failures)
     return records
+
+
+def execute_probe_runs(specs: list[RunSpec], *, logs: list, log=print, shared: RunInputs | None = None) -> list:
+    """Probe runs trained together (`cltm.train.probe_batch.run_probes`: each run's result is the one it gets
+    alone, up to float rounding), each read, checked and written as `execute_run` does one; its `wall_s` is
+    its share of the list's time. `logs`: one log function per run. Returns, per spec, None (written) or the
+    exception that failed it (the others go on)."""
+    t0 = time.perf_counter()
+    shared = shared or RunInputs(specs)
+    torch.set_num_threads(specs[0].threads)
+    errors: list = [None] * len(specs)
+    runs, ready = [], []
+    for i, spec in enumerate(specs):
+        try:
+            settings = shared.spec_settings(spec.settings)["settings"]
+            selections = {lang: seed_draw(read_json(path), spec.seed) for lang, path in zip(spec.languages, spec.subsets)}
+            stores = {lang: shared.features(npy) for lang, npy in zip(spec.languages, spec.audio)}
+            check_run_speakers(spec, selections, stores, settings["data"].get("speaker_ids", "corpus"))
+            runs.append(ProbeRun(spec.task, settings["task"], spec.target, spec.condition, spec.seed, stores,
+                                 selections, settings["data"]["sample_rate"]))
+            ready.append(i)
+        except Exception as err:  # noqa: BLE001 - this run fails, the others go on
+            errors[i] = err
+    results = run_probes(runs, log=log, logs=[logs[i] for i in ready])
+    share = (time.perf_counter() - t0) / max(1, len(runs))
+    for i, result in zip(ready, results):
+        try:
+            if isinstance(result, BaseException):
+                raise result
+            write_run(specs[i], shared.spec_settings(specs[i].settings), *result, time.perf_counter() - share)
+        except Exception as err:  # noqa: BLE001 - this run fails, the others go on
+            errors[i] = err
+    return errors

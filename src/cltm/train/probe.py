@@ -107,7 +107,7 @@ class ProbeHead(nn.Module):
         return F.linear(self.embed(x), *self.classifier)
 
 
-def _blocks(target: str, condition: str, selections: dict) -> list[tuple[str, list]]:
+def training_blocks(target: str, condition: str, selections: dict) -> list[tuple[str, list]]:
     """The training set as (language, subset clips) blocks, in `training_items` order."""
     blocks = [(target, selections[target]["single"])]
     donor = donor_of(condition)
@@ -131,6 +131,15 @@ def _scratch(shape) -> torch.Tensor:
     return _SCRATCH[0][:numel].view(shape)
 
 
+def step_plan(n: int, settings: dict) -> tuple[int, list[int], int]:
+    """(batch size, the minibatches' first rows, epochs) of a training set of n clips: full batch unless
+    `batch_size` < n; max(epochs, ceil(min_steps / minibatches)) epochs, so that small training sets (the
+    demo's) still get at least `min_steps` updates, at little cost."""
+    bs = settings.get("batch_size")
+    bs, starts = (bs, list(range(0, n, bs))) if bs and bs < n else (n, [0])
+    return bs, starts, max(settings["epochs"], math.ceil(settings.get("min_steps", 0) / len(starts)))
+
+
 def train_head(head: ProbeHead, blocks: list[torch.Tensor], labels: torch.Tensor, settings: dict,
                generator: torch.Generator) -> dict:
     """AdamW on the head, constant learning rate, max(epochs, ceil(min_steps / steps per epoch)) epochs;
@@ -145,8 +154,8 @@ def train_head(head: ProbeHead, blocks: list[torch.Tensor], labels: torch.Tensor
                                   lr=settings["lr"], fused=True)  # one kernel per parameter: 2-3x faster
     n = len(labels)
     layers, _, width = blocks[0].shape  # blocks: [layers, clips, features] (FeatureStore.block's 'lnf')
-    bs = settings.get("batch_size")
-    if bs and bs < n:
+    bs, starts, epochs = step_plan(n, settings)
+    if len(starts) > 1:
         # one copy of the training set, in a random order: x[:, position[j]] = (blocks concatenated)[:, j]
         order = torch.randperm(n, generator=generator)
         position = torch.empty_like(order)
@@ -158,12 +167,9 @@ def train_head(head: ProbeHead, blocks: list[torch.Tensor], labels: torch.Tensor
                 x[layer].index_copy_(0, position[start:start + block.shape[1]], block[layer])
             start += block.shape[1]
         y = labels[order]
-        starts = list(range(0, n, bs))
     else:
         x = blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=1, out=_scratch((layers, n, width)))
-        y, bs, starts = labels, n, [0]
-    # at least min_steps updates: small training sets (the demo's) get more epochs, at little cost
-    epochs = max(settings["epochs"], math.ceil(settings.get("min_steps", 0) / len(starts)))
+        y = labels
     epoch_means, first = [], None
     for _ in range(epochs):
         total = torch.zeros(())
@@ -201,7 +207,7 @@ def run_probe(task: str, cfg: dict, *, target: str, condition: str, seed: int, f
     stats = tuple(settings["stats"])
     sv = plugin.kind == "speaker_verification"
     items = training_items(target, condition, selections)
-    blocks = _blocks(target, condition, selections)
+    blocks = training_blocks(target, condition, selections)
     metas = [features[lang].meta(u) for lang, u in items]
     labels, n_classes = plugin.labels(metas, items)
     log(f"{task} {target} {condition} seed {seed} (probe): {len(items)} training clips, {n_classes} classes")
@@ -228,11 +234,21 @@ def run_probe(task: str, cfg: dict, *, target: str, condition: str, seed: int, f
         weights = head.layer_weights().tolist()
     log(f"{task} {target} {condition} seed {seed} (probe): " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
 
+    timing = {"train_s": round(t_train, 4), "eval_s": round(time.perf_counter() - t0 - t_train, 4)}
+    return probe_record(plugin, target=target, condition=condition, seed=seed, metrics=metrics, items=items,
+                        metas=metas, n_classes=n_classes, selections=selections, loss=loss,
+                        sample_rate=sample_rate, timing=timing, layer_weights=weights), scores
+
+
+def probe_record(plugin, *, target: str, condition: str, seed: int, metrics: dict, items, metas, n_classes: int,
+                 selections: dict, loss: dict, sample_rate: int, timing: dict, layer_weights: list) -> dict:
+    """A probe run's record: `cltm.records.run_record`'s fields (on the CPU, fp32), then `mode` and the
+    learned `layer_weights`. Shared by the run trained alone and the runs trained together
+    (`cltm.train.probe_batch`)."""
     record = run_record(plugin, target=target, condition=condition, seed=seed, metrics=metrics,
                         items=items, metas=metas, train_samples=sum(int(m["n_samples"]) for m in metas),
                         n_classes=n_classes, selections=selections, loss=loss, sample_rate=sample_rate,
-                        timing={"train_s": round(t_train, 4), "eval_s": round(time.perf_counter() - t0 - t_train, 4)},
-                        device="cpu", precision="fp32", torch_version=torch.__version__,
-                        tta_speeds=plugin.tta_speeds if sv else None)
-    record.update(mode="probe", layer_weights=weights)
-    return record, scores
+                        timing=timing, device="cpu", precision="fp32", torch_version=torch.__version__,
+                        tta_speeds=plugin.tta_speeds if plugin.kind == "speaker_verification" else None)
+    record.update(mode="probe", layer_weights=layer_weights)
+    return record
