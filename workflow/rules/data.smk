@@ -16,6 +16,22 @@ rule synthesize_demo:
         "../scripts/synthesize_demo.py"
 
 
+# The planted known answer of the demo corpus (cltm.demo.plant): each planted language's rule and the
+# expected structure of every pair, from the config alone (no audio is read), beside the corpus.
+rule plant:
+    output:
+        "results/demo_corpus/plant.json",
+    log:
+        "results/logs/plant.log",
+    conda:
+        "../envs/cltm.yaml"
+    params:
+        demo=config["corpus"]["demo"],
+        languages=LANGUAGES,
+    script:
+        "../scripts/plant.py"
+
+
 rule manifest:
     input:
         corpus_input,

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from cltm.demo.plant import PlantSpec
 from cltm.demo.synth import synthesize_language
 from cltm.io import run_script, script_logger
 
@@ -17,6 +18,7 @@ def main():
         utterances_per_speaker=demo["utterances_per_speaker"],
         seed=demo["seed"],
         clip_format=demo["clip_format"],
+        plant=PlantSpec.from_config(demo.get("plant")),
         log=log,
     )
     log(f"{snakemake.wildcards.lang}: {len(df)} synthetic clips from {df['client_id'].nunique()} speakers")

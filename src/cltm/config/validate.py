@@ -134,6 +134,25 @@ def _task_problems(config: dict, schema: dict) -> list[str]:
     return problems
 
 
+def _plant_problems(config: dict) -> list[str]:
+    """A task reading the planted label column must have an angle for each of its languages."""
+    plant = (config["corpus"].get("demo") or {}).get("plant")
+    if not plant:
+        return []
+    column = plant.get("label_column", "accents")
+    problems = []
+    for task in enabled_tasks(config):
+        cfg = config["tasks"][task] or {}
+        if cfg.get("label_column") != column:
+            continue
+        missing = [lang for lang in task_languages(config, task) if lang not in (plant.get("angles") or {})]
+        if missing:
+            problems.append(f"config key 'tasks.{task}.languages': {', '.join(missing)} read the planted label column "
+                            f"'{column}' but have no angle in 'corpus.demo.plant.angles'; give each an angle "
+                            f"(degrees) or leave it out of the task's languages")
+    return problems
+
+
 def _semantic_problems(config: dict) -> list[str]:
     problems = []
     corpus = config["corpus"]
@@ -154,6 +173,7 @@ def _semantic_problems(config: dict) -> list[str]:
                     f"config key 'languages': the synthetic demo corpus has no language '{lang}'; "
                     f"it supports {', '.join(sorted(DEMO_LANGUAGES))}"
                 )
+        problems += _plant_problems(config)
     enc = config["encoder"]
     if enc["source"] == "random" and not enc.get("config"):
         problems.append("config key 'encoder.config' must give the model's sizes (HubertConfig keys, or another family's with "

@@ -37,6 +37,7 @@ import soundfile as sf
 import soxr
 
 from cltm.config import DEMO_LANGUAGES
+from cltm.demo.plant import PlantSpec, apply_cues, assign_labels, speaker_cues
 
 SAMPLE_RATE = 22050
 """Output sample rate in Hz: eSpeak NG's native rate, kept so no extra resampling is needed."""
@@ -49,6 +50,9 @@ CV_COLUMNS = [
     "age", "gender", "accents", "variant", "locale", "segment",
 ]
 """Header of validated.tsv in recent Common Voice releases (17.0 and later), in order."""
+
+PLANT_COLUMNS = ("accents", "variant", "segment", "sentence_domain")
+"""Columns of validated.tsv the demo leaves empty, so a planted label may be written to one of them."""
 
 CV_GENDER = {"male": "male_masculine", "female": "female_feminine"}
 """Common Voice's gender labels since release 17.0."""
@@ -307,6 +311,8 @@ class Voice:
     fir: tuple[float, ...] = (1.0,)  # channel impulse response (microphone/room colouring)
     snr_db: float = 60.0  # speech-to-noise-floor ratio of the channel
     level_dbfs: float = -23.0  # RMS of the active speech in the final clip
+    cues: tuple[float, float] = (0.0, 0.0)  # planted cues (z1, z2) of cltm.demo.plant; heard only with cue_db > 0
+    cue_db: float = 0.0  # strength of the planted cues (0: no plant, the voice as drawn)
 
     def __post_init__(self) -> None:
         """Reject variants without an F0 calibration and tract factors that would not sound like speech."""
@@ -361,6 +367,8 @@ def synthesize(text: str, voice: Voice, *, rng: np.random.Generator | None = Non
         # Declaring the signal as recorded at alpha*sr and converting to sr scales all frequencies by alpha.
         speech = soxr.resample(speech, SAMPLE_RATE * alpha, SAMPLE_RATE, quality="HQ").astype(np.float32)
     speech = _trim(speech)
+    if voice.cue_db > 0 and speech.size:
+        speech = apply_cues(speech, SAMPLE_RATE, *voice.cues, voice.cue_db)
     return _apply_channel(speech, voice, rng)
 
 
@@ -456,8 +464,11 @@ def _channel_fir(rng: np.random.Generator) -> tuple[float, ...]:
     return tuple(float(v) for v in h)
 
 
-def make_speakers(lang: str, n_speakers_per_gender: int, seed: int) -> list[Speaker]:
-    """The speakers of one language: even indices male, odd female, each voice drawn from its own rng."""
+def make_speakers(lang: str, n_speakers_per_gender: int, seed: int, cue_db: float = 0.0) -> list[Speaker]:
+    """The speakers of one language: even indices male, odd female, each voice drawn from its own rng.
+
+    Every speaker also draws planted cues (z1, z2) from a generator of their own (cltm.demo.plant), so the
+    voice is the same with or without a plant; they are heard only with `cue_db` > 0."""
     if lang not in SUPPORTED_LANGUAGES:
         raise ValueError(_unknown_language(lang))
     # Variants are dealt per gender from a shuffled pool, so a language repeats one only once all are used.
@@ -483,6 +494,8 @@ def make_speakers(lang: str, n_speakers_per_gender: int, seed: int) -> list[Spea
             fir=_channel_fir(rng),
             snr_db=rng.uniform(*_SNR_DB),
             level_dbfs=rng.uniform(*_LEVEL_DBFS),
+            cues=speaker_cues(_rng(seed, lang, 4, index)),
+            cue_db=float(cue_db),
         )
         speakers.append(Speaker(index, _client_id(seed, lang, index), "", voice))
     return _assign_ages(speakers)
@@ -510,6 +523,18 @@ def _assign_ages(speakers: list[Speaker]) -> list[Speaker]:
             q = (rank + 0.5) / len(group)
             ages[spk.index] = next(age for bound, age in _AGE_BINS if q <= bound)
     return [dataclasses.replace(s, age=ages[s.index]) for s in speakers]
+
+
+def plant_speakers(lang: str, n_speakers_per_gender: int, seed: int, spec: PlantSpec | None) -> pd.DataFrame:
+    """The speakers of one language with their planted cues and label (metadata only, no audio): columns
+    client_id, gender, z1, z2, planted_label (empty where the language has no angle or there is no plant)."""
+    speakers = make_speakers(lang, n_speakers_per_gender, seed, spec.cue_db if spec else 0.0)
+    table = pd.DataFrame({"client_id": [s.client_id for s in speakers], "gender": [s.gender for s in speakers],
+                          "z1": [s.voice.cues[0] for s in speakers], "z2": [s.voice.cues[1] for s in speakers]})
+    table["planted_label"] = ""
+    if spec is not None and spec.planted(lang):
+        table["planted_label"] = assign_labels(table, spec.rule_angle(lang), spec.classes)
+    return table
 
 
 def load_sentences(lang: str) -> list[str]:
@@ -619,10 +644,14 @@ def synthesize_language(
     utterances_per_speaker: int,
     seed: int,
     clip_format: str = "mp3",
+    plant: PlantSpec | None = None,
     log: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
     """Write one language as a Common Voice release folder (clips/*.mp3 or *.flac by `clip_format`,
     validated.tsv, clip_durations.tsv).
+
+    With a `plant` (cltm.demo.plant), every speaker's audio carries its planted cues and, if the language
+    has an angle, its planted label is written to the plant's label column (`accents` by default).
 
     Returns the validated.tsv rows. The TSVs are written last and atomically; stale ones are removed
     first, so an interrupted run leaves no validated.tsv behind.
@@ -642,10 +671,15 @@ def synthesize_language(
         (out / name).unlink(missing_ok=True)
 
     sentences = load_sentences(lang)
+    planted = plant_speakers(lang, n_speakers_per_gender, seed, plant).set_index("client_id")["planted_label"]
+    column = plant.label_column if plant is not None else None
+    if column is not None and column not in PLANT_COLUMNS:
+        raise ValueError(f"corpus.demo.plant.label_column '{column}' is not a free column of validated.tsv: "
+                         f"use one of {', '.join(PLANT_COLUMNS)}")
     rows, durations = [], []
     writer = _ClipWriter()
     try:
-        for speaker in make_speakers(lang, n_speakers_per_gender, seed):
+        for speaker in make_speakers(lang, n_speakers_per_gender, seed, plant.cue_db if plant else 0.0):
             seconds = 0.0
             for text, audio in speaker_utterances(lang, speaker, utterances_per_speaker, seed, sentences):
                 name = f"common_voice_{lang}_{len(rows) + 1}.{clip_format}"
@@ -667,11 +701,14 @@ def synthesize_language(
                     "locale": lang,
                     "segment": "",
                 })
+                if column is not None:
+                    rows[-1][column] = planted[speaker.client_id]
             if log is not None:
                 v = speaker.voice
                 log(f"{lang} speaker {speaker.index + 1}/{2 * n_speakers_per_gender}: {speaker.gender} {speaker.age} "
                     f"{v.variant} f0={v.f0_hz:.0f}Hz range={v.pitch_range:.0f} rate={v.rate:.0f}wpm "
-                    f"tract={v.tract_factor:.3f} snr={v.snr_db:.1f}dB, {utterances_per_speaker} clips, {seconds:.1f} s")
+                    f"tract={v.tract_factor:.3f} snr={v.snr_db:.1f}dB cues=({v.cues[0]:+.2f}, {v.cues[1]:+.2f}) "
+                    f"{planted[speaker.client_id] or '-'}, {utterances_per_speaker} clips, {seconds:.1f} s")
     finally:
         writer.close()
 
