@@ -313,6 +313,14 @@ def test_known_answer_reads_a_simulated_planted_grid():
     fig = plot_known_answer(pairs, summary, summary["verdict"], task="planted", null=False, note="SYNTHETIC")
     texts = " ".join(t.get_text() for ax in fig.axes for t in [ax.title, *ax.texts])
     assert "SYNTHETIC corpus, planted effect" in texts and "verdict: PASS" in texts
+    # a flagged row's unbounded intervals and a NaN cell are drawn to the edge and left out, not a crash
+    shaky = pairs.assign(cltm_ci_low=np.where(pairs["target"] == "de", -np.inf, pairs["cltm_ci_low"]),
+                         cltm_ci_high=np.where(pairs["target"] == "de", np.inf, pairs["cltm_ci_high"]),
+                         target_flagged=pairs["target"] == "de")
+    shaky.loc[0, "cltm"] = np.nan
+    fig = plot_known_answer(shaky, summary, summary["verdict"], task="planted", null=False)
+    low, high = fig.axes[0].get_ylim()
+    assert np.isfinite([low, high]).all() and high - low < 10
 
 
 # ------------------------------------------------------------------------------------------ the workflow
@@ -340,6 +348,8 @@ def test_planted_tasks_and_their_targets():
         for name in ("known_answer.csv", "known_answer.json", "known_answer.png", "known_answer.svg"):
             assert f"results/{task}/{name}" in targets
     assert not any("gender/known_answer" in t or "speaker/known_answer" in t for t in targets)
+    # the probe twin is compared with the planted task by the twins' own rule
+    assert "results/compare/planted_probe_vs_planted.json" in targets
     for config in (config_with_plant(None), config_with_plant(plant, corpus_type="common_voice")):
         assert planted_tasks(config) == [] and not any("known_answer" in t for t in final_targets(config))
 

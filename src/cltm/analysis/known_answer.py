@@ -62,8 +62,8 @@ def read_plant(path: str | Path) -> dict:
     `synthetic`, `label_column`, `null`, `languages` and `pairs` (each with PAIR_KEYS). The file is the
     corpus side's (`cltm.demo.plant` writes it); a damaged or old one is named with what to do."""
     path = Path(path)
-    redo = (f"; it is written with the demo corpus: rerun that step (snakemake --forcerun "
-            f"synthesize_demo ...) or remove {path} and run snakemake again")
+    redo = (f"; the demo corpus's rule writes it (corpus.demo.plant): run `snakemake -f {path}` with your "
+            f"config, or remove it and run snakemake again")
     if not path.is_file():
         raise PlantFileError(f"{path} does not exist{redo}")
     try:
@@ -418,7 +418,8 @@ def plot_known_answer(pairs: pd.DataFrame, summary: dict, result: dict, *, task:
     """Layout distance (x) against the measured CLTM with its interval (y) for every off-diagonal cell,
     coloured by the expected sign, flagged rows as open markers; the expected curve (cos of the planted
     distance: cos of the layout distance when planted, 1 under the null control); a box with rho, the
-    Mantel p, sign agreement beside chance, and the verdict."""
+    Mantel p, sign agreement beside chance, and the verdict (with the checks that failed). The axis covers
+    [-1.1, 1.1] and the unflagged cells; a cell beyond it is a triangle at the edge."""
     fig = new_figure(7.2, 5.2)
     ax = fig.add_subplot(1, 1, 1)
     x = pairs["distance_deg"].to_numpy(dtype=float)
@@ -431,14 +432,17 @@ def plot_known_answer(pairs: pd.DataFrame, summary: dict, result: dict, *, task:
         offsets[idx] = (np.arange(len(idx)) - (len(idx) - 1) / 2) * min(2.0, 12.0 / max(len(idx), 1))
     xs = x + offsets
     lo, hi = pairs["cltm_ci_low"].to_numpy(dtype=float), pairs["cltm_ci_high"].to_numpy(dtype=float)
-    shown = np.concatenate([y[finite], lo[np.isfinite(lo)], hi[np.isfinite(hi)], [-1.0, 1.0]])
-    span = np.percentile(shown, [2, 98]) if shown.size else np.array([-1.5, 1.5])
-    ymin, ymax = min(span[0], -1.1) - 0.15, max(span[1], 1.1) + 0.15
+    flagged = pairs["target_flagged"].astype(bool).to_numpy()
+    # the axis shows the unflagged cells and the planted range [-1, 1]; what lies beyond (a flagged row's
+    # exploding cell, an unbounded interval) is drawn at the edge, so that one row cannot squash the rest
+    base = np.concatenate([y[finite & ~flagged], [-1.1, 1.1]])
+    margin = 0.08 * (base.max() - base.min())
+    ymin, ymax = base.min() - margin, base.max() + margin
+    beyond = finite & ((y < ymin) | (y > ymax))
     curve = np.linspace(0, max(180.0, np.nanmax(x) if x.size else 180.0), 200)
     expected_label = "expected: 1 (null control)" if null else "expected: cos(layout distance)"
     ax.plot(curve, np.ones_like(curve) if null else np.cos(np.radians(curve)), color="0.35", lw=1.2, ls="--")
     ax.axhline(0, color="0.6", lw=0.8)
-    flagged = pairs["target_flagged"].astype(bool).to_numpy()
     for sign, colour in SIGN_COLOURS.items():
         sel = (pairs["expected_sign"].to_numpy() == sign) & finite
         if not sel.any():
@@ -450,8 +454,15 @@ def plot_known_answer(pairs: pd.DataFrame, summary: dict, result: dict, *, task:
             high = np.clip(np.where(np.isfinite(hi[rows]), hi[rows], ymax), ymin, ymax)
             yy = np.clip(y[rows], ymin, ymax)
             ax.errorbar(xs[rows], yy, yerr=[np.maximum(yy - low, 0), np.maximum(high - yy, 0)], fmt="none",
-                        ecolor=colour, elinewidth=0.9, alpha=0.6)
-            ax.scatter(xs[rows], yy, s=30, facecolors=face, edgecolors=colour, linewidths=1.2, zorder=3)
+                        ecolor=colour, elinewidth=0.9, alpha=0.6 if face != "none" else 0.25)
+            inside = ~beyond[rows]
+            ax.scatter(xs[rows][inside], yy[inside], s=30, facecolors=face, edgecolors=colour, linewidths=1.2,
+                       zorder=3)
+            for marker, side in (("^", yy >= ymax), ("v", yy <= ymin)):
+                out = ~inside & side
+                if out.any():
+                    ax.scatter(xs[rows][out], yy[out], s=42, marker=marker, facecolors=face, edgecolors=colour,
+                               linewidths=1.2, zorder=3, clip_on=False)
     ax.set_ylim(ymin, ymax)
     ax.set_xlabel("layout distance |angle(target) - angle(donor)| (degrees)")
     ax.set_ylabel("measured CLTM[target, donor] (95 % interval)")
@@ -470,14 +481,21 @@ def plot_known_answer(pairs: pd.DataFrame, summary: dict, result: dict, *, task:
            f"Mantel p = {_num(mantel['p_value'], 4)}{' (exact)' if mantel.get('exact') else ''}",
            f"sign agreement {_pct(sa['share'])} (chance {_pct(sa['chance'])})",
            f"verdict: {result['headline']}"]
+    failed = [line["check"] for line in result["lines"] if not line["passed"]]
+    if failed:
+        box[-1] += f" ({', '.join(failed)})"
     ax.text(0.98, 0.98, "\n".join(box), transform=ax.transAxes, ha="right", va="top", fontsize=8.5,
             bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "0.5", "alpha": 0.9})
     what = ("null control: one rule in every language, no transfer effect planted" if null
             else "transfer should fall as cos(distance)")
     title = f"SYNTHETIC corpus, planted effect. Task {task}: planted vs recovered\n{what}"
     ax.set_title(wrap_title(title, 7.2), fontsize=10)
-    if note:
-        add_footnote(fig, ax, note)
+    notes = [note] if note else []
+    if beyond.any() or (np.isfinite(lo) & (lo < ymin)).any() or (np.isfinite(hi) & (hi > ymax)).any() \
+            or (~np.isfinite(lo) | ~np.isfinite(hi))[finite].any():
+        notes.append("\u25b2/\u25bc: a cell beyond the axis, drawn at its edge; intervals are cut at the edge")
+    if notes:
+        add_footnote(fig, ax, "\n".join(notes))
     return fig
 
 
