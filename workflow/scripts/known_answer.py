@@ -32,8 +32,8 @@ def main():
     spread = summary["donor_spread"]["pooled"]
     log(f"{task}: planted vs recovered ({'null control' if plant['null'] else 'planted effect'}): "
         f"{summary['verdict']['headline']}\n  " + "\n  ".join(line["text"] for line in summary["verdict"]["lines"])
-        + f"\n  donor spread: pooled F {spread['f']} (about {spread['expected_under_null']} if the seed SEs "
-          f"explain it), p {spread['p_value']}")
+        + f"\n  donor spread: pooled F {spread['f']:.3g} (about {spread['expected_under_null']:.3g} if the seed SEs "
+          f"explain it), p {spread['p_value']:.3g}")
 
 
 run_script(main, log)
