@@ -18,6 +18,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/finetune.smk"
 include: "workflow/rules/matrix.smk"
 include: "workflow/rules/analysis.smk"
+include: "workflow/rules/known_answer.smk"
 
 
 report: "workflow/report/workflow.rst"

@@ -30,6 +30,11 @@ ANALYSIS = {
                  "permutations": 9999, "seed": 0, "alternative": "less"},
     "seed_planning": {"cell_se": 0.1},
     "learning_curve": {"factors": [0.25, 0.5, 1.0], "seeds": [1, 2, 3]},
+    # the planted known answer of the demo corpus (docs/statistics.md, "The known answer"): what recovering it
+    # means. Mantel p at most this; `all` adjacent cells > 0 (or a share); the share of opposite cells < 0
+    # strictly above this; at most this many flagged rows
+    "known_answer": {"max_mantel_p": 0.01, "adjacent_positive": "all", "min_opposite_negative": 0.5,
+                     "max_flagged_rows": 1},
 }
 
 

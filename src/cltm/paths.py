@@ -64,6 +64,13 @@ ANALYSIS_TABLES = ("languages.tsv", "family_means.csv", "typology.csv", "distanc
 ANALYSIS_FIGURES = ("typology", "language_map")
 FIGURE_FORMATS = ("png", "svg")
 
+# the planted known answer of the demo corpus (corpus.demo.plant): what was planted, written beside the corpus,
+# and per task whose label column is the plant's, how its matrix recovered it (docs/statistics.md)
+PLANT = "results/demo_corpus/plant.json"
+KNOWN_ANSWER_TABLE = "results/{task}/known_answer.csv"  # one row per off-diagonal cell
+KNOWN_ANSWER_JSON = "results/{task}/known_answer.json"  # the statistics and the verdict
+KNOWN_ANSWER_FIGURE = "results/{task}/known_answer.{ext}"  # ext: FIGURE_FORMATS
+
 
 def donor_condition(lang: str) -> str:
     """The bilingual condition of donor `lang`: `donor-<lang>`."""

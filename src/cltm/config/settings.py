@@ -195,6 +195,38 @@ def analysis_settings(config: dict) -> dict:
     return out
 
 
+def plant_settings(config: dict) -> dict | None:
+    """`corpus.demo.plant` when the corpus is the demo and a plant is configured (the known answer,
+    docs/statistics.md), else None."""
+    corpus = config.get("corpus") or {}
+    if corpus.get("type") != "demo":
+        return None
+    plant = (corpus.get("demo") or {}).get("plant")
+    return plant if isinstance(plant, dict) else None
+
+
+def task_label_column(config: dict, task: str) -> str | None:
+    """The corpus column a classification task's labels come from (as `cltm.tasks.classification` reads it):
+    its `label_column`, else that of the task named in its `subsets_from` (a probe twin reads its twin's
+    column), else the task's name (`gender` for gender). None for speaker verification."""
+    tasks = config.get("tasks") or {}
+    cfg = tasks.get(task) or {}
+    base = cfg.get("subsets_from") or task
+    twin = tasks.get(base) or {}
+    if (cfg.get("kind") or twin.get("kind") or DEFAULT_KIND.get(base)) == "speaker_verification":
+        return None
+    return cfg.get("label_column") or twin.get("label_column") or base
+
+
+def planted_tasks(config: dict) -> list[str]:
+    """The enabled tasks whose labels are the plant's (`label_column` equal to corpus.demo.plant's: the
+    planted task and its probe twin), whose matrices are read against the known answer. None without a plant."""
+    plant = plant_settings(config)
+    if plant is None or not plant.get("label_column"):
+        return []
+    return [t for t in enabled_tasks(config) if task_label_column(config, t) == plant["label_column"]]
+
+
 def task_size(config: dict, task: str) -> int:
     """N of a task: clips per class (gender) or utterances (speaker)."""
     cfg = config["tasks"][task]

@@ -3,7 +3,8 @@ runs of a learning curve. Paths from `cltm.paths`; standard library only (Snakem
 
 from __future__ import annotations
 
-from cltm.config.settings import analysis_settings, conditions, ladder_sizes, task_languages, task_size, twins
+from cltm.config.settings import (analysis_settings, conditions, ladder_sizes, planted_tasks, task_languages, task_size,
+                                  twins)
 from cltm.paths import (
     ANALYSIS_FIGURES,
     ANALYSIS_TABLES,
@@ -11,6 +12,9 @@ from cltm.paths import (
     DUAL,
     FIGURE_FORMATS,
     FIGURES,
+    KNOWN_ANSWER_FIGURE,
+    KNOWN_ANSWER_JSON,
+    KNOWN_ANSWER_TABLE,
     MATRIX_TABLES,
     SINGLE,
     learning_curve_path,
@@ -36,11 +40,21 @@ def analysis_targets(config: dict) -> list[str]:
             + [f"results/{t}/analysis/{fig}.{ext}" for t in tasks for fig in ANALYSIS_FIGURES for ext in FIGURE_FORMATS])
 
 
+def known_answer_targets(config: dict) -> list[str]:
+    """With the demo corpus and a plant (corpus.demo.plant): the known-answer table, summary and figure of
+    every task whose labels are the plant's (`cltm.config.settings.planted_tasks`); else nothing."""
+    return [path for t in planted_tasks(config)
+            for path in (KNOWN_ANSWER_TABLE.format(task=t), KNOWN_ANSWER_JSON.format(task=t),
+                         *(KNOWN_ANSWER_FIGURE.format(task=t, ext=ext) for ext in FIGURE_FORMATS))]
+
+
 def final_targets(config: dict) -> list[str]:
     """What a plain `snakemake` run makes: the data tables, every task's matrix tables, figures and analyses,
-    a probe task's layer weights, and the comparison of each probe task with its fine-tuning twin."""
+    a probe task's layer weights, the comparison of each probe task with its fine-tuning twin, and, with a
+    planted demo corpus, the known answer of the planted tasks."""
     tasks, probes = list(config["tasks"]), probe_tasks(config)
-    return (["results/data_summary.tsv", "results/data_report.tsv", "results/preflight/summary.txt"]
+    return (known_answer_targets(config)
+            + ["results/data_summary.tsv", "results/data_report.tsv", "results/preflight/summary.txt"]
             + [f"results/{t}/{name}" for t in tasks for name in MATRIX_TABLES]
             + [f"results/{t}/{fig}.{ext}" for t in tasks for fig in FIGURES for ext in FIGURE_FORMATS]
             + analysis_targets(config)
