@@ -94,7 +94,7 @@ def golden_runs(inputs) -> dict:
         torch.set_num_threads(threads)
 
 
-def differences(got: dict, want: dict, rel: float = 1e-6) -> list[str]:
+def differences(got: dict, want: dict, rel: float = 1e-4) -> list[str]:
     """What moved: every figure that differs from its golden value by more than `rel` (relative)."""
     out = []
     for run in sorted(set(want) | set(got)):

@@ -58,6 +58,7 @@ from cltm.paths import (  # noqa: E402 - the conditions' names and the path sche
     CELL_JSON,
     CELL_LOG,
     CONDITION_PATTERN,
+    PLANT,
     ENCODER,
     FEATURES,
     LANGUAGE_PATTERN,

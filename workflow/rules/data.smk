@@ -20,7 +20,7 @@ rule synthesize_demo:
 # expected structure of every pair, from the config alone (no audio is read), beside the corpus.
 rule plant:
     output:
-        "results/demo_corpus/plant.json",
+        PLANT,
     log:
         "results/logs/plant.log",
     conda:

@@ -222,9 +222,10 @@ def planted_tasks(config: dict) -> list[str]:
     """The enabled tasks whose labels are the plant's (`label_column` equal to corpus.demo.plant's: the
     planted task and its probe twin), whose matrices are read against the known answer. None without a plant."""
     plant = plant_settings(config)
-    if plant is None or not plant.get("label_column"):
+    if plant is None:
         return []
-    return [t for t in enabled_tasks(config) if task_label_column(config, t) == plant["label_column"]]
+    column = plant.get("label_column", "accents")  # the default of cltm.demo.plant.PlantSpec
+    return [t for t in enabled_tasks(config) if task_label_column(config, t) == column]
 
 
 def task_size(config: dict, task: str) -> int:
