@@ -13,6 +13,8 @@ models/, `training.deterministic: true`, nothing downloaded):
                        one packed run retrained alone (`snakemake -f` on its JSON) gives the same numbers
   resume               one run, its checkpoint saved every step, killed (SIGKILL) mid-training, run again:
                        it resumes from its checkpoint and its numbers equal an uninterrupted run's
+Host syncs: benchmarks/host_syncs.py (a training step with transformers' time masking against
+cltm.model.masking, an evaluation copied back per clip against once; syncs counted on CUDA).
 Benchmark: benchmarks/gpu_throughput.py (a cell per mode; --quick: reduced sizes, two modes).
 
 The table (markdown) goes to $OUT/gpu_check.md (and gpu_check.json) where $OUT is set, and to stdout.
@@ -173,6 +175,34 @@ def resume_check(work: Path, env: dict, checks: Checks) -> None:
     checks.add("resume", ok, time.perf_counter() - t0, detail)
 
 
+def sync_check(device: str, quick: bool, env: dict, work: Path, checks: Checks) -> dict | None:
+    """benchmarks/host_syncs.py: the host syncs (counted on CUDA) and times of a training step with
+    transformers' time masking against cltm.model.masking, and of an evaluation copied back per clip against
+    once; passes when it ran and the project's paths sync less (on CUDA)."""
+    t0 = time.perf_counter()
+    args = ["--device", device, "--json", str(work / "syncs.json")] + (["--reduced", "--steps", "5", "--clips", "8"]
+                                                                       if quick else [])
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "host_syncs.py"), *args], cwd=work, env=env,
+                          capture_output=True, text=True, timeout=900)
+    r = json.loads((work / "syncs.json").read_text()) if proc.returncode == 0 and (work / "syncs.json").exists() else None
+    if r is None:
+        checks.add("host syncs", False, time.perf_counter() - t0, "host_syncs.py failed: " + tail(proc))
+        return None
+    counted = r["train_step_syncs_cltm"] is not None
+    ok = not counted or (r["train_step_syncs_cltm"] < r["train_step_syncs_transformers"]
+                         and r["eval_syncs_one_copy"] < r["eval_syncs_per_clip_copy"])
+
+    def n(key):
+        return "n/a" if r[key] is None else r[key]
+
+    checks.add("host syncs", ok, time.perf_counter() - t0,
+               f"training step: {n('train_step_syncs_transformers')} -> {n('train_step_syncs_cltm')} syncs, "
+               f"{1000 * r['train_step_s_transformers']:.1f} -> {1000 * r['train_step_s_cltm']:.1f} ms; evaluation "
+               f"of {r['eval_clips']} clips: {n('eval_syncs_per_clip_copy')} -> {n('eval_syncs_one_copy')} syncs, "
+               f"{r['eval_s_per_clip_copy']:.2f} -> {r['eval_s_one_copy']:.2f} s ({r['encoder']})")
+    return r
+
+
 def benchmark(device: str, quick: bool, env: dict, work: Path, checks: Checks) -> dict | None:
     t0 = time.perf_counter()
     args = ["--device", device, "--json", str(work / "benchmark.json")]
@@ -238,7 +268,7 @@ def main(argv=None) -> int:
     work = args.workdir or Path(tempfile.mkdtemp(prefix="cltm-gpu-check-"))
     checks = Checks()
     env_facts = environment(args.device)
-    bench = None
+    bench = syncs = None
     try:
         if not checks.add("device", env_facts["cuda_ok"], 0,
                           f"{env_facts['device_name']}, torch {env_facts['torch']}, CUDA {env_facts['cuda']}"):
@@ -249,6 +279,7 @@ def main(argv=None) -> int:
             resume_check(work, env, checks)
         else:
             checks.add("resume", False, 0, "not reached (the workflow did not finish)")
+        syncs = sync_check(args.device, args.quick, env, work, checks)
         bench = benchmark(args.device, args.quick, env, work, checks)
     except SystemExit:
         pass
@@ -260,7 +291,7 @@ def main(argv=None) -> int:
             Path(out).mkdir(parents=True, exist_ok=True)
             (Path(out) / "gpu_check.md").write_text(text)
             (Path(out) / "gpu_check.json").write_text(json.dumps(
-                {"environment": env_facts, "checks": checks.rows, "benchmark": bench}, indent=1))
+                {"environment": env_facts, "checks": checks.rows, "benchmark": bench, "host_syncs": syncs}, indent=1))
         print(text)
         if not args.keep and args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)

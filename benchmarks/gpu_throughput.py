@@ -6,8 +6,9 @@ Each mode trains and evaluates a whole CELL of runs (10 seeds of one gender cell
 batch 1, 1 epoch) with the project's own job code, and is timed from its start-up to its last run record,
 evaluation included; nothing is extrapolated in the measured columns. The encoder has mHuBERT-147's
 architecture (HuBERT base, random weights: no download) with its released config's LayerDrop (0.1) and
-time masking (mask_time_prob 0.05), so every step pays what a real run pays (transformers' masks built on
-the host and copied to the device); the clips are synthetic, with Common Voice's length distribution
+time masking (mask_time_prob 0.05), so every step pays what a real run pays (masks drawn on the host by
+`cltm.model.masking` and applied without a host sync; transformers' own masking, which syncs twice a step,
+is measured against it by benchmarks/host_syncs.py); the clips are synthetic, with Common Voice's length distribution
 (lognormal, mean about 5 s, 1-12 s, whole multiples of 384 samples), written as WAV files and prepared
 by the workflow's own steps (`cltm.data.plan.select_language`, `cltm.data.prepare.prepare_language`).
 

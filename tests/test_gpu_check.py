@@ -22,7 +22,8 @@ def test_gpu_check_passes_on_the_cpu(tmp_path):
     assert table in proc.stdout
     result = json.loads((out / "gpu_check.json").read_text())
     checks = {r["check"]: r for r in result["checks"]}
-    assert list(checks) == ["device", "workflow fine-tune", "workflow probe", "packed K=2", "resume", "benchmark"]
+    assert list(checks) == ["device", "workflow fine-tune", "workflow probe", "packed K=2", "resume", "host syncs",
+                            "benchmark"]
     assert all(r["ok"] for r in checks.values()), checks
     assert "same numbers" in checks["packed K=2"]["detail"] and "resumed" in checks["resume"]["detail"]
     for name in checks:

@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 from cltm.grid.cell import split_cell
+import cltm.grid.kept
 from cltm.grid.kept import adopt_existing, kept_files, legacy_reusable
+from cltm.method import METHOD_VERSION
 from cltm.config import digest, run_settings
 from cltm.io import write_json
 from cltm.grid.spec import RunSpec
@@ -66,6 +68,13 @@ def old_results(tmp_path, default_config):
     return {"root": tmp_path, "digest": today, "specs": specs}
 
 
+@pytest.fixture
+def version_1(monkeypatch):
+    """The code of method version 1, the version of every run made before versions existed: only that code
+    puts legacy runs back (a later version computes other results, so it trains them again)."""
+    monkeypatch.setattr(cltm.grid.kept, "METHOD_VERSION", 1)
+
+
 def _inputs(spec: RunSpec) -> list[str]:
     """Every file a run reads: subsets, audio and its index, per language, and the encoder's weights."""
     return [*spec.subsets, *spec.audio, *(str(Path(a).with_suffix(".tsv")) for a in spec.audio), spec.encoder]
@@ -78,11 +87,21 @@ def _record(spec: RunSpec) -> dict:
 # ---------------------------------------------------------------- legacy_reusable
 
 
-def test_a_run_of_today_s_digest_newer_than_its_inputs_is_reusable(old_results):
+def test_a_run_of_today_s_digest_newer_than_its_inputs_is_reusable(old_results, version_1):
     spec = old_results["specs"]["donor-tr", 1]
     assert len(_inputs(spec)) == 7 and all(os.stat(p).st_mtime == T_INPUTS for p in _inputs(spec))
     assert legacy_reusable(spec, _record(spec), T_RUN, old_results["digest"])
     assert legacy_reusable(spec, _record(spec), T_INPUTS, old_results["digest"])  # as new as its inputs: still
+
+
+def test_legacy_runs_are_not_reusable_under_a_later_method_version(old_results):
+    assert METHOD_VERSION != 1
+    spec = old_results["specs"]["donor-tr", 1]
+    assert not legacy_reusable(spec, _record(spec), T_RUN, old_results["digest"])
+    assert adopt_existing(old_results["root"]) == 4  # kept, but trained again by the cell jobs
+    Path(spec.run).unlink()
+    kept, todo = split_cell([spec], log=lambda m: None)
+    assert not kept and todo == [spec]
 
 
 @pytest.mark.parametrize("which", range(7))
@@ -143,7 +162,7 @@ def test_adopt_existing_leaves_a_kept_copy_as_it_is(old_results):
     assert _record(spec).get("inputs_key") is None and json.loads(record.read_text())["inputs_key"] == "1" * 64
 
 
-def test_adopted_runs_are_put_back_unless_an_input_changed(old_results):
+def test_adopted_runs_are_put_back_unless_an_input_changed(old_results, version_1):
     """The upgrade as a cell job sees it: after adoption, each run of today's digest newer than its inputs
     is put back without training; a run whose donor audio was prepared again after it is trained."""
     root, specs = old_results["root"], old_results["specs"]

@@ -117,8 +117,9 @@ def test_run_generators_start_where_seeding_did_and_interleave_without_mixing():
 
 
 def test_a_run_draws_from_the_global_generators_so_they_must_be_its_own():
-    """Not vacuous: the tiny encoder's masking and dropout do draw from numpy's and torch's globals, so a
-    run's loss changes with them unless the run has its own (RunGenerators)."""
+    """Not vacuous: the head's initialisation, dropout and LayerDrop draw from torch's globals, so a run's
+    loss changes with them unless the run has its own (RunGenerators). Time masks (method version 2) come
+    from the run's own generator (cltm.model.masking), so numpy's global generator no longer matters."""
     from cltm.model.encoder import build_encoder
     from cltm.train.rng import RunGenerators
     from cltm.model.heads import Classifier
@@ -129,14 +130,15 @@ def test_a_run_draws_from_the_global_generators_so_they_must_be_its_own():
     waves = [tone(f, 1.0, 16000) for f in (110, 130, 210, 230)]
     labels = np.array([0, 0, 1, 1])
 
-    def loss(np_seed, own):
-        torch.manual_seed(5), np.random.seed(np_seed)  # torch's globals the same; numpy's differ
+    def loss(torch_seed, own, np_seed=1):
+        torch.manual_seed(torch_seed), np.random.seed(np_seed)
         with RunGenerators(5).active() if own else contextlib.nullcontext():
             model = Classifier(copy.deepcopy(encoder), 2)
             return fine_tune(model, waves, labels, QUICK, seed=5, device=torch.device("cpu"), log=lambda m: None)
 
-    assert loss(1, own=False) != loss(2, own=False)  # time masking follows np.random
+    assert loss(1, own=False) != loss(2, own=False)  # head, dropout and LayerDrop follow torch's globals
     assert loss(1, own=True) == loss(2, own=True)
+    assert loss(1, own=False, np_seed=1) == loss(1, own=False, np_seed=2)  # the masks are the run's own draws
 
 
 # ---------------------------------------------------------------- a list of runs in one process
@@ -345,10 +347,12 @@ def test_bf16_and_fp32_matrices_agree_within_their_standard_errors(experiment):
     from cltm.grid.execute import execute_runs
 
     spec_file = json.loads((experiment / "results/gender/settings.json").read_text())
-    tables = {}
+    tables, losses = {}, {}
     for precision in ("fp32", "bf16"):
         settings = copy.deepcopy(spec_file["settings"])
-        settings["task"]["training"] = {**settings["task"]["training"], "precision": precision, "epochs": 3}
+        # 5 epochs: the tiny model leaves chance in enough cells for finite CLTM values (with 3, the draws of
+        # method version 2 left both transfer cells with a zero denominator: a vacuous comparison)
+        settings["task"]["training"] = {**settings["task"]["training"], "precision": precision, "epochs": 5}
         path = experiment / f"results/gender_{precision}/settings.json"
         write_json(path, {**spec_file, "settings": settings, "digest": digest(settings)})
         grid = [("gender", t, c, seed) for t, o in (("en", "tr"), ("tr", "en"))
@@ -356,8 +360,10 @@ def test_bf16_and_fp32_matrices_agree_within_their_standard_errors(experiment):
         specs = [RunSpec.from_dict({**s.to_dict(), "settings": str(path)}) for s in _specs(experiment, precision, grid)]
         execute_runs(specs, log=lambda m: None)
         tables[precision] = load_runs([s.run for s in specs])
+        losses[precision] = [json.loads(Path(s.run).read_text())["loss"] for s in specs]
     assert set(tables["bf16"]["precision"]) == {"bf16"} and set(tables["fp32"]["precision"]) == {"fp32"}
-    assert not tables["bf16"]["value"].equals(tables["fp32"]["value"])  # bf16 really trained differently
+    # bf16 really trained differently (the tiny model's metrics may coincide: most runs guess one class)
+    assert all(a != b for a, b in zip(losses["bf16"], losses["fp32"]))
     a, b = (transfer_matrices(tables[p], "macro_f1", ["en", "tr"]) for p in ("fp32", "bf16"))
     for name in ("perf_single", "perf_dual"):
         se = np.hypot(a.baselines[f"{name}_se"], b.baselines[f"{name}_se"])

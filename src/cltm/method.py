@@ -19,7 +19,7 @@ import hashlib
 from functools import lru_cache
 from pathlib import Path
 
-METHOD_VERSION = 1
+METHOD_VERSION = 2
 
 PACKAGE = Path(__file__).resolve().parent
 

@@ -96,11 +96,15 @@ def encode_clips(encoder, waves: list[np.ndarray], *, stats=("mean",), device="c
     inputs = speech_inputs(encoder)
     n_layers = encoder.config.num_hidden_layers + 1
     out = np.zeros((len(waves), n_layers, encoder.config.hidden_size * len(stats)), np.float32)
+    order, pooled = [], []
     for idx, x, mask in eval_batches(waves, inputs, batch=batch or EVAL_BATCH):
         mask = to_device(mask, device)
-        last, states = layer_states(encoder, x.to(device), mask)
+        last, states = layer_states(encoder, to_device(x, device), mask)
         keep = None if mask is None else encoder._get_feature_vector_attention_mask(last.shape[1], mask)
-        out[idx] = _pool(states, keep, stats).cpu().numpy()
+        pooled.append(_pool(states, keep, stats))  # stays on the device: one copy for all the batches
+        order += idx
+    if pooled:
+        out[order] = torch.cat(pooled).cpu().numpy()
     return out
 
 

@@ -1,6 +1,6 @@
 """One lean fine-tuning loop shared by every task: AdamW, a schedule, random crops, cross-entropy.
 
-The loop's stages in order: data order and crops from the run's generator, forward and loss in the
+The loop's stages in order: data order, crops and time masks from the run's generator, forward and loss in the
 section's precision, backward, clip, step; the loss read back to the host every `SYNC_EVERY` steps (the
 only host syncs of a step), a checkpoint when due. On CUDA the optimiser is AdamW's fused kernel (one
 launch per step instead of a few per parameter); on the CPU the plain AdamW, so CPU results stay what they
@@ -21,6 +21,7 @@ from cltm.errors import ConfigError
 from cltm.model.device import deterministic_kernels, to_device
 from cltm.model.encoder import SpeechInputs, freeze_feature_encoder
 from cltm.model.heads import Classifier
+from cltm.model.masking import draw_time_masks, sample_lengths, time_masked
 from cltm.model.precision import autocast, matmul_precision, precision_of
 from cltm.train.checkpoints import rng_state, set_rng_state
 
@@ -88,9 +89,10 @@ def fine_tune(model: Classifier, waves: list[np.ndarray], labels: np.ndarray, cf
     step; a non-finite loss is only noticed up to `sync_every - 1` steps later.
 
     With a `cltm.train.checkpoints.Checkpoint`, the state is saved when due and a saved state is resumed,
-    giving the same result as an uninterrupted run. Data order and crops come from a generator of
-    `seed`; dropout, LayerDrop and time masking from the global ones, which a run lends its own for the
-    time of the call (`cltm.train.rng.RunGenerators.active()`, as `cltm.train.finetune.finetune_run` does).
+    giving the same result as an uninterrupted run. Data order, crops and time masks (`cltm.model.masking`:
+    transformers' distribution, applied without a host sync) come from a generator of `seed`; dropout and
+    LayerDrop from the global ones, which a run lends its own for the time of the call
+    (`cltm.train.rng.RunGenerators.active()`, as `cltm.train.finetune.finetune_run` does).
 
     Stops before training (ConfigError naming `tasks.<task_name>.training.batch_size` and `crop_seconds`)
     where whole-clip batches would cut clips (`cltm.config.validate.whole_clip_problem`). A resumed
@@ -156,8 +158,10 @@ def fine_tune(model: Classifier, waves: list[np.ndarray], labels: np.ndarray, cf
             for b in range(start_batch if epoch == start_epoch else 0, steps_per_epoch):
                 idx = order[b * bs:(b + 1) * bs]
                 x, mask = make_batch([waves[i] for i in idx], crop, generator, model.inputs)
+                # time masks drawn here on the host, applied on the device by torch.where (no host sync)
+                spans = draw_time_masks(model.encoder.config, sample_lengths(x, mask), generator)
                 x, mask, y = to_device(x, device), to_device(mask, device), to_device(targets[idx], device)
-                with autocast(device, precision):
+                with autocast(device, precision), time_masked(model.encoder, to_device(spans, device)):
                     loss = F.cross_entropy(model(x, mask), y)
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()

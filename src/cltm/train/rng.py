@@ -2,13 +2,14 @@
 
 A run draws from two kinds of generators:
 
-* its own, passed explicitly: the data order and the crops (`torch.Generator` seeded by the run's seed,
-  made in `cltm.train.loop.fine_tune` and saved in its checkpoints);
+* its own, passed explicitly: the data order, the crops and the time masks (`torch.Generator` seeded by
+  the run's seed, made in `cltm.train.loop.fine_tune` and saved in its checkpoints; the time masks are
+  drawn by `cltm.model.masking`, not by transformers, since method version 2);
 * the process-global ones, used by code that takes no generator: the head's initial weights (`nn.Linear`
   draws from torch's CPU generator), dropout (torch's generator of the device: CPU, or the CUDA
-  device's), LayerDrop (`torch.rand([])`: the CPU generator, on any device) and HuBERT's time masking
-  (transformers' `_compute_mask_indices` draws from numpy's global `np.random`); Python's `random`
-  too, for any library that uses it.
+  device's), LayerDrop (`torch.rand([])`: the CPU generator, on any device) and, where a user sets
+  `mask_feature_prob`, transformers' feature masking (`_compute_mask_indices` draws from numpy's global
+  `np.random`); Python's `random` too, for any library that uses it.
 
 `RunGenerators(seed, device)` owns a run's states of all the global ones. Inside `with gens.active():`
 the globals hold the run's states; on leaving, the states reached are saved back into the run and the
