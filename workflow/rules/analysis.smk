@@ -65,7 +65,7 @@ rule analyse:
         info=lambda w: task_info(config, w.task),
         # without the known answer's thresholds (rule known_answer): editing them does not redo this rule
         settings={k: v for k, v in ANALYSIS.items() if k != "known_answer"},
-        seeds=len(SEEDS),
+        seeds=lambda w: len(task_seeds(config, w.task)),
     script:
         "../scripts/analyse.py"
 
@@ -189,7 +189,7 @@ rule learning_curve:
         sizes=lambda w: learning_curve_runs(config, w.task),
         n=lambda w: task_size(config, w.task),
         flag_alpha=MATRIX["flag_alpha"],
-        grid_seeds=SEEDS,  # the recommendation is made at the grid's seed count
+        grid_seeds=lambda w: task_seeds(config, w.task),  # the recommendation is made at the grid's seed count
         note=DEMO_NOTE,
     script:
         "../scripts/learning_curve.py"

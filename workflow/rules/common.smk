@@ -29,6 +29,7 @@ if any(c.isspace() for c in sys.executable) and not sys.executable.startswith("'
 
 from cltm.config import (  # noqa: E402
     ConfigError,
+    all_languages,
     canonical,
     check_paths,
     conditions,
@@ -42,6 +43,7 @@ from cltm.config import (  # noqa: E402
     run_settings,
     selection_config,
     task_languages,
+    task_seeds,
     twins,
     validate_config,
 )
@@ -124,7 +126,7 @@ TWINS = twins(config)  # {task: the task whose subsets it reuses}
 # another encoder extracts its own and switching back finds them again
 ENCODER_DIGEST = digest(encoder_settings(config))[:12]
 LANGUAGE_FEATURES = FEATURES.replace("{encoder}", ENCODER_DIGEST)
-LANGUAGES = list(config["languages"])
+LANGUAGES = all_languages(config)  # `languages` and any other a task reads (docs/configuration.md)
 SEEDS = list(config["seeds"])
 SYNTHETIC = is_synthetic(config)
 ENCODER_KIND = encoder_source_kind(config["encoder"]["source"])[0]

@@ -57,7 +57,7 @@ rule finetune:
             wildcards.task,
             wildcards.condition,
             lambda: task_digest(wildcards),
-            len(SEEDS),
+            len(task_seeds(config, wildcards.task)),
             attempt,
             task_of(wildcards.task).runtime_minutes,
         ),
@@ -65,7 +65,7 @@ rule finetune:
         # each run's alone, so a change retrains nothing (resources are not rerun triggers)
         runs_per_gpu=1,
     params:
-        seeds=SEEDS,  # a seed added reruns the cell's job, which trains that seed only
+        seeds=lambda w: task_seeds(config, w.task),  # a seed added reruns the cell's job, which trains that seed only
     shell:
         "python -m cltm.worker finetune-cell --settings {input.settings} --task {wildcards.task}"
         " --target {wildcards.target} --condition {wildcards.condition}"
@@ -104,7 +104,7 @@ rule run:
             )
         ),
     params:
-        seeds=SEEDS,
+        seeds=lambda w: task_seeds(config, w.task),
         cell=lambda w: CELL_JSON.format(
             task=w.task, target=w.target, condition=w.condition
         ),
@@ -157,9 +157,9 @@ rule probe:
         "../envs/cltm.yaml"
     threads: 1
     resources:
-        runtime=lambda wildcards, attempt: 2 * len(SEEDS) * attempt,  # minutes: seconds per run on a CPU
+        runtime=lambda wildcards, attempt: 2 * len(task_seeds(config, wildcards.task)) * attempt,  # minutes: seconds per run on a CPU
     params:
-        seeds=SEEDS,
+        seeds=lambda w: task_seeds(config, w.task),
     shell:
         "python -m cltm.worker finetune-cell --settings {input.settings} --task {wildcards.task}"
         " --target {wildcards.target} --condition {wildcards.condition}"

@@ -5,7 +5,7 @@ from pathlib import Path
 import pandas as pd
 
 from cltm.analysis.seeds import seed_plan
-from cltm.config import analysis_settings
+from cltm.config import analysis_settings, task_seeds
 from cltm.data.corpora import read_manifest_table
 from cltm.data.preflight import preflight
 from cltm.io import atomic_path, run_script, script_logger, write_table
@@ -33,7 +33,7 @@ def seed_planning_text(config) -> str:
         cells, baselines = Path(f"results/{task}/cells.csv"), Path(f"results/{task}/baselines.csv")
         if not (cells.exists() and baselines.exists()):
             continue
-        plan = seed_plan(pd.read_csv(cells), pd.read_csv(baselines), cell_se, seeds_now=len(config["seeds"]))
+        plan = seed_plan(pd.read_csv(cells), pd.read_csv(baselines), cell_se, seeds_now=len(task_seeds(config, task)))
         parts.append(f"\nSeed planning, {task} (from the runs so far; wanted cell SE {cell_se:g}):\n"
                      + plan.drop(columns=["wanted_cell_se"]).to_string(index=False) + "\n")
     return "".join(parts)

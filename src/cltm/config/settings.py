@@ -33,6 +33,21 @@ def enabled_tasks(config: dict) -> list[str]:
     return [t for t, v in (config.get("tasks") or {}).items() if v is not None]
 
 
+def switch_off_unplanted(config: dict) -> dict:
+    """A task with `needs_plant: true` (the demo's planted task, which reads the label the demo corpus plants)
+    is switched off, like `tasks.<task>: null`, where there is no plant to read: another corpus, or
+    `corpus.demo.plant: null`; so is a probe twin of it. A real experiment merged over the demo's config
+    therefore runs without it and need not name it."""
+    tasks = config.get("tasks")
+    if not isinstance(tasks, dict) or plant_settings(config) is not None:
+        return config
+    off = {t for t, c in tasks.items() if isinstance(c, dict) and c.get("needs_plant")}
+    off |= {t for t, c in tasks.items() if isinstance(c, dict) and c.get("subsets_from") in off}
+    for task in off:
+        tasks[task] = None
+    return config
+
+
 def expand_twins(config: dict) -> dict:
     """A task with `subsets_from: <other>` (a probe instance beside its fine-tuning twin, docs/tasks.md "Probe
     mode") runs on the other task's subsets, test sets and trials: it takes every key of that task it
@@ -41,6 +56,7 @@ def expand_twins(config: dict) -> dict:
     tasks = config.get("tasks") if isinstance(config, dict) else None
     if not isinstance(tasks, dict):
         return config
+    switch_off_unplanted(config)
     for name, cfg in list(tasks.items()):
         if not isinstance(cfg, dict) or "subsets_from" not in cfg:
             continue
@@ -106,12 +122,24 @@ def encoder_source_kind(source: str) -> tuple[str, str]:
 
 
 def all_languages(config: dict) -> list[str]:
-    return list(config["languages"])
+    """Every language the workflow reads: `languages`, then any other of an enabled task's own languages
+    (the demo's planted task reads two demo languages that gender and speaker do not)."""
+    out = list(config["languages"])
+    for cfg in (config.get("tasks") or {}).values():
+        for lang in (cfg or {}).get("languages") or []:
+            if lang not in out:
+                out.append(lang)
+    return out
 
 
 def task_languages(config: dict, task: str) -> list[str]:
     """Languages of one task's matrix: `tasks.<task>.languages` if given, else `languages`."""
     return list(config["tasks"][task].get("languages") or config["languages"])
+
+
+def task_seeds(config: dict, task: str) -> list[int]:
+    """Run seeds of one task: `tasks.<task>.seeds` if given (a probe twin inherits its twin's), else `seeds`."""
+    return [int(s) for s in (config["tasks"][task].get("seeds") or config["seeds"])]
 
 
 def conditions(config: dict, task: str, target: str) -> list[str]:
@@ -142,7 +170,8 @@ def run_settings(config: dict, task: str) -> dict:
         "data": config["data"],
         # a probe task trains no encoder: its twin's `training` (inherited, unread) is not its setting
         "task": {k: v for k, v in config["tasks"][task].items()
-                 if k != "languages" and not (k == "training" and config["tasks"][task].get("mode") == "probe")},
+                 if k not in ("languages", "seeds")  # which seeds run is not how a run is made
+                 and not (k == "training" and config["tasks"][task].get("mode") == "probe")},
         "encoder": encoder_settings(config),
     }
 
@@ -174,12 +203,14 @@ def selection_config(config: dict, lang: str | None = None) -> dict:
     does not redo selection or audio preparation. With `lang`, only what that language's selection
     reads (adding another language to the matrix then leaves its audio preparation alone). A task's
     `mode` and `probe` head settings are training settings too."""
-    tasks = {t: {k: v for k, v in c.items() if k not in ("training", "mode", "probe")}
-             for t, c in config["tasks"].items() if not c.get("subsets_from")}  # a twin reuses another's
     # with data.resample: per_seed every run seed draws its own training subsets: the seeds are selection's
-    seeds = {"seeds": list(config["seeds"])} if config["data"].get("resample", "none") == "per_seed" else {}
+    per_seed = config["data"].get("resample", "none") == "per_seed"
+    dropped = ("training", "mode", "probe") if per_seed else ("training", "mode", "probe", "seeds")
+    tasks = {t: {k: v for k, v in c.items() if k not in dropped}
+             for t, c in config["tasks"].items() if not c.get("subsets_from")}  # a twin reuses another's
+    seeds = {"seeds": list(config["seeds"])} if per_seed else {}
     if lang is None:
-        return {"languages": list(config["languages"]), "data": config["data"], "tasks": tasks, **seeds}
+        return {"languages": all_languages(config), "data": config["data"], "tasks": tasks, **seeds}
     tasks = {t: {k: v for k, v in c.items() if k != "languages"} for t, c in tasks.items()
              if lang in task_languages(config, t)}
     return {"languages": [lang], "data": config["data"], "tasks": tasks, **seeds}

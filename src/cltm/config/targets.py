@@ -3,8 +3,8 @@ runs of a learning curve. Paths from `cltm.paths`; standard library only (Snakem
 
 from __future__ import annotations
 
-from cltm.config.settings import (analysis_settings, conditions, ladder_sizes, planted_tasks, task_languages, task_size,
-                                  twins)
+from cltm.config.settings import (analysis_settings, conditions, ladder_sizes, planted_tasks, task_languages, task_seeds,
+                                  task_size, twins)
 from cltm.paths import (
     ANALYSIS_FIGURES,
     ANALYSIS_TABLES,
@@ -66,7 +66,7 @@ def final_targets(config: dict) -> list[str]:
 def learning_curve_runs(config: dict, task: str) -> dict:
     """{run JSON: rung size} for every target x rung x single/dual x learning-curve seed. The rung n = N
     is the ordinary grid's single and dual: its runs are reused for the seeds the grid has."""
-    n, seeds = task_size(config, task), list(config["seeds"])
+    n, seeds = task_size(config, task), task_seeds(config, task)
     out = {}
     for target in task_languages(config, task):
         for size in ladder_sizes(config, task):

@@ -182,7 +182,7 @@ def _semantic_problems(config: dict) -> list[str]:
         problems += _whole_clip_problems(config, {**enc["config"], **(enc.get("overrides") or {})})
     for task in enabled_tasks(config):
         for lang in task_languages(config, task):
-            if lang not in config["languages"]:
+            if lang not in config["languages"] and not (config["tasks"][task] or {}).get("needs_plant"):
                 problems.append(f"config key 'tasks.{task}.languages': '{lang}' is not in 'languages'")
     test = config["data"]["test"]
     if test["max_clips_per_speaker"] < test["min_clips_per_speaker"]:
@@ -200,7 +200,7 @@ def check_paths(config: dict) -> None:
             problems.append(f"config key 'corpus.common_voice.root': {root} is not a folder; it must be the "
                             "Common Voice release folder that holds one folder per locale")
         else:
-            missing = [lang for lang in config["languages"] if not (root / lang).is_dir()]
+            missing = [lang for lang in all_languages(config) if not (root / lang).is_dir()]
             if missing:
                 present = sorted(p.name for p in root.iterdir() if p.is_dir())
                 problems.append(f"config key 'languages': no folder for {', '.join(missing)} in {root} "

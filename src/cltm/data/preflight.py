@@ -12,7 +12,7 @@ import math
 
 import pandas as pd
 
-from cltm.config import conditions, task_languages
+from cltm.config import conditions, task_languages, task_seeds
 from cltm.data.plan import language_test_speakers, select_language, speaker_rules
 from cltm.data.selection import SelectionError, split_pools, usable_clips
 from cltm.data.speakers import SpeakerRules, checks_columns, speaker_checks
@@ -93,7 +93,8 @@ def grid(config: dict) -> pd.DataFrame:
         langs = task_languages(config, task)
         per_target = len(conditions(config, task, langs[0]))
         rows.append({"task": task, "languages": len(langs), "conditions_per_target": per_target,
-                     "seeds": len(config["seeds"]), "runs": len(langs) * per_target * len(config["seeds"])})
+                     "seeds": len(task_seeds(config, task)),
+                     "runs": len(langs) * per_target * len(task_seeds(config, task))})
     return pd.DataFrame(rows)
 
 
@@ -144,7 +145,7 @@ def summary_text(config: dict, capacity: pd.DataFrame, runs: pd.DataFrame) -> st
     if not known:
         task = runs.loc[runs["seconds_per_run"].isna(), "task"].iloc[0]
         lang = task_languages(config, task)[0]
-        cmd = MEASURE_COMMAND.format(run=run_path(task, lang, DUAL, config["seeds"][0]))
+        cmd = MEASURE_COMMAND.format(run=run_path(task, lang, DUAL, task_seeds(config, task)[0]))
         lines += ["", "Measure the per-run cost once, on the hardware that will run the grid (one dual run: an "
                   "upper bound, single runs train on half the clips):", f"  {cmd}",
                   "then put its wall_s into preflight.seconds_per_run.<task> and rerun the preflight."]
