@@ -59,7 +59,9 @@ def main() -> int:
         (work / "seed.yaml").write_text(f"data:\n  seed: {seed}\n")
         start = time.time()
         proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", str(args.cores), *configs, "seed.yaml"],
-                              cwd=work, capture_output=True, text=True, env={**os.environ, "CLTM_WORKER_IDLE": "30"})
+                              cwd=work, capture_output=True, text=True,
+                              # the copied package, so that edits to the checkout meanwhile do not enter the runs
+                              env={**os.environ, "CLTM_WORKER_IDLE": "30", "PYTHONPATH": str(work / "src")})
         walls[seed] = time.time() - start
         if proc.returncode != 0:
             print(proc.stdout[-2000:], proc.stderr[-4000:], file=sys.stderr)
