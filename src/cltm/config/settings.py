@@ -170,7 +170,8 @@ def run_settings(config: dict, task: str) -> dict:
         "data": config["data"],
         # a probe task trains no encoder: its twin's `training` (inherited, unread) is not its setting
         "task": {k: v for k, v in config["tasks"][task].items()
-                 if k not in ("languages", "seeds")  # which seeds run is not how a run is made
+                 if k not in ("languages", "seeds", "needs_plant")  # which seeds and languages run, and when
+                 # the task is switched on, are not how a run is made
                  and not (k == "training" and config["tasks"][task].get("mode") == "probe")},
         "encoder": encoder_settings(config),
     }
