@@ -1,5 +1,7 @@
-"""Shared fixtures: real audio files written by the tests, the default config, tiny real encoders, and the
-reduced demo run through Snakemake once per session (tests take copies of it: tests/workflows.py)."""
+"""Shared fixtures: real audio files written by the tests, the default config, tiny real encoders, the
+inputs of runs as the workflow writes them (`experiment`, `golden_inputs`), and the reduced demo run through
+Snakemake once per session (tests take copies of it: tests/workflows.py). Each is built once per session,
+whichever test modules use it."""
 
 from __future__ import annotations
 
@@ -106,6 +108,21 @@ def cv_release(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def gpu_check(tmp_path_factory) -> dict:
+    """benchmarks/gpu_check.sh --device cpu --quick, once per session (tests/test_gpu_check.py reads its table,
+    tests/test_gpu_throughput.py its benchmark): the finished process, its $OUT folder and its work folder."""
+    import os
+    import subprocess
+    import sys
+
+    tmp = tmp_path_factory.mktemp("gpu_check")
+    env = {**os.environ, "PYTHON": sys.executable, "OUT": str(tmp / "out")}
+    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--device", "cpu", "--quick",
+                           "--workdir", str(tmp / "work")], capture_output=True, text=True, env=env, timeout=1800)
+    return {"proc": proc, "out": tmp / "out", "work": tmp / "work"}
+
+
+@pytest.fixture(scope="session")
 def reduced_run(tmp_path_factory) -> Path:
     """A user's checkout (workflow files only; the package is installed) after a full run of the reduced demo
     (workflows.REDUCED, `--configfile reduced.yaml`), once per session. A template: no test changes it; a
@@ -116,3 +133,88 @@ def reduced_run(tmp_path_factory) -> Path:
     write_config(work, "reduced.yaml", REDUCED)
     snakemake(work, "--cores", "2", "--configfile", "reduced.yaml")
     return work
+
+
+# every global draw a run makes: dropout, LayerDrop (torch), time masking (numpy)
+RANDOM_ENCODER = {"source": "random", "config": TINY_ENCODER, "init_seed": 0,
+                  "overrides": {"layerdrop": 0.25, "mask_time_prob": 0.3, "mask_time_length": 4, "hidden_dropout": 0.1,
+                                "attention_dropout": 0.1, "feat_proj_dropout": 0.1}}
+QUICK = {"epochs": 1, "batch_size": 2, "crop_seconds": 0.5, "lr": 2e-3, "schedule": "linear", "warmup_ratio": 0.1,
+         "weight_decay": 0.0, "grad_clip": 1.0}
+
+
+@pytest.fixture(scope="session")
+def experiment(demo_release, tmp_path_factory, default_config):
+    """An experiment's inputs as the workflow writes them (settings, encoder, subsets, audio), two languages,
+    RANDOM_ENCODER and QUICK training (tests/test_runs.py, test_packing.py, test_records.py). Tests write their
+    runs under folders of their own names (cltm.grid.spec.RunSpec paths); one that changes an input puts it back."""
+    from cltm.config import digest, run_settings
+    from cltm.data.corpora import read_common_voice
+    from cltm.data.plan import select_language
+    from cltm.data.prepare import prepare_language
+    from cltm.io import write_json
+    from cltm.model.encoder import materialise_encoder
+
+    cfg = copy.deepcopy(default_config)
+    cfg["device"] = "cpu"
+    cfg["encoder"] = copy.deepcopy(RANDOM_ENCODER)
+    cfg["data"]["test"].update(speakers_per_gender=2, min_clips_per_speaker=4, max_clips_per_speaker=4)
+    cfg["tasks"]["gender"].update(n_per_class=3, max_clips_per_speaker=3, training=QUICK)
+    cfg["tasks"]["speaker"].update(n_utterances=6, max_utterances_per_speaker=3, max_positives_per_speaker=4,
+                                   training=QUICK)
+    root = tmp_path_factory.mktemp("experiment")
+    materialise_encoder(cfg["encoder"], root / "results/encoder")
+    for task in ("gender", "speaker"):
+        settings = run_settings(cfg, task)
+        write_json(root / f"results/{task}/settings.json",
+                   {"settings": settings, "digest": digest(settings), "device": "cpu", "synthetic": True})
+    for lang in ("en", "tr"):
+        manifest = read_common_voice(demo_release, lang)
+        plan = select_language(cfg, manifest, lang)
+        wanted = {u for s in plan.values() for u in s["test"] + s["single"] + s["extra"]}
+        prepare_language(manifest, wanted, root / f"results/audio/{lang}.npy", root / f"results/audio/{lang}.tsv",
+                         log=lambda s: None)
+        for task, sel in plan.items():
+            write_json(root / f"results/subsets/{task}/{lang}.json", sel)
+    return root
+
+
+# the golden runs' training (tests/test_golden.py): its figures are of these settings
+GOLDEN_TRAINING = {"epochs": 2, "batch_size": 4, "crop_seconds": 1.0, "lr": 2e-3, "schedule": "linear",
+                   "warmup_ratio": 0.1, "weight_decay": 0.0, "grad_clip": 1.0}
+
+
+@pytest.fixture(scope="session")
+def golden_inputs(demo_release, tmp_path_factory, default_config):
+    """The golden runs' inputs (tests/test_golden.py, test_tta.py): real synthetic speech of en and tr with a
+    tiny random HuBERT (fine-tuning), and synthetic feature stores (probe), both deterministic. Read only."""
+    from cltm.data.audio import AudioStore
+    from cltm.data.corpora import read_common_voice
+    from cltm.data.plan import select_language
+    from cltm.data.prepare import prepare_language
+    from cltm.demo.features import synthetic_language
+    from cltm.model.encoder import build_encoder
+
+    quiet = {"log": lambda message: None}
+    cfg = copy.deepcopy(default_config)
+    cfg["data"]["test"].update(speakers_per_gender=2, min_clips_per_speaker=4, max_clips_per_speaker=4)
+    cfg["tasks"]["gender"].update(n_per_class=3, max_clips_per_speaker=3, training=GOLDEN_TRAINING)
+    cfg["tasks"]["speaker"].update(n_utterances=8, max_utterances_per_speaker=4, max_positives_per_speaker=6,
+                                   training=GOLDEN_TRAINING)
+    out = tmp_path_factory.mktemp("golden")
+    stores, selections = {}, {"gender": {}, "speaker": {}}
+    for lang in ("en", "tr"):
+        m = read_common_voice(demo_release, lang)
+        sel = select_language(cfg, m, lang)
+        wanted = {u for s in sel.values() for u in s["test"] + s["single"] + s["extra"]}
+        prepare_language(m, wanted, out / f"{lang}.npy", out / f"{lang}.tsv", **quiet)
+        stores[lang] = AudioStore(out / f"{lang}.npy", out / f"{lang}.tsv")
+        for task in sel:
+            selections[task][lang] = sel[task]
+    features, probe_sel = {}, {"gender": {}, "speaker": {}}
+    for lang in ("en", "tr"):
+        features[lang], subsets = synthetic_language(lang, out / "features")
+        for task in subsets:
+            probe_sel[task][lang] = subsets[task]
+    encoder = build_encoder("random", config=TINY_ENCODER, overrides={"layerdrop": 0.0}, init_seed=0)
+    return cfg, stores, selections, encoder, features, probe_sel

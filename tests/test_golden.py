@@ -14,20 +14,12 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TINY_ENCODER
-from cltm.data.audio import AudioStore
-from cltm.data.corpora import read_common_voice
-from cltm.data.plan import select_language
-from cltm.data.prepare import prepare_language
-from cltm.demo.features import synthetic_language
 from cltm.method import METHOD_VERSION
-from cltm.model.encoder import build_encoder
 from cltm.train.finetune import finetune_run
 from cltm.train.probe import run_probe
 
 QUIET = {"log": lambda message: None}
-FAST = {"epochs": 2, "batch_size": 4, "crop_seconds": 1.0, "lr": 2e-3, "schedule": "linear",
-        "warmup_ratio": 0.1, "weight_decay": 0.0, "grad_clip": 1.0}
+# the runs' inputs and training (GOLDEN_TRAINING): the session fixture golden_inputs of tests/conftest.py
 
 # the figures of METHOD_VERSION below; renew them (and bump the version) when a change moves them
 GOLDEN_VERSION = 2  # 2: time masks drawn by cltm.model.masking from the run's generator (fine-tuning moved)
@@ -42,34 +34,6 @@ GOLDEN = {
                       "min_dcf_p0.01": 0.8333333333333333, "min_dcf_p0.05": 0.8333333333333334,
                       "roc_auc": 0.871141975308642},
 }
-
-
-@pytest.fixture(scope="module")
-def golden_inputs(demo_release, tmp_path_factory, default_config):
-    """Real synthetic speech of en and tr with a tiny random HuBERT (fine-tuning), and synthetic feature
-    stores (probe), both deterministic."""
-    cfg = copy.deepcopy(default_config)
-    cfg["data"]["test"].update(speakers_per_gender=2, min_clips_per_speaker=4, max_clips_per_speaker=4)
-    cfg["tasks"]["gender"].update(n_per_class=3, max_clips_per_speaker=3, training=FAST)
-    cfg["tasks"]["speaker"].update(n_utterances=8, max_utterances_per_speaker=4, max_positives_per_speaker=6,
-                                   training=FAST)
-    out = tmp_path_factory.mktemp("golden")
-    stores, selections = {}, {"gender": {}, "speaker": {}}
-    for lang in ("en", "tr"):
-        m = read_common_voice(demo_release, lang)
-        sel = select_language(cfg, m, lang)
-        wanted = {u for s in sel.values() for u in s["test"] + s["single"] + s["extra"]}
-        prepare_language(m, wanted, out / f"{lang}.npy", out / f"{lang}.tsv", **QUIET)
-        stores[lang] = AudioStore(out / f"{lang}.npy", out / f"{lang}.tsv")
-        for task in sel:
-            selections[task][lang] = sel[task]
-    features, probe_sel = {}, {"gender": {}, "speaker": {}}
-    for lang in ("en", "tr"):
-        features[lang], subsets = synthetic_language(lang, out / "features")
-        for task in subsets:
-            probe_sel[task][lang] = subsets[task]
-    encoder = build_encoder("random", config=TINY_ENCODER, overrides={"layerdrop": 0.0}, init_seed=0)
-    return cfg, stores, selections, encoder, features, probe_sel
 
 
 def golden_runs(inputs) -> dict:

@@ -1,14 +1,13 @@
 """benchmarks/gpu_throughput.py runs on the CPU at reduced size: every mode a whole cell with the job's own
-code, and its figures."""
+code, and its figures. The benchmark is the one benchmarks/gpu_check.sh --quick runs (the session's
+`gpu_check`, tests/conftest.py): the same script, `--device cpu --reduced --packs 2`, its printout kept in
+the check's work folder (benchmark.log)."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
 import math
-import os
-import subprocess
-import sys
 
 from conftest import ROOT
 
@@ -26,17 +25,14 @@ def _module():
     return module
 
 
-def test_the_reduced_benchmark_times_a_cell_per_mode(tmp_path):
-    out = tmp_path / "bench.json"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--device", "cpu", "--reduced", "--json", str(out)],
-                          capture_output=True, text=True, env=env, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    lines = proc.stdout.strip().splitlines()
+def test_the_reduced_benchmark_times_a_cell_per_mode(gpu_check):
+    out, printout = gpu_check["work"] / "benchmark.json", (gpu_check["work"] / "benchmark.log").read_text()
+    assert out.exists(), gpu_check["proc"].stdout[-3000:] + printout[-3000:]
+    lines = printout.strip().splitlines()
     printed = json.loads(lines[-1].removeprefix("BENCHMARK_JSON "))
     assert json.loads(out.read_text()) == printed
     assert printed["device"] == "cpu" and printed["reduced"] and printed["extrapolated"]
-    assert "EXTRAPOLATED" in proc.stdout and "compute mode" in proc.stdout and printed["memory"] == "peak RSS"
+    assert "EXTRAPOLATED" in printout and "compute mode" in printout and printed["memory"] == "peak RSS"
     assert printed["preset"] == {"gender_train_clips": 240, "speaker_train_clips": 2000, "test_clips": 800,
                                  "epochs": 1, "batch_size": 1, "seeds": 10}
     assert [m["mode"] for m in printed["modes"]] == MODES

@@ -9,7 +9,7 @@ import pytest
 
 from cltm.grid.pack import CUDA_CONTEXT_BYTES, GIB, PackingError, SAFETY, check_packing, count_parameters, estimate_run_memory, estimate_spec_memory, execute_packed, longest_clip_seconds
 from cltm.grid.spec import RunSpec
-from test_runs import _result, _specs, experiment  # noqa: F401 - the experiment fixture of tests/test_runs.py
+from test_runs import _result, _specs  # `experiment`: a session fixture of tests/conftest.py
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "models" / "tiny-hubert-synth"  # the demo's encoder: a real (tiny) HuBERT and its config.json
@@ -17,7 +17,7 @@ PACKED_RUNS = [("gender", "en", "single", 1), ("speaker", "en", "donor-tr", 3), 
 HUBERT_BASE = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072}
 
 
-def test_runs_packed_two_at_a_time_equal_the_same_runs_one_after_another(experiment):  # noqa: F811
+def test_runs_packed_two_at_a_time_equal_the_same_runs_one_after_another(experiment):
     """execute_packed(k=2): two child processes, three runs; run JSONs (all but timing) and scores are bit for
     bit those of execute_runs in this process; records come back in the order of the specs."""
     from cltm.grid.execute import execute_runs
@@ -37,7 +37,7 @@ def test_runs_packed_two_at_a_time_equal_the_same_runs_one_after_another(experim
     assert any(line.startswith("[gender tr dual seed 2]") for line in lines)  # the runs' own log lines
 
 
-def test_a_failed_packed_run_leaves_the_others_done(experiment):  # noqa: F811
+def test_a_failed_packed_run_leaves_the_others_done(experiment):
     from cltm.grid.execute import RunFailures
 
     good, bad, other = _specs(experiment, "packed-keep", [("gender", "en", "single", 1), ("gender", "tr", "single", 1),
@@ -198,7 +198,7 @@ def test_check_packing_names_runs_per_gpu_and_the_numbers():
         execute_packed([], 0)
 
 
-def test_a_run_s_estimate_reads_its_longest_clip_and_settings(experiment):  # noqa: F811
+def test_a_run_s_estimate_reads_its_longest_clip_and_settings(experiment):
     import pandas as pd
 
     spec = _specs(experiment, "estimate", [("speaker", "en", "donor-tr", 3)])[0]
@@ -220,7 +220,7 @@ def test_a_run_s_estimate_reads_its_longest_clip_and_settings(experiment):  # no
         execute_packed([spec, spec], 2, device_bytes=est)
 
 
-def test_spawned_packed_processes_give_the_same_results(experiment):  # noqa: F811
+def test_spawned_packed_processes_give_the_same_results(experiment):
     """Children that use several CPU threads are spawned (a forked one could hang in GNU OpenMP), as are
     the children of a parent that initialised CUDA; spawned children give the results of execute_runs too."""
     from cltm.grid.pack import start_context

@@ -14,11 +14,11 @@ from cltm.io import write_json
 from cltm.analysis.table import StaleRunsError, load_cells, load_runs
 from cltm.grid.execute import execute_runs
 from cltm.grid.spec import RunSpec
-from test_runs import _specs, experiment  # noqa: F401 - the experiment fixture of tests/test_runs.py
+from test_runs import _specs  # `experiment`: a session fixture of tests/conftest.py
 
 
 @pytest.fixture(scope="module")
-def two_settings(experiment):  # noqa: F811
+def two_settings(experiment):
     """Gender runs of one matrix trained for real under two settings: the experiment's (en single, 2 seeds)
     and the same task with half its learning rate (en dual, seed 1), as when a config changed between two
     runs of the workflow and only some cells were made again. Each cell gets its cell file."""

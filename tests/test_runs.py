@@ -19,16 +19,12 @@ import pytest
 from conftest import copy_checkout
 import torch
 
-from conftest import ROOT, TINY_ENCODER
+from conftest import QUICK, RANDOM_ENCODER, ROOT, TINY_ENCODER
 from cltm.grid.spec import RunSpec
 from cltm.paths import RUN_JSON, conditions_of, donor_condition, donor_of, is_condition, run_path
 
-# every global draw a run makes: dropout, LayerDrop (torch), time masking (numpy)
-RANDOM_ENCODER = {"source": "random", "config": TINY_ENCODER, "init_seed": 0,
-                  "overrides": {"layerdrop": 0.25, "mask_time_prob": 0.3, "mask_time_length": 4, "hidden_dropout": 0.1,
-                                "attention_dropout": 0.1, "feat_proj_dropout": 0.1}}
-QUICK = {"epochs": 1, "batch_size": 2, "crop_seconds": 0.5, "lr": 2e-3, "schedule": "linear", "warmup_ratio": 0.1,
-         "weight_decay": 0.0, "grad_clip": 1.0}
+# RANDOM_ENCODER draws from every global generator (dropout, LayerDrop, time masking); `experiment`, the runs'
+# inputs (RANDOM_ENCODER, QUICK training), is a session fixture of tests/conftest.py
 
 
 # ---------------------------------------------------------------- conditions and paths
@@ -142,40 +138,6 @@ def test_a_run_draws_from_the_global_generators_so_they_must_be_its_own():
 
 
 # ---------------------------------------------------------------- a list of runs in one process
-
-
-@pytest.fixture(scope="module")
-def experiment(demo_release, tmp_path_factory, default_config):
-    """An experiment's inputs as the workflow writes them (settings, encoder, subsets, audio), two languages."""
-    from cltm.data.prepare import prepare_language
-    from cltm.config import digest, run_settings
-    from cltm.data.corpora import read_common_voice
-    from cltm.model.encoder import materialise_encoder
-    from cltm.io import write_json
-    from cltm.data.plan import select_language
-
-    cfg = copy.deepcopy(default_config)
-    cfg["device"] = "cpu"
-    cfg["encoder"] = copy.deepcopy(RANDOM_ENCODER)
-    cfg["data"]["test"].update(speakers_per_gender=2, min_clips_per_speaker=4, max_clips_per_speaker=4)
-    cfg["tasks"]["gender"].update(n_per_class=3, max_clips_per_speaker=3, training=QUICK)
-    cfg["tasks"]["speaker"].update(n_utterances=6, max_utterances_per_speaker=3, max_positives_per_speaker=4,
-                                   training=QUICK)
-    root = tmp_path_factory.mktemp("experiment")
-    materialise_encoder(cfg["encoder"], root / "results/encoder")
-    for task in ("gender", "speaker"):
-        settings = run_settings(cfg, task)
-        write_json(root / f"results/{task}/settings.json",
-                   {"settings": settings, "digest": digest(settings), "device": "cpu", "synthetic": True})
-    for lang in ("en", "tr"):
-        manifest = read_common_voice(demo_release, lang)
-        plan = select_language(cfg, manifest, lang)
-        wanted = {u for s in plan.values() for u in s["test"] + s["single"] + s["extra"]}
-        prepare_language(manifest, wanted, root / f"results/audio/{lang}.npy", root / f"results/audio/{lang}.tsv",
-                         log=lambda s: None)
-        for task, sel in plan.items():
-            write_json(root / f"results/subsets/{task}/{lang}.json", sel)
-    return root
 
 
 RUNS = [("gender", "en", "single", 1), ("gender", "en", "donor-tr", 2), ("speaker", "tr", "dual", 1),

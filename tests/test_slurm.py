@@ -33,6 +33,12 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 PROFILES = ["--profile", "slurm", "--profile", "tests/slurm/profile"]
 RUNS = 2 * 2 * 3 * 2  # tasks x targets x (single, dual, one donor) x seeds
 CELLS = RUNS // 2  # one finetune job per cell, with both seeds
+# On the cluster: the reduced demo's gender task (gender.yaml). Its speaker task would add six more cells, SLURM
+# jobs of the same kind (over a minute on 2 cores); it runs through Snakemake in tests/test_workflow.py, and the
+# profiles' plans above are of both tasks.
+GENDER = {**REDUCED, "tasks": {**REDUCED["tasks"], "speaker": None}}
+CLUSTER_RUNS = 2 * 3 * 2  # targets x (single, dual, one donor) x seeds
+CLUSTER_CELLS = CLUSTER_RUNS // 2
 
 
 def checkout(dest: Path) -> Path:
@@ -45,6 +51,7 @@ def checkout(dest: Path) -> Path:
         os.symlink(os.readlink(ROOT / link), dest / link)
     shutil.copytree(ROOT / "tests/slurm/profile", dest / "tests/slurm/profile")
     write_config(dest, "reduced.yaml", REDUCED)
+    write_config(dest, "gender.yaml", GENDER)
     return dest
 
 
@@ -116,14 +123,15 @@ def scontrol(jobid: str) -> str:
 
 @pytest.fixture(scope="module")
 def on_cluster(cluster, tmp_path_factory):
-    """A checkout after the whole reduced demo ran through `--profile slurm` on the test cluster. Tests only
+    """A checkout after the whole reduced demo (its gender task: gender.yaml) ran through `--profile slurm` on
+    the test cluster. Tests only
     read it; a test that runs the workflow again does so in its own copy (`own_copy`), so that no test
     depends on the order they run in or on what another's failing run left behind."""
     work = checkout(tmp_path_factory.mktemp("slurm") / "checkout")
     workers = tmp_path_factory.mktemp("workers")
     env = {"CLTM_WORKER_IDLE": "90", "CLTM_WORKER_DIR": str(workers)}  # exported to the jobs (--export=ALL)
     t0 = time.monotonic()
-    proc = run(work, "--cores", "2", *PROFILES, "--configfile", "reduced.yaml", env=env)
+    proc = run(work, "--cores", "2", *PROFILES, "--configfile", "gender.yaml", env=env)
     print(f"reduced demo through SLURM: {time.monotonic() - t0:.0f} s", file=sys.stderr)
     return {"work": work, "out": proc.stdout + proc.stderr, "env": env, "workers": workers}
 
@@ -140,9 +148,10 @@ def own_copy(on_cluster, tmp_path_factory) -> tuple[Path, dict]:
 
 def test_demo_runs_through_slurm_in_bundles(on_cluster):
     work, out = on_cluster["work"], on_cluster["out"]
-    for task, metric in (("gender", "macro_f1"), ("speaker", "roc_auc")):
+    assert not (work / "results/speaker").exists()
+    for task, metric in (("gender", "macro_f1"),):
         runs = pd.read_csv(work / f"results/{task}/runs.csv")
-        assert len(runs) == RUNS // 2 and runs["metric"].eq(metric).all() and runs["value"].between(0, 1).all()
+        assert len(runs) == CLUSTER_RUNS and runs["metric"].eq(metric).all() and runs["value"].between(0, 1).all()
         cltm = pd.read_csv(work / f"results/{task}/cltm.csv", index_col=0)
         assert list(cltm.index) == ["en", "tr"] == list(cltm.columns)
         assert cltm.loc["en", "en"] == 1.0 and cltm.loc["tr", "tr"] == 1.0
@@ -156,7 +165,7 @@ def test_demo_runs_through_slurm_in_bundles(on_cluster):
     jobs = slurm_jobs(out)
     bundles = {j: log for j, log in jobs.items() if "/rule_finetune/" in log}  # one SLURM job per cell
     cpu_jobs = {j: log for j, log in jobs.items() if "/rule_" in log and j not in bundles}
-    assert len(bundles) == CELLS, out[-3000:]  # 24 runs in 12 cells
+    assert len(bundles) == CLUSTER_CELLS, out[-3000:]  # 12 runs in 6 cells
     rules = {part[5:] for log in cpu_jobs.values() for part in Path(log).parts if part.startswith("rule_")}
     assert rules == {"synthesize_demo", "manifest", "speakers", "test_speakers", "select", "data_summary",
                      "prepare_audio", "data_report", "preflight", "encoder", "settings", "assemble", "plot", "analyse",
@@ -177,55 +186,56 @@ def test_demo_runs_through_slurm_in_bundles(on_cluster):
     assert sorted(served) == sorted(bundles), started
 
 
-def test_one_cell_reruns_on_the_cluster(on_cluster, tmp_path_factory):
+def test_one_run_rerun_and_a_packed_cell_on_the_cluster(on_cluster, tmp_path_factory):
+    """One workflow run, two SLURM jobs at once, each as it would be alone:
+    - one run named by its file (`-f`, the `run` rule) is trained again in one SLURM job with the same result,
+      and the other run of its cell is left as it was;
+    - a cell packed at runs_per_gpu 2 (`-f` on its cell file: its job trains both runs again, their kept copies
+      dropped first) trains its two runs at once in its one SLURM job on its one GPU, and gives the run JSONs
+      (all but timing) and scores that they gave one after the other."""
     work, env = own_copy(on_cluster, tmp_path_factory)
     target = "results/gender/runs/en/single/seed1.json"
     before = json.loads((work / target).read_text())
     other = (work / "results/gender/runs/en/single/seed2.json").read_bytes()  # the same cell: put back as it was
-    proc = run(work, "--cores", "2", *PROFILES, "--configfile", "reduced.yaml", "-f", target, env=env)
-    out = proc.stdout + proc.stderr
-    assert "1 of 1 steps (100%) done" in out and len(slurm_jobs(out)) == 1
-    after = json.loads((work / target).read_text())
-    assert after["metrics"] == before["metrics"] and after["loss"] == before["loss"]
-    assert (work / "results/gender/runs/en/single/seed2.json").read_bytes() == other
-
-
-def test_a_packed_cell_gives_the_runs_it_gives_alone(on_cluster, tmp_path_factory):
-    """runs_per_gpu 2: the cell's two runs train at once in its one SLURM job on its one GPU, and give the
-    run JSONs (all but timing) and scores that they gave one after the other."""
-    work, env = own_copy(on_cluster, tmp_path_factory)
-    runs = [f"results/gender/runs/tr/dual/seed{s}.json" for s in (1, 2)]
+    packed = [f"results/gender/runs/tr/dual/seed{s}.json" for s in (1, 2)]
 
     def result(path):
         rec = json.loads((work / path).read_text())
         return {k: v for k, v in rec.items() if k not in ("timing", "wall_s")}, (work / path.replace(
             ".json", ".scores.tsv")).read_bytes()
 
-    before = [result(r) for r in runs]
-    # -f on the cell file: its job trains both runs again (their kept copies are dropped first)
-    proc = run(work, "results/gender/cells/tr/dual.json", "-f", "--cores", "2", *PROFILES, "--set-resources",
-               "finetune:runs_per_gpu=2", "-p", "--configfile", "reduced.yaml", env=env)
+    packed_before = [result(r) for r in packed]
+    proc = run(work, target, "results/gender/cells/tr/dual.json", "-f", "--cores", "2", *PROFILES, "--set-resources",
+               "finetune:runs_per_gpu=2", "-p", "--configfile", "gender.yaml", env=env)
     out = proc.stdout + proc.stderr
-    assert len(slurm_jobs(out)) == 1 and "--pack 2" in out, out[-3000:]
+    assert "2 of 2 steps (100%) done" in out and len(slurm_jobs(out)) == 2, out[-3000:]
+    jobs = slurm_jobs(out).values()
+    assert sum("/rule_run/" in log for log in jobs) == 1 and sum("/rule_finetune/" in log for log in jobs) == 1, jobs
+
+    after = json.loads((work / target).read_text())
+    assert after["metrics"] == before["metrics"] and after["loss"] == before["loss"]
+    assert (work / "results/gender/runs/en/single/seed2.json").read_bytes() == other
+
+    assert "--pack 2" in out, out[-3000:]
     log = (work / "results/logs/finetune/gender/tr/dual.log").read_text()
     assert "training 2, 2 at a time" in log, log
-    assert [result(r) for r in runs] == before
+    assert [result(r) for r in packed] == packed_before
 
 
 def test_stopped_run_resumes_from_its_checkpoint(on_cluster, tmp_path, tmp_path_factory):
     """scancel (SIGTERM, as for preemption) a run mid-way: no result appears; rerun: it resumes from its
     checkpoint and gives exactly the result of an uninterrupted run. In its own copy of the checkout: it
-    changes the speaker settings there, and a run stopped on purpose leaves a checkpoint and no result."""
+    changes the gender settings there, and a run stopped on purpose leaves a checkpoint and no result."""
     # another config file in the same results/, on purpose
     work, env = own_copy(on_cluster, tmp_path_factory)
     env.update(CLTM_CHECKPOINT_SECONDS="1", CLTM_NEW_CONFIG="1")
-    long = json.loads(json.dumps(REDUCED))
-    long["tasks"]["speaker"]["training"]["epochs"] = 150  # 450 steps: long enough to stop mid-way
+    long = json.loads(json.dumps(GENDER))
+    long["tasks"]["gender"]["training"]["epochs"] = 150  # 450 steps: long enough to stop mid-way
     long["seeds"] = [1]  # the cell's job then holds that one run
     config = write_config(work, "long.yaml", long)
-    target = "results/speaker/runs/en/single/seed1.json"
-    checkpoint = work / "results/speaker/checkpoints/en/single/seed1.pt"
-    log = work / "results/logs/finetune/speaker/en/single/seed1.log"
+    target = "results/gender/runs/en/single/seed1.json"
+    checkpoint = work / "results/gender/checkpoints/en/single/seed1.pt"
+    log = work / "results/logs/finetune/gender/en/single/seed1.log"
     args = [target, "--cores", "2", *PROFILES, "--configfile", config]  # the target first: --configfile takes several
     first = subprocess.Popen([*SNAKEMAKE, *args], cwd=work, env={**os.environ, **env}, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
@@ -234,7 +244,7 @@ def test_stopped_run_resumes_from_its_checkpoint(on_cluster, tmp_path, tmp_path_
         while not (checkpoint.exists() and log.exists() and "checkpoint saved at step" in log.read_text()):
             if first.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"no checkpoint was written:\n{first.stdout.read()[-4000:] if first.poll() is not None else ''}")
-            time.sleep(1)
+            time.sleep(0.2)
         jobid = subprocess.run(["squeue", "-h", "-o", "%i %k"], capture_output=True, text=True).stdout
         jobid = [line.split()[0] for line in jobid.splitlines() if line.strip()]  # the run's job, alone
         assert len(jobid) == 1, jobid
@@ -259,9 +269,9 @@ def test_stopped_run_resumes_from_its_checkpoint(on_cluster, tmp_path, tmp_path_
 
     # the same run, uninterrupted, in a process of its own: the same numbers
     ref = tmp_path / "ref"
-    proc = subprocess.run([sys.executable, "-m", "cltm.worker", "finetune", "--settings", "results/speaker/settings.json",
-                           "--task", "speaker", "--target", "en", "--condition", "single", "--seed", "1",
-                           "--encoder", "results/encoder/model.safetensors", "--subsets", "results/subsets/speaker/en.json",
+    proc = subprocess.run([sys.executable, "-m", "cltm.worker", "finetune", "--settings", "results/gender/settings.json",
+                           "--task", "gender", "--target", "en", "--condition", "single", "--seed", "1",
+                           "--encoder", "results/encoder/model.safetensors", "--subsets", "results/subsets/gender/en.json",
                            "--audio", "results/audio/en.npy", "--run", str(ref / "run.json"),
                            "--scores", str(ref / "scores.tsv")], cwd=work, env={**os.environ, "CLTM_WORKER": "0"},
                           capture_output=True, text=True, timeout=900)
@@ -274,4 +284,4 @@ def test_stopped_run_resumes_from_its_checkpoint(on_cluster, tmp_path, tmp_path_
 def test_no_run_on_the_cluster_trains_on_its_targets_test_voices(on_cluster):
     from leakage import assert_no_leakage
 
-    assert assert_no_leakage(on_cluster["work"]) == RUNS
+    assert assert_no_leakage(on_cluster["work"]) == CLUSTER_RUNS

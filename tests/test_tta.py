@@ -14,7 +14,7 @@ from cltm.tasks import make_task
 from cltm.train.features import extract_features, feature_plan
 from cltm.train.finetune import finetune_run
 from cltm.train.probe import run_probe
-from test_golden import QUIET, golden_inputs  # noqa: F401 - the golden runs' inputs, a module fixture
+from test_golden import QUIET  # the golden runs' inputs: golden_inputs, a session fixture (tests/conftest.py)
 
 PAPER = [1.0, 0.98, 1.02]
 
@@ -35,7 +35,7 @@ def test_the_setting_reaches_the_digest_and_defaults_to_one_speed(default_config
     assert make_task("speaker", cfg["tasks"]["speaker"]).tta_speeds == tuple(PAPER)
 
 
-def test_tta_changes_the_fine_tuned_scores_and_is_recorded(golden_inputs):  # noqa: F811
+def test_tta_changes_the_fine_tuned_scores_and_is_recorded(golden_inputs):
     cfg, stores, selections, encoder, _, _ = golden_inputs
     runs = {}
     for speeds in ([1.0], PAPER):
@@ -49,7 +49,7 @@ def test_tta_changes_the_fine_tuned_scores_and_is_recorded(golden_inputs):  # no
     assert not np.allclose(s1["score"], s3["score"])
 
 
-def test_tta_in_probe_mode_reads_the_test_clips_at_each_speed(golden_inputs, tmp_path):  # noqa: F811
+def test_tta_in_probe_mode_reads_the_test_clips_at_each_speed(golden_inputs, tmp_path):
     cfg, stores, selections, _, _, _ = golden_inputs
     from cltm.model.encoder import load_encoder
     from conftest import ROOT

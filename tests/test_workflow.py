@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 # the helpers live in tests/workflows.py; other test modules import them from here too
-from workflows import REDUCED, ROOT, SNAKEMAKE, copy_workflow, planned, snakemake, write_config  # noqa: F401
+from workflows import REDUCED, ROOT, SNAKEMAKE, copy_workflow, jobs_planned, planned, snakemake, write_config  # noqa: F401
 
 
 @pytest.fixture(scope="module")
@@ -257,7 +257,7 @@ def test_adding_a_language_adds_only_its_runs(finished):
     bigger["languages"] = ["en", "tr", "fi"]
     write_config(finished, "reduced.yaml", bigger)
     out = snakemake(finished, "-n", "--configfile", "reduced.yaml").stdout
-    jobs = planned(finished, "--configfile", "reduced.yaml")
+    jobs = jobs_planned(out)
     # per task: fi's own 4 cells (conditions), plus en and tr with fi as donor (one job per cell)
     assert jobs["finetune"] == 2 * (4 + 2)
     assert jobs["select"] == jobs["prepare_audio"] == 1  # fi's; en and tr keep their selections and audio

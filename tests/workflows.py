@@ -48,7 +48,11 @@ def write_config(workdir: Path, name: str, config: dict) -> str:
 
 def planned(workdir: Path, *args: str) -> dict[str, int]:
     """Jobs per rule that a dry run plans, from its first job-stats table (a dry run prints it twice)."""
-    out = snakemake(workdir, "-n", *args).stdout
+    return jobs_planned(snakemake(workdir, "-n", *args).stdout)
+
+
+def jobs_planned(out: str) -> dict[str, int]:
+    """Jobs per rule in a dry run's output (`planned`), for a test that reads the same output for more."""
     if "Nothing to be done" in out:
         return {}
     counts = {}

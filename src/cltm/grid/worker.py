@@ -143,8 +143,10 @@ def _child(conn: socket.socket, request: dict) -> None:
 def serve(path: str, idle: float | None = None) -> None:
     idle = float(os.environ.get("CLTM_WORKER_IDLE", "120")) if idle is None else idle
     # the point of the worker: torch and transformers imported once, here, not in the client (which
-    # imports only the standard library and this package's light modules)
+    # imports only the standard library and this package's light modules); the tasks' metrics too
+    # (scikit-learn, about a second), which every run imports when it scores and a forked child would again
     import cltm.grid.job  # noqa: F401
+    import cltm.tasks.metrics  # noqa: F401
 
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(path)
