@@ -18,7 +18,6 @@ from cltm.model.heads import Classifier
 from cltm.tasks import make_task
 from cltm.train.evaluate import eval_batches, evaluate
 from cltm.train.features import encode_clips
-from test_golden import golden_inputs  # noqa: F401 - the golden runs' inputs, a module fixture
 
 CPU = torch.device("cpu")
 LAYER_NORM = {**TINY_ENCODER, "model_type": "wav2vec2", "feat_extract_norm": "layer", "do_stable_layer_norm": True}
@@ -39,7 +38,7 @@ def models():
     return {"group": group, "layer": layer}
 
 
-def test_both_task_kinds_evaluate_as_each_clip_alone(golden_inputs, capsys):  # noqa: F811
+def test_both_task_kinds_evaluate_as_each_clip_alone(golden_inputs, capsys):
     cfg, stores, selections, _, _, _ = golden_inputs
     store = stores["en"]
     diffs = {}

@@ -74,9 +74,11 @@ def test_the_plant_file_and_the_labels_agree(planted_run):
 def test_probe_and_fine_tuning_agree_on_the_plant(planted_run):
     """On a corpus with a planted effect, the probe matrix ranks the cells as fine-tuning does."""
     result = json.loads((planted_run / "results" / "compare" / "planted_probe_vs_planted.json").read_text())
-    cltm = result["all_cells"]["cltm"]
-    assert cltm["cells"] == 30 and cltm["rho"] > 0.3 and cltm["ci95"][0] > 0, result
-    assert result["all_cells"]["sign_agreement"] > result["all_cells"]["sign_agreement_chance"], result
+    every, unflagged = result["all_cells"], result["unflagged_rows"]
+    # the relative change (no denominator to blow up) over every cell, the CLTM over the rows neither flags
+    assert every["relative_change"]["cells"] == 30 and every["relative_change"]["ci95"][0] > 0.3, result
+    assert unflagged["cltm"]["cells"] >= 15 and unflagged["cltm"]["ci95"][0] > 0, result
+    assert every["sign_agreement"] > every["sign_agreement_chance"], result
 
 
 def test_no_planted_run_trains_on_a_test_voice(planted_run):
