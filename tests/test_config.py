@@ -142,7 +142,8 @@ def test_numbers_written_as_strings_are_read_as_numbers(config):
 
 
 def test_seeds_on_the_command_line_plan_the_grid(tmp_path):
-    """`snakemake --config 'seeds=[1]'`, a common Snakemake habit, plans the demo with one seed."""
+    """`snakemake --config 'seeds=[1]'`, a common Snakemake habit, plans the demo with one seed (its tasks
+    without seeds of their own: the planted task keeps its `tasks.planted.seeds`)."""
     import subprocess
     import sys
 
@@ -153,7 +154,10 @@ def test_seeds_on_the_command_line_plan_the_grid(tmp_path):
                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
     printed = out.stdout + out.stderr
     assert out.returncode == 0, printed[-4000:]
-    assert "--seeds 1 --cell" in printed and "--seeds 1 2" not in printed
+    shared = [line for line in printed.splitlines() if "finetune-cell" in line and "--task planted" not in line]
+    planted = [line for line in printed.splitlines() if "finetune-cell" in line and "--task planted" in line]
+    assert shared and all("--seeds 1 --cell" in line for line in shared)
+    assert planted and all("--seeds 1 2 3 4 5 --cell" in line for line in planted)
 
 
 def test_a_deprecated_flag_z_is_read_as_its_level_with_a_message(config):
