@@ -126,7 +126,8 @@ TWINS = twins(config)  # {task: the task whose subsets it reuses}
 # another encoder extracts its own and switching back finds them again
 ENCODER_DIGEST = digest(encoder_settings(config))[:12]
 LANGUAGE_FEATURES = FEATURES.replace("{encoder}", ENCODER_DIGEST)
-LANGUAGES = all_languages(config)  # `languages` and any other a task reads (docs/configuration.md)
+# `languages` and any other a task reads (docs/configuration.md)
+LANGUAGES = all_languages(config)
 SEEDS = list(config["seeds"])
 SYNTHETIC = is_synthetic(config)
 ENCODER_KIND = encoder_source_kind(config["encoder"]["source"])[0]

@@ -157,7 +157,10 @@ rule probe:
         "../envs/cltm.yaml"
     threads: 1
     resources:
-        runtime=lambda wildcards, attempt: 2 * len(task_seeds(config, wildcards.task)) * attempt,  # minutes: seconds per run on a CPU
+        # minutes: seconds per run on a CPU
+        runtime=lambda wildcards, attempt: 2
+        * len(task_seeds(config, wildcards.task))
+        * attempt,
     params:
         seeds=lambda w: task_seeds(config, w.task),
     shell:
