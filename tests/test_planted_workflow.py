@@ -87,15 +87,11 @@ def test_no_planted_run_trains_on_a_test_voice(planted_run):
     assert assert_no_leakage(planted_run) > 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "measured: the null control REJECTS. With every language labelled by the same rule, the probe CLTM still "
-    "falls with the layout distance (data.seed 0: Mantel rho -0.44, exact p = 0.0069; donor-spread F 298): "
-    "transfer between the demo's languages differs for reasons of their own data that happen to line up with "
-    "the planted layout, so a recovered plant cannot yet be told from language structure (issue 19 stays open; "
-    "docs/demo.md). Strict: the day the null control holds, this test fails and the marker must go."))
 def test_the_null_control_does_not_reject(planted_run, tmp_path):
     """Every language labelled by the same rule: the true CLTM is 1 everywhere, so the Mantel test against
-    the layout's distance must not reject; the spread between donors is reported. Probe mode only (the
+    the layout's distance must not reject; the spread between donors is reported. Measured at the default
+    data.seed 0: p = 0.94. It does not hold at every data seed: at data.seed 1 the same control rejects
+    (p = 0.0069), so the demo's layout is not yet free of the languages' own structure (docs/demo.md). Probe mode only (the
     planted task itself as a probe), so that the control costs the suite a minute: only the labels change,
     and the features of every clip are those of the planted run."""
     work = copy_workflow(planted_run, tmp_path / "null")
