@@ -47,7 +47,8 @@ def check_config(device: str, quick: bool) -> dict:
     fast = {"epochs": 4, "batch_size": 2, "crop_seconds": 0.5, "deterministic": True}
     return {
         "languages": ["en", "tr"],
-        "corpus": {"type": "demo", "demo": {"n_speakers_per_gender": 4, "utterances_per_speaker": 6, "seed": 7}},
+        "corpus": {"type": "demo", "demo": {"n_speakers_per_gender": 4, "utterances_per_speaker": 6, "seed": 7,
+                                            "plant": None}},  # no known answer: gender only
         "data": {"test": {"speakers_per_gender": 2, "min_clips_per_speaker": 4, "max_clips_per_speaker": 4}},
         "tasks": {
             "gender": {"n_per_class": 3, "max_clips_per_speaker": 3, "training": fast},

@@ -88,7 +88,8 @@ def test_the_written_errors_are_the_paired_formula_over_the_runs(workflow):
                 continue
             g = ((B.mean() - D.mean()) / den**2, 1 / den, -num / den**2)
             lin = g[0] * A + g[1] * B + g[2] * D
-            assert se.loc[target, donor] == pytest.approx(lin.std(ddof=1) / np.sqrt(len(A)), rel=1e-6, abs=1e-9)
+            # the tables hold 6 significant digits: 10.6154 for 10.6153846 is 1.4e-6 off
+            assert se.loc[target, donor] == pytest.approx(lin.std(ddof=1) / np.sqrt(len(A)), rel=1e-5, abs=1e-9)
             # Fieller: the roots of (x - m y)^2 = t^2 Var(x - m y), x = B - A, y = D - A, paired
             x, y, n = B - A, D - A, len(A)
             t2 = student.ppf(0.975, n - 1) ** 2
