@@ -7,25 +7,18 @@ from cltm.analysis.families import language_distances
 from cltm.analysis.matrix import seed_values
 from cltm.analysis.seeds import seed_plan
 from cltm.analysis.statistics import bootstrap_matrices
+from cltm.analysis.table import read_square
 from cltm.analysis.typology import ALL_FLAGGED, family_means, map_stability, top_pairs, typology_table
 from cltm.io import run_script, script_logger, write_json, write_table
 
 log = script_logger(snakemake.log[0])
 
 
-def read_square(path) -> pd.DataFrame:
-    frame = pd.read_csv(path, index_col=0)
-    frame.index, frame.columns = frame.index.astype(str), frame.columns.astype(str)
-    return frame
-
-
 def main():
     inp, out, params = snakemake.input, snakemake.output, snakemake.params
     settings = params.settings
     info = pd.DataFrame(params.info).set_index("code")
-    cltm = pd.read_csv(inp.cltm, index_col=0)
-    cltm.index, cltm.columns = cltm.index.astype(str), cltm.columns.astype(str)
-    se, low, high = (read_square(path) for path in (inp.cltm_se, inp.cltm_ci_low, inp.cltm_ci_high))
+    cltm, se, low, high = (read_square(path) for path in (inp.cltm, inp.cltm_se, inp.cltm_ci_low, inp.cltm_ci_high))
     baselines = pd.read_csv(inp.baselines)
     cells = pd.read_csv(inp.cells)
     flagged = baselines.loc[baselines["flagged"].astype(bool), "target"].astype(str).tolist()

@@ -3,6 +3,7 @@
 import pandas as pd
 
 from cltm.analysis.figures import plot_language_map, plot_message, plot_typology
+from cltm.analysis.table import read_square
 from cltm.io import read_json, run_script, script_logger
 
 log = script_logger(snakemake.log[0])
@@ -13,8 +14,7 @@ def main():
     inp, out, params = snakemake.input, snakemake.output, snakemake.params
     task = snakemake.wildcards.task
     suffix = f"\n{params.note}" if params.note else ""
-    cltm = pd.read_csv(inp.cltm, index_col=0)
-    cltm.index, cltm.columns = cltm.index.astype(str), cltm.columns.astype(str)
+    cltm = read_square(inp.cltm)
     baselines = pd.read_csv(inp.baselines)
     flagged = baselines.loc[baselines["flagged"].astype(bool), "target"].astype(str).tolist()
     families = pd.Series(params.families, dtype=str)

@@ -5,15 +5,10 @@ import pandas as pd
 
 from cltm.analysis.figures import save
 from cltm.analysis.known_answer import known_answer, plot_known_answer, read_plant
+from cltm.analysis.table import read_square
 from cltm.io import run_script, script_logger, write_json, write_table
 
 log = script_logger(snakemake.log[0])
-
-
-def read_square(path) -> pd.DataFrame:
-    frame = pd.read_csv(path, index_col=0)
-    frame.index, frame.columns = frame.index.astype(str), frame.columns.astype(str)
-    return frame
 
 
 def main():

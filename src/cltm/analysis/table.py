@@ -60,3 +60,11 @@ def runs_table(pairs, allow_mixed_versions: bool = False) -> pd.DataFrame:
             "probe (plus your --configfile); or set matrix.allow_mixed_versions: true to assemble them anyway, "
             "marked as mixed in every figure")
     return runs.sort_values(["target", "condition", "seed"], kind="stable").reset_index(drop=True)
+
+
+def read_square(path) -> pd.DataFrame:
+    """A language x language table written by the matrix rule (cltm.csv, cltm_se.csv, ...), its row and column
+    labels read as language codes (strings), whatever they look like."""
+    frame = pd.read_csv(path, index_col=0)
+    frame.index, frame.columns = frame.index.astype(str), frame.columns.astype(str)
+    return frame
