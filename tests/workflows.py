@@ -16,7 +16,7 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 REDUCED = {
     "languages": ["en", "tr"],
-    # no plant: the planted task has its own session run (tests/test_planted_workflow.py)
+    # no plant, so the planted task is off (needs_plant): it has its own run (tests/test_planted_workflow.py)
     "corpus": {"type": "demo", "demo": {"n_speakers_per_gender": 4, "utterances_per_speaker": 6, "seed": 7,
                                         "plant": None}},
     "data": {"test": {"speakers_per_gender": 2, "min_clips_per_speaker": 4, "max_clips_per_speaker": 4}},
@@ -25,7 +25,6 @@ REDUCED = {
                    "training": {"epochs": 2, "batch_size": 2, "crop_seconds": 0.5}},
         "speaker": {"n_utterances": 6, "max_utterances_per_speaker": 3, "max_positives_per_speaker": 4,
                     "training": {"epochs": 2, "batch_size": 2, "crop_seconds": 0.5}},
-        "planted": None,
     },
     # no encoder key: the demo's own, the pretrained tiny HuBERT shipped in models/ (a local directory)
     "seeds": [1, 2],

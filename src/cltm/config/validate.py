@@ -17,6 +17,8 @@ from cltm.config.settings import (
     encoder_source_kind,
     expand_twins,
     merge,
+    plant_settings,
+    planted_tasks,
     task_languages,
 )
 from cltm.errors import ConfigError
@@ -136,15 +138,14 @@ def _task_problems(config: dict, schema: dict) -> list[str]:
 
 def _plant_problems(config: dict) -> list[str]:
     """A task reading the planted label column must have an angle for each of its languages."""
-    plant = (config["corpus"].get("demo") or {}).get("plant")
+    plant = plant_settings(config)
     if not plant:
         return []
     column = plant.get("label_column", "accents")
     problems = []
-    for task in enabled_tasks(config):
-        cfg = config["tasks"][task] or {}
-        if cfg.get("label_column") != column:
-            continue
+    for task in planted_tasks(config):
+        if config["tasks"][task].get("subsets_from"):
+            continue  # a twin has its twin's languages, checked there
         missing = [lang for lang in task_languages(config, task) if lang not in (plant.get("angles") or {})]
         if missing:
             problems.append(f"config key 'tasks.{task}.languages': {', '.join(missing)} read the planted label column "

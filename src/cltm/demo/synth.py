@@ -528,7 +528,11 @@ def _assign_ages(speakers: list[Speaker]) -> list[Speaker]:
 def plant_speakers(lang: str, n_speakers_per_gender: int, seed: int, spec: PlantSpec | None) -> pd.DataFrame:
     """The speakers of one language with their planted cues and label (metadata only, no audio): columns
     client_id, gender, z1, z2, planted_label (empty where the language has no angle or there is no plant)."""
-    speakers = make_speakers(lang, n_speakers_per_gender, seed, spec.cue_db if spec else 0.0)
+    return _plant_table(lang, make_speakers(lang, n_speakers_per_gender, seed, spec.cue_db if spec else 0.0), spec)
+
+
+def _plant_table(lang: str, speakers: list[Speaker], spec: PlantSpec | None) -> pd.DataFrame:
+    """`plant_speakers` of speakers already made."""
     table = pd.DataFrame({"client_id": [s.client_id for s in speakers], "gender": [s.gender for s in speakers],
                           "z1": [s.voice.cues[0] for s in speakers], "z2": [s.voice.cues[1] for s in speakers]})
     table["planted_label"] = ""
@@ -671,7 +675,8 @@ def synthesize_language(
         (out / name).unlink(missing_ok=True)
 
     sentences = load_sentences(lang)
-    planted = plant_speakers(lang, n_speakers_per_gender, seed, plant).set_index("client_id")["planted_label"]
+    speakers = make_speakers(lang, n_speakers_per_gender, seed, plant.cue_db if plant else 0.0)
+    planted = _plant_table(lang, speakers, plant).set_index("client_id")["planted_label"]
     column = plant.label_column if plant is not None else None
     if column is not None and column not in PLANT_COLUMNS:
         raise ValueError(f"corpus.demo.plant.label_column '{column}' is not a free column of validated.tsv: "
@@ -679,7 +684,7 @@ def synthesize_language(
     rows, durations = [], []
     writer = _ClipWriter()
     try:
-        for speaker in make_speakers(lang, n_speakers_per_gender, seed, plant.cue_db if plant else 0.0):
+        for speaker in speakers:
             seconds = 0.0
             for text, audio in speaker_utterances(lang, speaker, utterances_per_speaker, seed, sentences):
                 name = f"common_voice_{lang}_{len(rows) + 1}.{clip_format}"
