@@ -1,12 +1,13 @@
 # The two set-up commands of the README:
 #   make demo   install into .venv, run the embedded synthetic demo, write the HTML report
 #   make test   install into .venv (with test extras) and run the test suite
-# CORES sets the Snakemake core count; TORCH pins the torch build pip installs first
+# CORES sets the Snakemake core count; TEST_PROCESSES the test processes (pytest-xdist; 0 = one, no xdist); TORCH pins the torch build pip installs first
 # (on a CPU-only machine 2.13.0 resolves to the local CPU wheel; on GPU nodes pip gives a CUDA build).
 
 PYTHON ?= python3
 VENV ?= .venv
 CORES ?= 2
+TEST_PROCESSES ?= 2
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 
@@ -37,8 +38,10 @@ curves: install
 	$(BIN)/snakemake all learning_curves --cores $(CORES)
 	$(BIN)/snakemake all learning_curves --cores 1 --report results/report.html
 
+# two test processes: the suite mostly waits (Snakemake, SLURM, process starts); tests/conftest.py groups the
+# modules that share an expensive fixture into one process
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --dist loadgroup
 
 clean:
 	rm -rf results .snakemake

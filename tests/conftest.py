@@ -218,3 +218,59 @@ def golden_inputs(demo_release, tmp_path_factory, default_config):
             probe_sel[task][lang] = subsets[task]
     encoder = build_encoder("random", config=TINY_ENCODER, overrides={"layerdrop": 0.0}, init_seed=0)
     return cfg, stores, selections, encoder, features, probe_sel
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Two test processes (`make test` runs `pytest -n 2 --dist loadgroup`, pytest-xdist): most of the suite's wall
+# time is waiting (Snakemake's job polling, the SLURM cluster's scheduler, process start-up), so two processes on
+# two cores finish in well under the time of one. Each process builds its own session fixtures, so the modules
+# that share an expensive one go to the same process (one xdist group per set of modules linked by a shared
+# fixture below), and the longest groups are handed out first so neither process is left with them at the end.
+
+SHARED = ("experiment", "golden_inputs", "gpu_check", "reduced_run", "cv_release")
+"""Session fixtures too expensive to build twice: the modules using one of them form one group. (demo_release
+and default_config are cheap: each process builds its own.)"""
+
+FIRST = ("test_slurm.py", "test_planted_workflow.py", "reduced_run", "experiment", "test_encoder_families_workflow.py")
+"""Groups started first, longest first (the suite's `--durations` in docs/benchmarks.md): the SLURM cluster's
+runs, the planted known answer, the reduced demo and the tests reading it, the runs' inputs."""
+
+
+def pytest_collection_modifyitems(config, items):
+    modules: dict[str, list] = {}
+    for item in items:
+        modules.setdefault(item.path.name, []).append(item)
+    parent = {name: name for name in modules}
+
+    def root(name: str) -> str:
+        while parent[name] != name:
+            name = parent[name]
+        return name
+
+    owner: dict[str, str] = {}
+    for name, its in modules.items():
+        for fixture in SHARED:
+            if any(fixture in item.fixturenames for item in its):
+                if fixture in owner:
+                    parent[root(name)] = root(owner[fixture])
+                else:
+                    owner[fixture] = name
+    groups: dict[str, list[str]] = {}
+    for name in modules:
+        groups.setdefault(root(name), []).append(name)
+    label = {}
+    for r, names in groups.items():
+        used = [f for f in SHARED if any(f in it.fixturenames for n in names for it in modules[n])]
+        label[r] = used[0] if used else names[0]
+
+    def rank(r: str) -> tuple:
+        key = label[r] if label[r] in FIRST else next((n for n in groups[r] if n in FIRST), None)
+        return (FIRST.index(key) if key in FIRST else len(FIRST),)
+
+    ordered = []
+    for r in sorted(groups, key=rank):  # stable: the other groups keep their collection order
+        for name in groups[r]:  # a module's tests stay together, so its module fixtures are built once
+            for item in modules[name]:
+                item.add_marker(pytest.mark.xdist_group(label[r]))
+                ordered.append(item)
+    items[:] = ordered

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -175,12 +176,14 @@ def test_worker_reports_a_failing_job(workflow, tmp_path):
     assert not (tmp_path / "r.json").exists()
 
 
-def _forked_runs() -> set[int]:
-    """PIDs of runs forked by a warm worker: `cltm.worker serve` processes whose parent is one too."""
+def _forked_runs(worker_dir: Path) -> set[int]:
+    """PIDs of runs forked by the warm worker of `worker_dir` (its CLTM_WORKER_DIR: the test's own, so runs of
+    another test process's worker are not counted): `cltm.worker serve` processes whose parent is one too."""
     import psutil
 
     def serving(proc) -> bool:
-        return proc is not None and "cltm.worker" in proc.cmdline() and "serve" in proc.cmdline()
+        return (proc is not None and "cltm.worker" in proc.cmdline() and "serve" in proc.cmdline()
+                and proc.environ().get("CLTM_WORKER_DIR") == str(worker_dir))
 
     def forked(proc) -> bool:
         try:  # processes come and go while we look: one that vanished is not a run
@@ -200,13 +203,15 @@ def test_killed_client_takes_its_run_with_it(workflow, tmp_path):
     spec["settings"]["task"]["training"]["epochs"] = 20000
     settings = tmp_path / "settings.json"
     settings.write_text(json.dumps(spec))
-    before = _forked_runs()
+    workers = Path(tempfile.mkdtemp(prefix="cltm-w"))  # a worker of its own (a short path: a socket's is limited)
+    before = _forked_runs(workers)
     client = subprocess.Popen(
         [sys.executable, "-m", "cltm.worker", "finetune", "--settings", str(settings), "--task", "speaker",
          "--target", "en", "--condition", "single", "--seed", "1", "--encoder", "results/encoder/model.safetensors",
          "--subsets", "results/subsets/speaker/en.json", "--audio", "results/audio/en.npy", "--threads", "1",
          "--run", str(tmp_path / "run.json"), "--scores", str(tmp_path / "scores.tsv")],
-        cwd=workflow, env={**os.environ, "CLTM_WORKER_IDLE": "30"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        cwd=workflow, env={**os.environ, "CLTM_WORKER_IDLE": "30", "CLTM_WORKER_DIR": str(workers)},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         # the job's log streams back; wait until it starts training. Read what arrives, not whole lines: the
         # client holds back the last bytes it received (they could begin its exit mark), so the end of the
@@ -217,15 +222,15 @@ def test_killed_client_takes_its_run_with_it(workflow, tmp_path):
             if not chunk:
                 raise AssertionError(f"the run ended before training (exit {client.wait()}):\n{seen[-3000:].decode()}")
             seen += chunk
-        runs = _forked_runs() - before
+        runs = _forked_runs(workers) - before
         assert len(runs) == 1, runs
     finally:
         client.kill()
         client.wait()
     deadline = time.monotonic() + 10
-    while _forked_runs() & runs and time.monotonic() < deadline:
+    while _forked_runs(workers) & runs and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not _forked_runs() & runs, "the run kept training after its client was killed"
+    assert not _forked_runs(workers) & runs, "the run kept training after its client was killed"
     assert not (tmp_path / "run.json").exists() and not (tmp_path / "scores.tsv").exists()
 
 
