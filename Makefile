@@ -38,10 +38,10 @@ curves: install
 	$(BIN)/snakemake all learning_curves --cores $(CORES)
 	$(BIN)/snakemake all learning_curves --cores 1 --report results/report.html
 
-# two test processes: the suite mostly waits (Snakemake, SLURM, process starts); tests/conftest.py groups the
-# modules that share an expensive fixture into one process
+# two test processes: the suite mostly waits (Snakemake, SLURM, process starts); tests/conftest.py sends the
+# modules that share an expensive fixture to one process
 test: install
-	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --dist loadgroup
+	$(BIN)/python -m pytest -n $(TEST_PROCESSES)
 
 clean:
 	rm -rf results .snakemake

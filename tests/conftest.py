@@ -220,27 +220,35 @@ def golden_inputs(demo_release, tmp_path_factory, default_config):
     return cfg, stores, selections, encoder, features, probe_sel
 
 
+
 # ------------------------------------------------------------------------------------------------------------
-# Two test processes (`make test` runs `pytest -n 2 --dist loadgroup`, pytest-xdist): most of the suite's wall
-# time is waiting (Snakemake's job polling, the SLURM cluster's scheduler, process start-up), so two processes on
-# two cores finish in well under the time of one. Each process builds its own session fixtures, so the modules
-# that share an expensive one go to the same process (one xdist group per set of modules linked by a shared
-# fixture below), and the longest groups are handed out first so neither process is left with them at the end.
+# Two test processes (`make test` runs `pytest -n 2`, pytest-xdist): most of the suite's wall time is waiting
+# (Snakemake's job polling, the SLURM cluster's scheduler, process start-up), so two processes on two cores
+# finish well before one. Each process builds its own session fixtures, so the modules that share an expensive
+# one run in the same process (one work unit per set of modules linked by a fixture below: `GroupScheduling`),
+# and the longest units are handed out first, so neither process is left with one at the end.
 
 SHARED = ("experiment", "golden_inputs", "gpu_check", "reduced_run", "cv_release")
-"""Session fixtures too expensive to build twice: the modules using one of them form one group. (demo_release
-and default_config are cheap: each process builds its own.)"""
+"""Session fixtures too expensive to build twice: the modules using one of them (in a test's or a fixture's
+arguments) are one work unit. demo_release and default_config are cheap: each process builds its own."""
 
 FIRST = ("test_slurm.py", "test_planted_workflow.py", "reduced_run", "experiment", "test_encoder_families_workflow.py")
-"""Groups started first, longest first (the suite's `--durations` in docs/benchmarks.md): the SLURM cluster's
-runs, the planted known answer, the reduced demo and the tests reading it, the runs' inputs."""
+"""Work units started first, longest first (the suite's `--durations`): the SLURM cluster's runs, the planted
+known answer, the reduced demo and the modules reading it, the runs' inputs."""
 
 
-def pytest_collection_modifyitems(config, items):
-    modules: dict[str, list] = {}
-    for item in items:
-        modules.setdefault(item.path.name, []).append(item)
-    parent = {name: name for name in modules}
+def module_groups(folder: Path = Path(__file__).parent) -> dict[str, str]:
+    """Test module file name -> its work unit: the first SHARED fixture its set of linked modules uses, or the
+    module itself. Read from the sources (the scheduler runs before any test is collected)."""
+    import re
+
+    uses = {}
+    for path in sorted(folder.glob("test_*.py")):
+        names = set()
+        for args in re.findall(r"def \w+\(([^)]*)\)", path.read_text()):
+            names |= {a.split(":")[0].split("=")[0].strip() for a in args.split(",")}
+        uses[path.name] = [f for f in SHARED if f in names]
+    parent = {name: name for name in uses}
 
     def root(name: str) -> str:
         while parent[name] != name:
@@ -248,29 +256,45 @@ def pytest_collection_modifyitems(config, items):
         return name
 
     owner: dict[str, str] = {}
-    for name, its in modules.items():
-        for fixture in SHARED:
-            if any(fixture in item.fixturenames for item in its):
-                if fixture in owner:
-                    parent[root(name)] = root(owner[fixture])
-                else:
-                    owner[fixture] = name
-    groups: dict[str, list[str]] = {}
-    for name in modules:
-        groups.setdefault(root(name), []).append(name)
-    label = {}
-    for r, names in groups.items():
-        used = [f for f in SHARED if any(f in it.fixturenames for n in names for it in modules[n])]
-        label[r] = used[0] if used else names[0]
+    for name, fixtures in uses.items():
+        for fixture in fixtures:
+            if fixture in owner:
+                parent[root(name)] = root(owner[fixture])
+            else:
+                owner[fixture] = name
+    members: dict[str, list[str]] = {}
+    for name in uses:
+        members.setdefault(root(name), []).append(name)
+    label = {r: next((f for f in SHARED if any(f in uses[n] for n in names)), r) for r, names in members.items()}
+    return {name: label[root(name)] for name in uses}
 
-    def rank(r: str) -> tuple:
-        key = label[r] if label[r] in FIRST else next((n for n in groups[r] if n in FIRST), None)
-        return (FIRST.index(key) if key in FIRST else len(FIRST),)
 
-    ordered = []
-    for r in sorted(groups, key=rank):  # stable: the other groups keep their collection order
-        for name in groups[r]:  # a module's tests stay together, so its module fixtures are built once
-            for item in modules[name]:
-                item.add_marker(pytest.mark.xdist_group(label[r]))
-                ordered.append(item)
-    items[:] = ordered
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    groups = module_groups()
+
+    class GroupScheduling(LoadScopeScheduling):
+        """xdist's per-module scheduling, with the modules of one SHARED fixture as one unit."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return groups.get(Path(module).name, module)
+
+    config.option.loadscopereorder = False  # keep the collection order below: longest units first
+    return GroupScheduling(config, log)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Modules in the order their work units start (FIRST, then as collected), each module's tests together
+    (so its module fixtures are built once)."""
+    groups = module_groups()
+    modules: dict[str, list] = {}
+    for item in items:
+        modules.setdefault(item.path.name, []).append(item)
+
+    def rank(name: str) -> int:
+        unit = groups.get(name, name)
+        return FIRST.index(unit) if unit in FIRST else FIRST.index(name) if name in FIRST else len(FIRST)
+
+    items[:] = [item for name in sorted(modules, key=rank) for item in modules[name]]
