@@ -28,13 +28,15 @@ How the grid runs:
 - **features memory-mapped**: each language's float16 store opened once (`FeatureStore`), its pages let go
   as soon as a block is converted;
 - the parent never imports torch: the stores are written by `--workers` build processes (a language each),
-  the grid runs in a fresh forked process.
+  the grid runs in a fresh forked process, with new threads (and scratch buffers) for each unit.
 
-Then the old path, `cltm.train.probe.run_probe` one run at a time (its blocks loaded first, untimed), on an
-even sample of the grid's runs (`--compare`, default 160) in a fresh process arranged the same way: its
-time per run against the batched path's (each weighted to the grid's mix of tasks and conditions; the
-ratio is the figure to trust on a shared machine), and the sampled runs' records checked against the
-grid's (max abs difference of `value`; metrics, loss and layer weights compared too).
+And the old path, `cltm.train.probe.run_probe` one run at a time (its blocks loaded first, untimed), on an
+even sample of the grid's runs (`--compare`, default 160): each unit's sampled runs right after its cells,
+as many at a time, so that both paths meet the same load from other processes. Each sampled run's time
+against the batched time per run of its own cell (paired, weighted to the grid's mix of tasks and
+conditions: the ratio is the figure to trust on a shared machine; the one-by-one segments are not in the
+grid's wall time), and its record checked against the grid's (max abs difference of `value`; metrics,
+loss and layer weights compared too).
 
 Memory: the peak resident set (ru_maxrss) of the parent and of each process it starts, and the largest
 sum of those alive together, an upper bound (a page shared by processes counts in each: the parent's
@@ -197,27 +199,41 @@ def _cell(task: str, target: str, cell: tuple, *, mode: str, batch_bytes: int | 
 
 
 def _grid(args):
-    """The worker process: the (task, target) units in turn; a unit's target blocks (training single, test
-    set) loaded once, its cells on `workers` threads (each cell on one thread), its blocks dropped at its
-    end. Returns (per run, per cell, seconds loading, peak RSS MiB)."""
-    units, mode, workers, batch_bytes = args
+    """The worker process: the (task, target) units in turn. A unit's target blocks (training single, test
+    set) are loaded once; its cells train batched, `workers` at a time, each on its own thread; then its
+    sampled runs train one by one (`run_probe`), as many at a time, right after, so that both paths meet
+    the same load from other processes; then its blocks are dropped. Each segment has its own threads,
+    whose scratch buffers go with them. Returns (batched: per run, per cell; one by one: per run; the
+    grid's wall s (its units' loading and batched segments), the one-by-one segments' wall s, seconds
+    loading, peak RSS MiB)."""
+    units, workers, batch_bytes = args
     features = _STATE["features"]
-    runs_out, cells_out, load_s = [], [], 0.0
-    with ThreadPoolExecutor(workers) as pool:
-        for i, (task, target, cells) in enumerate(units, 1):
-            t = time.perf_counter()
-            _blocks(task, target, SINGLE)  # read by every cell of the target
-            load_s += time.perf_counter() - t
-            for r, c, seconds in pool.map(partial(_cell, task, target, mode=mode, batch_bytes=batch_bytes), cells):
-                runs_out += r
+    batched, cells_out, alone, load_s, grid_s, alone_s = [], [], [], 0.0, 0.0, 0.0
+    for i, (task, target, cells, sampled) in enumerate(units, 1):
+        t = time.perf_counter()
+        _blocks(task, target, SINGLE)  # read by every cell of the target
+        load_s += time.perf_counter() - t
+        with ThreadPoolExecutor(workers) as pool:
+            for r, c, seconds in pool.map(partial(_cell, task, target, mode="batched", batch_bytes=batch_bytes),
+                                          cells):
+                batched += r
                 cells_out += c
                 load_s += seconds
-            features[target].clear()
-            _trim()
-            if i % 4 == 0 or i == len(units):
-                print(f"  {mode}: {i}/{len(units)} targets, {len(runs_out)} runs, peak RSS {_maxrss():.0f} MiB",
-                      flush=True)
-    return runs_out, cells_out, load_s, _maxrss()
+        grid_s += time.perf_counter() - t
+        if sampled:
+            t = time.perf_counter()
+            with ThreadPoolExecutor(workers) as pool:
+                for r, _, _ in pool.map(partial(_cell, task, target, mode="alone", batch_bytes=None), sampled):
+                    alone += r
+            alone_s += time.perf_counter() - t
+        t = time.perf_counter()
+        features[target].clear()
+        _trim()
+        grid_s += time.perf_counter() - t
+        if i % 4 == 0 or i == len(units):
+            print(f"  {i}/{len(units)} targets: {len(batched)} runs batched, {len(alone)} one by one; peak RSS "
+                  f"{_maxrss():.0f} MiB", flush=True)
+    return batched, cells_out, alone, grid_s, alone_s, load_s, _maxrss()
 
 
 def _scaling(args):
@@ -307,21 +323,26 @@ def even_sample(items: list, n: int) -> list:
     return items if not n or n >= len(items) else [items[i] for i in np.linspace(0, len(items) - 1, n).astype(int)]
 
 
-def units_of(runs: list) -> list:
-    """The runs [(task, target, condition, seed)] as (task, target) units, speaker first, each unit's cells
-    (condition, seeds) with `dual` last (its `extra` block is read by that cell only)."""
+def units_of(runs: list, sample: list) -> list:
+    """The runs [(task, target, condition, seed)] as (task, target) units, speaker first: each unit's cells
+    (condition, seeds), with `dual` last (its `extra` block is read by that cell only), and those of its
+    runs in `sample`."""
     units: dict = {}
-    for task, target, condition, seed in runs:
-        units.setdefault((task, target), {}).setdefault(condition, []).append(seed)
-    ordered = sorted(units.items(), key=lambda kv: TASKS.index(kv[0][0]))
-    return [(task, target, sorted(cells.items(), key=lambda c: c[0] == DUAL)) for (task, target), cells in ordered]
+    for which, items in ((0, runs), (1, sample)):
+        for task, target, condition, seed in items:
+            units.setdefault((task, target), ({}, {}))[which].setdefault(condition, []).append(seed)
+
+    def ordered(cells: dict) -> list:
+        return sorted(cells.items(), key=lambda c: c[0] == DUAL)
+
+    return [(task, target, ordered(cells), ordered(sampled))
+            for (task, target), (cells, sampled) in sorted(units.items(), key=lambda kv: TASKS.index(kv[0][0]))]
 
 
-def run_grid(units: list, mode: str, workers: int, init_args: tuple, batch_bytes: int | None) -> tuple:
-    """The units in one fresh forked worker process (`_grid`); (per run, per cell, load seconds, its peak
-    RSS MiB)."""
+def run_grid(units: list, workers: int, init_args: tuple, batch_bytes: int) -> tuple:
+    """The units in one fresh forked worker process (`_grid`)."""
     with mp.get_context("fork").Pool(1, initializer=_init, initargs=init_args) as pool:
-        return pool.apply(_grid, ((units, mode, workers, batch_bytes),))
+        return pool.apply(_grid, ((units, workers, batch_bytes),))
 
 
 def kind_of(task: str, condition: str) -> tuple:
@@ -383,29 +404,23 @@ def main(argv=None) -> int:
     grid = [(task, target, cond, seed) for task in TASKS for target in languages
             for cond in conditions_of(target, languages) for seed in range(1, n_seeds + 1)]
     runs = even_sample(grid, a.sample)
-    print(f"\nbatched grid: {len(runs)} runs, {len(units_of(runs))} (task, target) units, a cell per run_probes "
-          f"call, {a.workers} cells at once")
+    sample = even_sample(runs, a.compare) if a.compare else []
+    units = units_of(runs, sample)
+    print(f"\n{len(runs)} runs, {len(units)} (task, target) units; batched: a cell per run_probes call, "
+          f"{a.workers} cells at once; one by one: an even sample of {len(sample)}, each unit's after its cells")
     mark = len(monitor.load)
     t1 = time.perf_counter()
-    batched, cells, load_s, grid_peak = run_grid(units_of(runs), "batched", a.workers, init_args, batch_bytes)
-    wall = time.perf_counter() - t1
+    batched, cells, alone, wall, t_alone, load_s, grid_peak = run_grid(units, a.workers, init_args, batch_bytes)
+    t_process = time.perf_counter() - t1
     grid_load = monitor.load_text(mark)
-    grid_pss, grid_rss = monitor.peak_pss, monitor.peak_rss
-
-    alone, t_alone, alone_peak = [], 0.0, 0.0
-    sample = even_sample(grid, a.compare) if a.compare else []
-    if sample:
-        print(f"\none by one (run_probe): an even sample of {len(sample)} of the grid's runs")
-        t2 = time.perf_counter()
-        alone, _, _, alone_peak = run_grid(units_of(sample), "alone", a.workers, init_args, batch_bytes)
-        t_alone = time.perf_counter() - t2
 
     # --- what was measured --------------------------------------------------------------------------------
     cpu_cells = sum(c[4] for c in cells)
     idle = a.workers * wall - sum(c[3] for c in cells) - load_s
     print(f"\nBATCHED: {len(batched)} runs in {wall:.1f} s wall ({wall / 60:.2f} min): "
           f"{len(batched) / wall:.2f} runs/s ({a.workers} threads x {a.threads} torch thread(s)); {grid_load} "
-          f"during the grid")
+          f"during the grid (its process: {t_process:.1f} s with start-up and the one-by-one segments, "
+          f"{t_alone:.1f} s)")
     print(f"  CPU of the run_probes calls {cpu_cells:.1f} s ({cpu_cells / len(batched):.3f} s/run); loading blocks "
           f"{load_s:.1f} s; {a.workers} threads x wall - calls - loading = {idle:.1f} s (start-up, a thread waiting "
           f"for the other at the end of a target)")
@@ -413,59 +428,51 @@ def main(argv=None) -> int:
     for task, kind, n, w, c in cells:
         acc = per_kind.setdefault((task, kind), [0, 0.0, 0.0])
         acc[0], acc[1], acc[2] = acc[0] + n, acc[1] + w, acc[2] + c
-    alone_kind: dict = {}
-    for (task, _, cond, _), _, w, c in alone:
-        acc = alone_kind.setdefault(kind_of(task, cond), [0, 0.0, 0.0])
-        acc[0], acc[1], acc[2] = acc[0] + 1, acc[1] + w, acc[2] + c
     grid_count: dict = {}
     for task, _, cond, _ in grid:
         grid_count[kind_of(task, cond)] = grid_count.get(kind_of(task, cond), 0) + 1
     train_n = {kind_of(k[0], k[2]): s[4] for k, s, _, _ in batched}
     cpu_total = sum(v[2] for v in per_kind.values())
-    print("\nper run (wall: a cell's time on its thread / its runs; CPU: its thread's)")
-    print("task     condition   runs  N      batched wall (CPU) s  share   alone wall (CPU) s  [sampled]  ratio (CPU)")
+    print("\nbatched, per run (wall: a cell's time on its thread / its runs; CPU: its thread's)")
+    print("task     condition   runs  N      wall (CPU) s      share of the CPU")
     for key in sorted(per_kind):
         n, w, c = per_kind[key]
-        line = (f"{key[0]:8s} {key[1]:11s} {n:5d} {train_n[key]:5d}  {w / n:8.3f} ({c / n:.3f})  "
-                f"{100 * c / cpu_total:4.0f} %")
-        if key in alone_kind:
-            na, wa, ca = alone_kind[key]
-            line += (f"  {wa / na:8.3f} ({ca / na:.3f})  [{na:3d}]     {wa / na / (w / n):5.2f} "
-                     f"({ca / na / (c / n):.2f})")
-        print(line)
+        print(f"{key[0]:8s} {key[1]:11s} {n:5d} {train_n[key]:5d}  {w / n:6.3f} ({c / n:.3f})  "
+              f"{100 * c / cpu_total:4.0f} %")
 
     if alone:
-        # per run, each path weighted to the grid's mix of (task, condition kind): the sample's even spread
-        # over the grid, without its rounding
-        kinds = [k for k in grid_count if k in alone_kind and k in per_kind]
-        w_b, c_b, w_a, c_a = (sum(grid_count[k] * d[k][i] / d[k][0] for k in kinds)
-                              for d, i in ((per_kind, 1), (per_kind, 2), (alone_kind, 1), (alone_kind, 2)))
-        print(f"\nONE BY ONE: {len(alone)} sampled runs in {t_alone:.1f} s wall (with their blocks' loading, untimed "
-              f"per run), {a.workers} at once")
-        print(f"RATIO one-by-one / batched per run (grid mix): {w_a / w_b:.3f} wall, {c_a / c_b:.3f} CPU; the grid's "
-              f"run time one by one {w_a / a.workers / 60:.1f} min on {a.workers} threads, batched "
+        # paired: each sampled run alone against the batched time per run of its own cell, which trained
+        # minutes before on the same threads; per (task, condition kind), weighted to the grid's mix
+        by_key = {k: (s, w, c) for k, s, w, c in batched}
+        pairs: dict = {}
+        for key, _, w, c in alone:
+            acc = pairs.setdefault(kind_of(key[0], key[2]), [0, 0.0, 0.0, 0.0, 0.0])
+            _, wb, cb = by_key[key]
+            acc[0], acc[1], acc[2], acc[3], acc[4] = acc[0] + 1, acc[1] + w, acc[2] + c, acc[3] + wb, acc[4] + cb
+        w_a, c_a, w_b, c_b = (sum(grid_count[k] * v[i] / v[0] for k, v in pairs.items()) for i in (1, 2, 3, 4))
+        print(f"\nONE BY ONE (run_probe): {len(alone)} sampled runs, {t_alone:.1f} s wall, {a.workers} at once")
+        print("paired per run (s)   runs  alone wall (CPU)   their cells batched wall (CPU)   ratio wall (CPU)")
+        for k, v in sorted(pairs.items()):
+            print(f"{k[0]:8s} {k[1]:11s} {v[0]:5d}  {v[1] / v[0]:8.3f} ({v[2] / v[0]:.3f})   {v[3] / v[0]:8.3f} "
+                  f"({v[4] / v[0]:.3f})               {v[1] / v[3]:5.2f} ({v[2] / v[4]:.2f})")
+        print(f"RATIO one-by-one / batched per run (paired, grid mix): {w_a / w_b:.3f} wall, {c_a / c_b:.3f} CPU; "
+              f"the grid's run time one by one ~ {w_a / a.workers / 60:.1f} min on {a.workers} threads, batched "
               f"{w_b / a.workers / 60:.1f} min")
-        by_key = {k: s for k, s, _, _ in batched}
-        diffs, same = [], 0
-        for key, s, _, _ in alone:
-            if key in by_key:
-                diffs.append(abs(s[0] - by_key[key][0]))
-                same += s[1:4] == by_key[key][1:4]
-        print(f"EQUALITY on {len(diffs)} sampled runs: max |value(batched) - value(one by one)| = "
-              f"{max(diffs) if diffs else float('nan'):.3g}; metrics, loss and layer weights identical in "
-              f"{same}/{len(diffs)}")
+        diffs = [abs(s[0] - by_key[key][0][0]) for key, s, _, _ in alone]
+        same = sum(s[1:4] == by_key[key][0][1:4] for key, s, _, _ in alone)
+        print(f"EQUALITY on {len(diffs)} sampled runs: max |value(batched) - value(one by one)| = {max(diffs):.3g}; "
+              f"metrics, loss and layer weights identical in {same}/{len(diffs)}")
 
     parent = _maxrss()
     print(f"\nPEAK MEMORY (RSS, MiB): parent {parent:.0f} (no torch); build processes "
           + ", ".join(f"{v:.0f}" for v in build_peaks.values()) + f" (together {sum(build_peaks.values()):.0f}); "
-          f"grid process {grid_peak:.0f}" + (f"; one-by-one process {alone_peak:.0f}" if alone else ""))
-    worst = max(parent + sum(build_peaks.values()), parent + grid_peak, parent + alone_peak)
+          f"grid process {grid_peak:.0f}")
+    worst = max(parent + sum(build_peaks.values()), parent + grid_peak)
     print(f"  the whole benchmark at most {worst:.0f} MiB: the largest sum of the peaks of the processes alive "
           f"together (an upper bound: a page shared by processes counts in each)")
     if monitor.available:
         print(f"  sampled every {monitor.every} s, all processes: peak summed PSS {monitor.peak_pss:.0f} MiB (a shared "
-              f"page split among its sharers), summed RSS {monitor.peak_rss:.0f} MiB; grid phase {grid_pss:.0f} / "
-              f"{grid_rss:.0f} MiB")
+              f"page split among its sharers), summed RSS {monitor.peak_rss:.0f} MiB")
     if len(runs) < len(grid):
         cpu = sum(grid_count[k] * per_kind[k][1] / per_kind[k][0] for k in grid_count if k in per_kind)
         print(f"\nEXTRAPOLATED from {len(runs)} sampled runs: all {len(grid)} runs ~ {cpu / a.workers / 60:.1f} min "
