@@ -18,7 +18,7 @@ import pandas as pd
 
 from cltm.data.selection import make_trials
 from cltm.io import atomic_path, write_table
-from cltm.train.features import FeatureStore
+from cltm.train.features import FeatureStore, _trim_key
 
 
 def _profile(layers: int, peak: float, width: float = 0.25) -> np.ndarray:
@@ -30,8 +30,12 @@ def synthetic_language(lang: str, out_dir: str | Path, *, n_per_class: int = 6, 
                        utterances_per_speaker: int = 4, test_speakers_per_gender: int = 3,
                        test_clips_per_speaker: int = 4, max_positives_per_speaker: int = 200, layers: int = 5,
                        dim: int = 16, stats=("mean", "std"), trim_db: float | None = 20.0, signal: float = 1.0,
-                       speaker_rank: int = 6, seed: int = 0) -> tuple["FeatureStore", dict]:
-    """(FeatureStore of `lang`, {"gender": subsets, "speaker": subsets}) written under `out_dir`."""
+                       speaker_rank: int = 6, tta_speeds=(), seed: int = 0) -> tuple["FeatureStore", dict]:
+    """(FeatureStore of `lang`, {"gender": subsets, "speaker": subsets}) written under `out_dir`.
+
+    The store holds every clip untrimmed, each test clip trimmed at `trim_db` (if not None), and each test
+    clip (trimmed at `trim_db`) at each speed of `tta_speeds` other than 1, as `feature_plan` asks of a
+    speaker-verification task with those `trim_db` and `tta_speeds`."""
     rng = np.random.default_rng([seed, sum(map(ord, lang))])
     rows = []  # (utt_id, speaker, gender)
 
@@ -64,7 +68,9 @@ def synthetic_language(lang: str, out_dir: str | Path, *, n_per_class: int = 6, 
     spk_dirs = {s: 1.5 * rng.standard_normal(speaker_rank).astype(np.float32) @ basis / np.sqrt(speaker_rank)
                 for s in sorted(meta["speaker"].unique())}
 
-    jobs = [(u, None) for u in meta["utt_id"]] + ([(u, trim_db) for u, _, _ in test] if trim_db is not None else [])
+    jobs = [(u, None, 1.0) for u in meta["utt_id"]] + ([(u, trim_db, 1.0) for u, _, _ in test]
+                                                       if trim_db is not None else [])
+    jobs += [(u, trim_db, float(speed)) for speed in tta_speeds if float(speed) != 1.0 for u, _, _ in test]
     info = meta.set_index("utt_id")
     out_dir = Path(out_dir)
     with atomic_path(out_dir / f"{lang}.npy") as tmp:
@@ -72,14 +78,14 @@ def synthetic_language(lang: str, out_dir: str | Path, *, n_per_class: int = 6, 
         for start in range(0, len(jobs), 512):
             part = jobs[start:start + 512]
             x = rng.standard_normal((len(part), layers, width), dtype=np.float32) + lang_offset
-            for i, (u, db) in enumerate(part):
+            for i, (u, db, _) in enumerate(part):
                 spk, gender = info.at[u, "speaker"], info.at[u, "gender"]
                 x[i] += (1.0 if gender == "female" else -1.0) * g_prof[:, None] * gender_dir
                 x[i] += s_prof[:, None] * spk_dirs[spk] * (0.8 if db is not None else 1.0)
             array[start:start + len(part)] = x
         array.flush()
         del array
-    index = pd.DataFrame({"utt_id": [u for u, _ in jobs], "trim_db": ["" if d is None else f"{d:g}" for _, d in jobs],
+    index = pd.DataFrame({"utt_id": [u for u, _, _ in jobs], "trim_db": [_trim_key(d, sp) for _, d, sp in jobs],
                           "n_samples": rng.integers(32000, 160000, len(jobs)), "stats": "+".join(stats)})
     index = pd.concat([index, info.loc[index["utt_id"]].reset_index(drop=True)], axis=1)
     write_table(out_dir / f"{lang}.tsv", index, index=False)

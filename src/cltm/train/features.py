@@ -22,6 +22,7 @@ trim_db=...)` picks the variant; `feature_plan` says what a language's store mus
 
 from __future__ import annotations
 
+import mmap
 from pathlib import Path
 
 import numpy as np
@@ -212,21 +213,45 @@ class FeatureStore:
         every run)."""
         key = (tuple(utt_ids), _trim_key(trim_db, speed), tuple(stats), bool(normalize), layout)
         if key not in self._blocks:
-            x = self.rows(utt_ids, trim_db, speed)
-            if tuple(stats) != self.stats:
-                x = x[:, :, self.columns(stats)]
-            x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-            if normalize:
-                n, layers, _ = x.shape
-                x = torch.nn.functional.layer_norm(x.reshape(n, layers, len(stats), self.dim), (self.dim,),
-                                                   eps=1e-5).reshape(n, layers, -1)
             if layout not in ("lnf", "nfl", "nlf"):
                 raise ValueError(f"layout must be lnf, nfl or nlf, got {layout!r}")
-            self._blocks[key] = {"nfl": lambda: x.transpose(1, 2).contiguous(), "nlf": lambda: x,
-                                 "lnf": lambda: x.transpose(0, 1).contiguous()}[layout]()
+            rows = self.row_numbers(utt_ids, trim_db, speed)
+            if layout == "lnf":
+                # layer by layer into the block: no float32 [clips, layers, features] copy beside it (a
+                # paper-size speaker block is 80 MB); each value as the whole array's conversion gives it
+                # (the normalisation is per clip, layer and stat)
+                x = torch.empty((self.layers, len(rows), self.dim * len(stats)))
+                for layer in range(self.layers):
+                    x[layer] = self._float32(self.features[rows, layer], stats, normalize)
+            else:
+                x = self._float32(self.features[rows], stats, normalize)  # [clips, layers, features]
+                if layout == "nfl":
+                    x = x.transpose(1, 2).contiguous()
+            self._blocks[key] = x
         return self._blocks[key]
 
+    def _float32(self, x: np.ndarray, stats, normalize: bool) -> torch.Tensor:
+        """float32 of stored rows [..., dim * len(self.stats)]: the `stats` columns, each pooled vector of
+        `dim` values layer-normalised (`normalize`)."""
+        if tuple(stats) != self.stats:
+            x = x[..., self.columns(stats)]
+        x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        if normalize:
+            shape = x.shape
+            x = torch.nn.functional.layer_norm(x.reshape(*shape[:-1], len(stats), self.dim), (self.dim,),
+                                               eps=1e-5).reshape(shape)
+        return x
+
+    def release(self) -> None:
+        """Let go of the pages of the memory-mapped array this process has read: they count in its resident
+        memory while mapped (a paper-size language's store is about 220 MB). The cached blocks stay; the
+        file stays in the OS's page cache, so reading it again costs little. No-op without a memory map."""
+        mapped = getattr(self.features, "_mmap", None)  # numpy.memmap's mmap.mmap object
+        if mapped is not None and hasattr(mmap, "MADV_DONTNEED"):
+            mapped.madvise(mmap.MADV_DONTNEED)  # a read-only file mapping: pages are re-read, never lost
+
     def clear(self) -> None:
-        """Drop the cached blocks (their memory)."""
+        """Drop the cached blocks (their memory) and the mapped pages read so far (`release`)."""
         self._blocks.clear()
+        self.release()
 

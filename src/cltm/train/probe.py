@@ -30,7 +30,7 @@ shared between runs but the read-only feature blocks (`FeatureStore.block`, shar
 conversion). Bit-for-bit equality holds on one machine for one thread count (torch's CPU kernels reduce
 in an order that depends on the number of threads): pass `threads` or set torch.set_num_threads once.
 
-Cost of a run: one shuffled copy of its training features (minibatches; into a buffer the process reuses),
+Cost of a run: one shuffled copy of its training features (minibatches; into a buffer its thread reuses),
 then `updates` steps, each reading its rows twice (the layer mixing is a vector-matrix product over the
 features' [layers, rows * features] layout, forward and backward) and multiplying them by the projection
 (three [rows, features] x [features, embedding_dim] products: forward, and the backward's two, which is
@@ -43,6 +43,7 @@ set and the trials. Measured figures: benchmarks/probe_scale.py.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -118,17 +119,19 @@ def training_blocks(target: str, condition: str, selections: dict) -> list[tuple
     return blocks
 
 
-_SCRATCH: list = []
+_SCRATCH = threading.local()  # one buffer per thread: runs trained on several threads never share one
 
 
 def _scratch(shape) -> torch.Tensor:
-    """A float32 tensor of `shape` over one buffer reused by the runs of a process (grown as needed): the
+    """A float32 tensor of `shape` over one buffer reused by the runs of a thread (grown as needed): the
     training set's shuffled copy is written there, not into fresh memory, whose page faults cost as much as
     the copy itself. Its previous contents never matter: the caller overwrites all of it."""
     numel = math.prod(shape)
-    if not _SCRATCH or _SCRATCH[0].numel() < numel:
-        _SCRATCH[:] = [torch.empty(numel)]
-    return _SCRATCH[0][:numel].view(shape)
+    buffer = getattr(_SCRATCH, "buffer", None)
+    if buffer is None or buffer.numel() < numel:
+        _SCRATCH.buffer = buffer = None  # the smaller one let go first
+        _SCRATCH.buffer = buffer = torch.empty(numel)
+    return buffer[:numel].view(shape)
 
 
 def step_plan(n: int, settings: dict) -> tuple[int, list[int], int]:

@@ -16,7 +16,7 @@ run alone time without changing its numbers:
   minibatch order, `cltm.train.probe.step_plan`), layer weights, optimiser state;
 - **shared data**: a full-batch training set (a cell's seeds train on the same blocks) is one table for the
   runs that read it; minibatch runs copy their training set in their own order, as alone, into one buffer
-  for the batch that the process reuses; features come from the stores' `block` cache, so a test set is
+  for the batch that its thread reuses; features come from the stores' `block` cache, so a test set is
   read once for the runs that share it (`cltm.train.features.FeatureStore`; the caller decides how long).
 
 Runs train in one batch when they have the same settings, layers, feature width and training-set size (so
@@ -34,6 +34,7 @@ a gender step reads its whole training set twice. docs/benchmarks.md ("Probe mod
 from __future__ import annotations
 
 import math
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -167,17 +168,19 @@ def plan_batches(members: list, max_bytes: int = BATCH_BYTES) -> list[list]:
     return batches
 
 
-_SCRATCH: list = []
+_SCRATCH = threading.local()  # one buffer per thread: `run_probes` calls on several threads never share one
 
 
 def _scratch(shape) -> torch.Tensor:
-    """A float32 tensor of `shape` over one buffer reused by the batches of a process (grown as needed, to
+    """A float32 tensor of `shape` over one buffer reused by the batches of a thread (grown as needed, to
     about `batch_bytes`), as `cltm.train.probe` reuses one for a run's copy: fresh memory's page faults cost
     as much as the copy itself. Its previous contents never matter: the copies overwrite all of it."""
     numel = math.prod(shape)
-    if not _SCRATCH or _SCRATCH[0].numel() < numel:
-        _SCRATCH[:] = [torch.empty(numel)]
-    return _SCRATCH[0][:numel].view(shape)
+    buffer = getattr(_SCRATCH, "buffer", None)
+    if buffer is None or buffer.numel() < numel:
+        _SCRATCH.buffer = buffer = None  # the smaller one let go first
+        _SCRATCH.buffer = buffer = torch.empty(numel)
+    return buffer[:numel].view(shape)
 
 
 def _training_sets(batch: list, bs: int, starts: list) -> tuple[list, list]:
