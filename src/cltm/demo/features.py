@@ -18,7 +18,7 @@ import pandas as pd
 
 from cltm.data.selection import make_trials
 from cltm.io import atomic_path, write_table
-from cltm.train.features import FeatureStore, _trim_key
+from cltm.train.features import FeatureStore, trim_key
 
 
 def _profile(layers: int, peak: float, width: float = 0.25) -> np.ndarray:
@@ -85,7 +85,7 @@ def synthetic_language(lang: str, out_dir: str | Path, *, n_per_class: int = 6, 
             array[start:start + len(part)] = x
         array.flush()
         del array
-    index = pd.DataFrame({"utt_id": [u for u, _, _ in jobs], "trim_db": [_trim_key(d, sp) for _, d, sp in jobs],
+    index = pd.DataFrame({"utt_id": [u for u, _, _ in jobs], "trim_db": [trim_key(d, sp) for _, d, sp in jobs],
                           "n_samples": rng.integers(32000, 160000, len(jobs)), "stats": "+".join(stats)})
     index = pd.concat([index, info.loc[index["utt_id"]].reset_index(drop=True)], axis=1)
     write_table(out_dir / f"{lang}.tsv", index, index=False)

@@ -42,7 +42,7 @@ STATS = ("mean", "std")
 INDEX_COLUMNS = ("utt_id", "trim_db", "n_samples", "stats")
 
 
-def _trim_key(trim_db, speed: float = 1.0) -> str:
+def trim_key(trim_db, speed: float = 1.0) -> str:
     """A row variant's key in the index's `trim_db` column: the trimming level ("" untrimmed), then, for a
     test-time speed other than 1, `@<speed>` (`tta_speeds`)."""
     key = "" if trim_db is None else f"{float(trim_db):g}"
@@ -139,7 +139,7 @@ def extract_features(encoder, audio, utt_ids, out_npy: str | Path, out_index: st
         array.flush()
         del array
     meta = audio.index.drop(columns=[c for c in ("offset", "n_samples") if c in audio.index.columns])
-    index = pd.DataFrame({"utt_id": [u for u, _, _ in jobs], "trim_db": [_trim_key(db, sp) for _, db, sp in jobs],
+    index = pd.DataFrame({"utt_id": [u for u, _, _ in jobs], "trim_db": [trim_key(db, sp) for _, db, sp in jobs],
                           "n_samples": n_samples, "stats": "+".join(stats)})
     index = pd.concat([index, meta.loc[index["utt_id"]].reset_index(drop=True)], axis=1)
     write_table(out_index, index, index=False)
@@ -176,7 +176,7 @@ class FeatureStore:
         return len(self.features)
 
     def row_numbers(self, utt_ids, trim_db=None, speed: float = 1.0) -> np.ndarray:
-        key = _trim_key(trim_db, speed)
+        key = trim_key(trim_db, speed)
         try:
             return np.array([self._row[(u, key)] for u in utt_ids], dtype=np.int64)
         except KeyError as err:
@@ -211,7 +211,7 @@ class FeatureStore:
         clip's pooled vector of each layer and stat made zero-mean / unit-variance over its `dim` values
         (parameter-free layer normalisation, SUPERB's weighted-sum `layer_norm`; per clip, so the same in
         every run)."""
-        key = (tuple(utt_ids), _trim_key(trim_db, speed), tuple(stats), bool(normalize), layout)
+        key = (tuple(utt_ids), trim_key(trim_db, speed), tuple(stats), bool(normalize), layout)
         if key not in self._blocks:
             if layout not in ("lnf", "nfl", "nlf"):
                 raise ValueError(f"layout must be lnf, nfl or nlf, got {layout!r}")
