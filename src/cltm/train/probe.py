@@ -119,19 +119,26 @@ def training_blocks(target: str, condition: str, selections: dict) -> list[tuple
     return blocks
 
 
-_SCRATCH = threading.local()  # one buffer per thread: runs trained on several threads never share one
+class Scratch:
+    """One float32 buffer per thread, reused by the training-set copies made on that thread (grown as needed):
+    a copy is written there, not into fresh memory, whose page faults cost as much as the copy itself. Runs
+    trained on several threads never share a buffer. A view's previous contents never matter: the caller
+    overwrites all of it."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def view(self, shape) -> torch.Tensor:
+        """A float32 tensor of `shape` over this thread's buffer."""
+        numel = math.prod(shape)
+        buffer = getattr(self._local, "buffer", None)
+        if buffer is None or buffer.numel() < numel:
+            self._local.buffer = buffer = None  # the smaller one let go first
+            self._local.buffer = buffer = torch.empty(numel)
+        return buffer[:numel].view(shape)
 
 
-def _scratch(shape) -> torch.Tensor:
-    """A float32 tensor of `shape` over one buffer reused by the runs of a thread (grown as needed): the
-    training set's shuffled copy is written there, not into fresh memory, whose page faults cost as much as
-    the copy itself. Its previous contents never matter: the caller overwrites all of it."""
-    numel = math.prod(shape)
-    buffer = getattr(_SCRATCH, "buffer", None)
-    if buffer is None or buffer.numel() < numel:
-        _SCRATCH.buffer = buffer = None  # the smaller one let go first
-        _SCRATCH.buffer = buffer = torch.empty(numel)
-    return buffer[:numel].view(shape)
+_SCRATCH = Scratch()  # a run's shuffled copy of its training set
 
 
 def step_plan(n: int, settings: dict) -> tuple[int, list[int], int]:
@@ -163,7 +170,7 @@ def train_head(head: ProbeHead, blocks: list[torch.Tensor], labels: torch.Tensor
         order = torch.randperm(n, generator=generator)
         position = torch.empty_like(order)
         position[order] = torch.arange(n)
-        x = _scratch((layers, n, width))
+        x = _SCRATCH.view((layers, n, width))
         start = 0
         for block in blocks:
             for layer in range(layers):
@@ -171,7 +178,7 @@ def train_head(head: ProbeHead, blocks: list[torch.Tensor], labels: torch.Tensor
             start += block.shape[1]
         y = labels[order]
     else:
-        x = blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=1, out=_scratch((layers, n, width)))
+        x = blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=1, out=_SCRATCH.view((layers, n, width)))
         y = labels
     epoch_means, first = [], None
     for _ in range(epochs):

@@ -34,7 +34,6 @@ a gender step reads its whole training set twice. docs/benchmarks.md ("Probe mod
 from __future__ import annotations
 
 import math
-import threading
 import time
 from dataclasses import dataclass, field
 
@@ -43,7 +42,7 @@ import torch.nn.functional as F
 
 from cltm.data.selection import training_items
 from cltm.tasks import make_task
-from cltm.train.probe import ProbeHead, probe_record, probe_settings, step_plan, training_blocks
+from cltm.train.probe import ProbeHead, Scratch, probe_record, probe_settings, step_plan, training_blocks
 
 BATCH_BYTES = 512 * 1024 ** 2  # what a batch's runs may add to memory while they train (`run_bytes`)
 
@@ -168,19 +167,7 @@ def plan_batches(members: list, max_bytes: int = BATCH_BYTES) -> list[list]:
     return batches
 
 
-_SCRATCH = threading.local()  # one buffer per thread: `run_probes` calls on several threads never share one
-
-
-def _scratch(shape) -> torch.Tensor:
-    """A float32 tensor of `shape` over one buffer reused by the batches of a thread (grown as needed, to
-    about `batch_bytes`), as `cltm.train.probe` reuses one for a run's copy: fresh memory's page faults cost
-    as much as the copy itself. Its previous contents never matter: the copies overwrite all of it."""
-    numel = math.prod(shape)
-    buffer = getattr(_SCRATCH, "buffer", None)
-    if buffer is None or buffer.numel() < numel:
-        _SCRATCH.buffer = buffer = None  # the smaller one let go first
-        _SCRATCH.buffer = buffer = torch.empty(numel)
-    return buffer[:numel].view(shape)
+_SCRATCH = Scratch()  # a batch's copies of its runs' training sets (to about `batch_bytes`), apart from a run's own
 
 
 def _training_sets(batch: list, bs: int, starts: list) -> tuple[list, list]:
@@ -191,7 +178,7 @@ def _training_sets(batch: list, bs: int, starts: list) -> tuple[list, list]:
     n = batch[0].n
     xs, ys = [], []
     if len(starts) > 1:
-        copies = _scratch((len(batch), layers, n, width))
+        copies = _SCRATCH.view((len(batch), layers, n, width))
         for r, m in enumerate(batch):
             position = torch.empty_like(m.order)
             position[m.order] = torch.arange(n)
