@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from cltm.config import ConfigError
-from cltm.demo.plant import PlantSpec, apply_cues, assign_labels, cue_gain_db, pair_table, plant_record
-from cltm.demo.synth import SAMPLE_RATE, make_speakers, plant_speakers, synthesize
+from cltm.demo.plant import PlantSpec, apply_cues, assign_labels, clip_cues, cue_gain_db, pair_table, plant_record
+from cltm.demo.synth import SAMPLE_RATE, make_speakers, plant_clips, synthesize
 
 ANGLES = {"en": 0, "tr": 36, "es": 72, "ru": 108, "fi": 144, "de": 180}
 
@@ -19,15 +19,38 @@ def spec(**kw) -> PlantSpec:
     return PlantSpec.from_config({"angles": ANGLES, "cue_db": 12.0, **kw})
 
 
-def test_labels_are_balanced_within_each_gender_and_follow_the_rule():
-    table = plant_speakers("en", 12, 7, spec())
+def test_labels_are_per_clip_balanced_within_each_gender_and_follow_the_rule():
+    table = plant_clips("tr", 12, 6, 7, spec())  # tr's rule: 36 degrees
+    assert len(table) == 24 * 6 and set(table["planted_label"]) == {"rule_no", "rule_yes"}
     for _, group in table.groupby("gender"):
         assert (group["planted_label"] == "rule_yes").sum() == len(group) // 2
-    # the upper half by s = cos(0) z1 + sin(0) z2 = z1 within each gender is rule_yes
-    for _, group in table.groupby("gender"):
-        yes = group[group["planted_label"] == "rule_yes"]["z1"]
-        no = group[group["planted_label"] == "rule_no"]["z1"]
-        assert yes.min() > no.max()
+    # every voice has clips of both classes: the voice does not predict the label
+    assert (table.groupby("client_id")["planted_label"].nunique() == 2).all()
+    s = math.cos(math.radians(36)) * table["z1"] + math.sin(math.radians(36)) * table["z2"]
+    assert ((s > 0) == (table["planted_label"] == "rule_yes")).all()
+    assert np.allclose(np.hypot(table["z1"], table["z2"]), 1.0)
+    # the cue points cover the circle: the rule is not readable from one cue alone
+    phi = np.degrees(np.arctan2(table["z2"], table["z1"])) % 360
+    assert np.histogram(phi, bins=8, range=(0, 360))[0].min() > 0
+
+
+def test_clip_cues_come_in_opposite_pairs_so_every_rule_splits_each_voice():
+    cues = clip_cues(np.random.default_rng(3), 5)
+    assert len(cues) == 5 and np.allclose(np.hypot(*np.array(cues).T), 1.0)
+    assert np.allclose(cues[1], -np.array(cues[0])) and np.allclose(cues[3], -np.array(cues[2]))
+    table = pd.DataFrame(cues[:4], columns=["z1", "z2"])
+    for angle in (0.0, 15.0, 70.0, 180.0, 300.0):  # any rule: two of the four on each side
+        assert (assign_labels(table, angle, ("no", "yes")) == "yes").sum() == 2
+
+
+def test_the_cues_do_not_depend_on_the_rules():
+    """The null control and a moved angle change the labels, never the audio (the same cue points)."""
+    planted = plant_clips("de", 3, 4, 7, spec())
+    null = plant_clips("de", 3, 4, 7, spec(null_control=True))
+    moved = plant_clips("de", 3, 4, 7, PlantSpec.from_config({"angles": {**ANGLES, "de": 30}}))
+    for other in (null, moved):
+        assert np.allclose(planted[["z1", "z2"]], other[["z1", "z2"]])
+    assert (planted["planted_label"] != null["planted_label"]).all()  # 180 degrees against 0
 
 
 def test_opposite_angles_label_every_speaker_the_other_way_and_90_degrees_is_unrelated():
@@ -44,12 +67,14 @@ def test_opposite_angles_label_every_speaker_the_other_way_and_90_degrees_is_unr
 
 
 def test_cues_are_drawn_apart_from_the_voice():
-    """The same speakers with and without a plant: same voices, same cues; only cue_db decides if they are heard."""
+    """The same speakers with and without a plant: same voices, same clip cues; only cue_db decides if they are heard."""
     plain, planted = make_speakers("tr", 3, 5), make_speakers("tr", 3, 5, cue_db=12.0)
     for a, b in zip(plain, planted):
-        assert a.voice.f0_hz == b.voice.f0_hz and a.voice.fir == b.voice.fir and a.voice.cues == b.voice.cues
+        assert a.voice.f0_hz == b.voice.f0_hz and a.voice.fir == b.voice.fir
         assert a.voice.cue_db == 0 and b.voice.cue_db == 12.0
-        assert math.isclose(math.hypot(*a.voice.cues), 1.0)
+    with_plant, without = plant_clips("tr", 3, 4, 5, spec()), plant_clips("tr", 3, 4, 5, None)
+    assert np.allclose(with_plant[["z1", "z2"]], without[["z1", "z2"]])
+    assert (without["planted_label"] == "").all() and len(with_plant) == len(without) == 24
 
 
 def _band_db(x: np.ndarray, lo: float, hi: float) -> float:
@@ -74,8 +99,8 @@ def test_a_planted_clip_carries_its_cues_in_its_spectrum():
 def test_the_plant_file_writes_the_expected_structure():
     s = spec()
     langs = list(ANGLES)
-    speakers = {lang: plant_speakers(lang, 4, 7, s) for lang in langs}
-    record = plant_record(s, langs, speakers, 7)
+    clips = {lang: plant_clips(lang, 4, 4, 7, s) for lang in langs}
+    record = plant_record(s, langs, clips, 7)
     assert record["synthetic"] and record["null"] is False
     pairs = pd.DataFrame(record["pairs"])
     assert len(pairs) == 30
@@ -83,16 +108,16 @@ def test_the_plant_file_writes_the_expected_structure():
     assert en_de.distance_deg == 180 and en_de.expected_sign == -1 and en_de.expected_cltm == -1
     en_tr = pairs[(pairs.target == "en") & (pairs.donor == "tr")].iloc[0]
     assert en_tr.expected_sign == 1 and math.isclose(en_tr.expected_cltm, math.cos(math.radians(36)), rel_tol=1e-5)
-    assert record["languages"]["de"]["rule_yes"] == 4
+    de = record["languages"]["de"]
+    assert de["speakers"] == 8 and de["clips"] == 32 and de["rule_yes"] == 16 and record["unit"] == "clip"
 
 
 def test_the_null_control_keeps_the_layout_and_plants_no_difference():
     table = pair_table(spec(null_control=True), list(ANGLES))
     assert (table.planted_distance_deg == 0).all() and (table.expected_cltm == 1).all()
     assert sorted(table.distance_deg.unique()) == [36, 72, 108, 144, 180]
-    a = plant_speakers("en", 4, 7, spec(null_control=True))["planted_label"]
-    b = plant_speakers("de", 4, 7, spec(null_control=True))
-    assert (b["planted_label"] == assign_labels(b, 0.0, ("rule_no", "rule_yes"))).all() and len(a) == 8
+    b = plant_clips("de", 4, 5, 7, spec(null_control=True))
+    assert (b["planted_label"] == assign_labels(b, 0.0, ("rule_no", "rule_yes"))).all() and len(b) == 40
 
 
 def test_a_changed_angle_changes_the_expected_structure():

@@ -37,17 +37,15 @@ def verdict_lines(ka: dict) -> str:
 
 @pytest.mark.parametrize("task", TASKS)
 def test_each_mode_recovers_the_plant(planted_run, task):
-    """The CLTM falls with the planted distance and most cells whose rules are more than 90 degrees apart
-    are negative, in both modes. Asserted at the exact Mantel test's 0.05: at the default data.seed the p is
-    below the verdict's 0.01 in both modes (0.004 and 0.008 when measured), but over five data seeds it is
-    below 0.01 in only some (docs/demo.md gives the measured rates), and a float's difference on another
-    machine must not decide the suite. The verdict's other checks (every adjacent cell positive, at most
-    one flagged row) are reported, not asserted, for the same reason."""
+    """The known answer is recovered in both modes, by the verdict's own thresholds: the exact Mantel p
+    against the planted distance at most 0.01, every adjacent (15 degree) cell positive, most cells whose
+    rules are more than 90 degrees apart negative, at most one flagged row (docs/demo.md gives the rate over
+    data seeds)."""
     ka = known_answer(planted_run, task)
     assert ka["synthetic"] and not ka["verdict"]["null_control"]
-    assert ka["mantel"]["exact"] and ka["mantel"]["p_value"] <= 0.05, verdict_lines(ka)
-    assert ka["mantel"]["rho"] < -0.3, verdict_lines(ka)
-    assert ka["opposite"]["negative"] > ka["opposite"]["cells"] / 2, verdict_lines(ka)
+    assert ka["mantel"]["exact"] and ka["mantel"]["p_value"] <= 0.01, verdict_lines(ka)
+    assert ka["mantel"]["rho"] < -0.5, verdict_lines(ka)
+    assert ka["verdict"]["passed"], verdict_lines(ka)
     agree = ka["sign_agreement"]
     assert agree["share"] > agree["chance"], verdict_lines(ka)
     lines = {line["check"]: line for line in ka["verdict"]["lines"]}
@@ -63,14 +61,14 @@ def test_each_mode_recovers_the_plant(planted_run, task):
 
 
 def test_the_plant_file_and_the_labels_agree(planted_run):
-    """The plant file's rule decides each speaker's label in the corpus the runs were trained on."""
+    """The plant file's rule decides each clip's label in the corpus the runs were trained on, and every
+    voice has clips of both classes."""
     plant = json.loads((planted_run / "results" / "demo_corpus" / "plant.json").read_text())
-    assert plant["synthetic"] and len(plant["pairs"]) == 30
+    assert plant["synthetic"] and plant["unit"] == "clip" and len(plant["pairs"]) == 30
     for lang, info in plant["languages"].items():
         validated = pd.read_csv(planted_run / "results" / "demo_corpus" / lang / "validated.tsv", sep="\t")
-        per_speaker = validated.drop_duplicates("client_id")
-        assert (per_speaker["accents"] == "rule_yes").sum() == info["rule_yes"]
-        assert set(per_speaker["accents"]) == {"rule_no", "rule_yes"}
+        assert len(validated) == info["clips"] and (validated["accents"] == "rule_yes").sum() == info["rule_yes"]
+        assert (validated.groupby("client_id")["accents"].nunique() == 2).all()
 
 
 def test_probe_and_fine_tuning_agree_on_the_plant(planted_run):

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from conftest import make_manifest
-from cltm.config import selection_config, validate_config
+from cltm.config import draw_seeds, expand_twins, selection_config, task_resample, validate_config
 from cltm.data.draws import seed_draw, training_clips
 from cltm.data.plan import select_language, selected_clips
 from cltm.data.selection import training_items
@@ -76,11 +76,31 @@ def test_adding_a_seed_keeps_the_other_seeds_keys(config, tmp_path):
 def test_the_setting_is_validated_and_brings_the_seeds_into_selection(config):
     config["data"]["resample"] = "per_seed"
     validate_config(config)
-    assert selection_config(config, "en")["seeds"] == config["seeds"]
+    tasks = selection_config(config, "en")["tasks"]
+    assert tasks["gender"]["seeds"] == tasks["speaker"]["seeds"] == config["seeds"]
     config["data"]["resample"] = "none"
-    assert "seeds" not in selection_config(config, "en")
+    assert not any("seeds" in t for t in selection_config(config, "en")["tasks"].values())
     config["data"]["resample"] = "per_run"
     with pytest.raises(ValueError, match="data.resample"):
+        validate_config(config)
+
+
+def test_one_task_may_resample_and_its_probe_twin_may_run_more_seeds(config):
+    """`tasks.<task>.resample` sets one task's draws (the planted task's, docs/demo.md); a probe twin with
+    more seeds than its task gets a draw for each (the union), and the other tasks keep the data seed's."""
+    m = make_manifest("en", speakers_per_gender=10, clips_per_speaker=8)
+    config = _cfg(config, resample="none", seeds=(1, 2))
+    config["tasks"]["gender"]["resample"] = "per_seed"
+    config["tasks"]["gender_probe"] = {"subsets_from": "gender", "mode": "probe", "seeds": [1, 2, 3, 4]}
+    expand_twins(config)
+    validate_config(config)
+    assert draw_seeds(config, "gender") == [1, 2, 3, 4] and task_resample(config, "gender_probe") == "per_seed"
+    tasks = selection_config(config, "en")["tasks"]
+    assert tasks["gender"]["seeds"] == [1, 2, 3, 4] and "seeds" not in tasks["speaker"]
+    selection = select_language(config, m, "en")
+    assert sorted(selection["gender"]["draws"]) == ["1", "2", "3", "4"] and "draws" not in selection["speaker"]
+    config["tasks"]["gender"]["resample"] = "sometimes"
+    with pytest.raises(ValueError, match="resample"):
         validate_config(config)
 
 

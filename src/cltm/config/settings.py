@@ -142,6 +142,26 @@ def task_seeds(config: dict, task: str) -> list[int]:
     return [int(s) for s in (config["tasks"][task].get("seeds") or config["seeds"])]
 
 
+def draw_seeds(config: dict, task: str) -> list[int]:
+    """The run seeds a task's selection draws training subsets for (resample `per_seed`): its own seeds and
+    those of every twin that reuses its subsets (a probe twin may run more seeds than its fine-tuning task,
+    its runs being cheap: each extra seed gets its own draw from the same rules)."""
+    seeds = set(task_seeds(config, task))
+    for name, twin in twins(config).items():
+        if twin == task:
+            seeds |= set(task_seeds(config, name))
+    return sorted(seeds)
+
+
+def task_resample(config: dict, task: str) -> str:
+    """How a task's run seeds get their training subsets: `tasks.<task>.resample` if given, else
+    `data.resample` (`none`: the data seed's subsets for every seed; `per_seed`: each seed its own draw).
+    A probe twin (`subsets_from`) reads its twin's subsets, draws included."""
+    cfg = config["tasks"][task]
+    source = config["tasks"].get(cfg.get("subsets_from"), cfg) if cfg.get("subsets_from") else cfg
+    return source.get("resample") or config["data"].get("resample", "none")
+
+
 def conditions(config: dict, task: str, target: str) -> list[str]:
     """single, dual and one `donor-<lang>` per other language of the task (names: `cltm.paths`)."""
     return conditions_of(target, task_languages(config, task))
@@ -204,17 +224,18 @@ def selection_config(config: dict, lang: str | None = None) -> dict:
     does not redo selection or audio preparation. With `lang`, only what that language's selection
     reads (adding another language to the matrix then leaves its audio preparation alone). A task's
     `mode` and `probe` head settings are training settings too."""
-    # with data.resample: per_seed every run seed draws its own training subsets: the seeds are selection's
-    per_seed = config["data"].get("resample", "none") == "per_seed"
-    dropped = ("training", "mode", "probe") if per_seed else ("training", "mode", "probe", "seeds")
-    tasks = {t: {k: v for k, v in c.items() if k not in dropped}
+    # with resample per_seed (data.resample or the task's own) every run seed draws its own training subsets:
+    # the seeds are selection's
+    per_seed = {t for t in config["tasks"] if task_resample(config, t) == "per_seed"}
+    tasks = {t: {k: v for k, v in c.items() if k not in ("training", "mode", "probe", "seeds")}
              for t, c in config["tasks"].items() if not c.get("subsets_from")}  # a twin reuses another's
-    seeds = {"seeds": list(config["seeds"])} if per_seed else {}
+    for t in per_seed & set(tasks):
+        tasks[t]["seeds"] = draw_seeds(config, t)
     if lang is None:
-        return {"languages": all_languages(config), "data": config["data"], "tasks": tasks, **seeds}
+        return {"languages": all_languages(config), "data": config["data"], "tasks": tasks}
     tasks = {t: {k: v for k, v in c.items() if k != "languages"} for t, c in tasks.items()
              if lang in task_languages(config, t)}
-    return {"languages": [lang], "data": config["data"], "tasks": tasks, **seeds}
+    return {"languages": [lang], "data": config["data"], "tasks": tasks}
 
 
 def analysis_settings(config: dict) -> dict:

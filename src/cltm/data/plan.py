@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from cltm.config import task_languages, task_seeds
+from cltm.config import draw_seeds, task_languages, task_resample
 from cltm.data.draws import RESAMPLE, draw_seed, training_clips
 from cltm.data.selection import (
     SelectionError,
@@ -110,7 +110,10 @@ def select_language(config: dict, manifest: pd.DataFrame, lang: str, rules: Spea
     for task, cfg in config["tasks"].items():
         if lang not in task_languages(config, task) or cfg.get("subsets_from"):  # a twin reuses another's
             continue
-        draws = task_seeds(config, task) if resample == "per_seed" else []
+        task_mode = task_resample(config, task)
+        if task_mode not in RESAMPLE:
+            raise SelectionError(f"config key 'tasks.{task}.resample' must be one of {', '.join(RESAMPLE)}, not '{task_mode}'")
+        draws = draw_seeds(config, task) if task_mode == "per_seed" else []
         task_test, subsets = select_task(make_task(task, cfg), manifest, train_pool, test_spk, test, rules, seed,
                                          draws)
         sel = {"task": task, "language": lang, "data_seed": seed, "test_speakers": test_spk, "test": task_test,

@@ -1,22 +1,28 @@
-"""A planted known answer: a speaker-level label whose rule differs between languages by a set angle.
+"""A planted known answer: a label of each clip whose rule differs between languages by a set angle.
 
-Every synthetic speaker carries two acoustic cues drawn from a generator of its own (so its voice is the
-demo's otherwise): z1, a spectral tilt (``cue_db * z1`` dB at 4 kHz and minus that
-at 250 Hz, turning about 1 kHz), and z2, a broad mid-band resonance (``cue_db * z2`` dB at 1 kHz, none
-at 250 Hz and 4 kHz) (both N(0, 1), independent of gender and of each other). A
-language l labels its speakers by the rule
+Every synthetic clip carries two acoustic cues, a point (z1, z2) on the unit circle drawn for that clip
+(like a speaking style, it changes from one utterance to the next; the voice is the demo's otherwise):
+z1, a spectral tilt (``cue_db * z1`` dB at 4 kHz and minus that at 250 Hz, turning about 1 kHz, weighted
+twice), and z2, a broad mid-band resonance (``cue_db * z2`` dB at 1 kHz, none at 250 Hz and 4 kHz). A
+language l labels each clip by the rule
 
-    s = cos(theta_l) * z1 + sin(theta_l) * z2,   label = rule_yes for the upper half of s
+    label = rule_yes where cos(theta_l) * z1 + sin(theta_l) * z2 > 0, else rule_no
 
-within each gender (so the classes are balanced and independent of gender). A donor whose angle is
-close to the target's teaches the target's rule; at 90 degrees it teaches nothing the target can use;
-at 180 degrees it teaches the opposite rule. The true direction and rough size of every cell of the
-CLTM are therefore known before anything is trained: `pair_table` writes them down.
+A speaker's clips come in antipodal pairs of cue points (`clip_cues`), so under any rule each voice has
+clips of both classes and the classes balance (exactly for an even number of clips per speaker),
+independent of gender. A donor whose angle is
+close to the target's teaches the target's rule; at 90 degrees it teaches nothing the target can use; at
+180 degrees it teaches the opposite rule. The true direction and rough size of every cell of the CLTM are
+therefore known before anything is trained: `pair_table` writes them down.
+
+Why per clip and not per speaker (measured, docs/benchmarks.md): with a speaker's label, a few training
+voices per class separate by any trait of the voice, the learning curve is flat between N and 2N voices and
+most rows are flagged; with a label per clip the voice predicts nothing and only the cues do.
 
 The null control (``null_control: true``) labels every language with the rule of angle 0 (the true CLTM is 1
 everywhere) while `angles` keeps the layout the known-answer test is run against.
 
-Public API: ``PlantSpec``, ``speaker_cues``, ``cue_gain_db``, ``apply_cues``, ``assign_labels``,
+Public API: ``PlantSpec``, ``clip_cues``, ``cue_gain_db``, ``apply_cues``, ``assign_labels``,
 ``pair_table``, ``plant_record``.
 """
 
@@ -92,12 +98,18 @@ class PlantSpec:
         return lang in self.angles
 
 
-def speaker_cues(rng: np.random.Generator) -> tuple[float, float]:
-    """(z1, z2) of one speaker, from the generator of its own the synthesiser passes: a point on the unit
-    circle at a uniform angle. Every voice carries the cues at full strength (none sits near the origin,
-    where no rule could be read from it); only their mix differs, so a rule's angle decides the labels."""
-    phi = rng.uniform(0.0, 2.0 * math.pi)
-    return float(math.cos(phi)), float(math.sin(phi))
+def clip_cues(rng: np.random.Generator, count: int) -> list[tuple[float, float]]:
+    """(z1, z2) of each of a speaker's `count` clips, from the generator of its own the synthesiser passes:
+    points on the unit circle in antipodal pairs (clip 2k at a uniform angle, clip 2k + 1 opposite it).
+    Every clip carries the cues at full strength (none sits near the origin, where no rule could be read
+    from it), only their mix differs; and whatever a rule's angle, the two clips of a pair fall on opposite
+    sides of it, so each voice has clips of both classes and the classes balance under every rule. The
+    cues do not depend on the angles: the null control and a changed layout change the labels only."""
+    points = []
+    for u in range(count):
+        phi = rng.uniform(0.0, 2.0 * math.pi) if u % 2 == 0 else points[-1] + math.pi
+        points.append(phi)
+    return [(float(math.cos(phi)), float(math.sin(phi))) for phi in points]
 
 
 def cue_gain_db(freqs: np.ndarray, z1: float, z2: float, cue_db: float) -> np.ndarray:
@@ -123,16 +135,12 @@ def apply_cues(audio: np.ndarray, sample_rate: int, z1: float, z2: float, cue_db
     return np.fft.irfft(spectrum * gain, n)[: x.size].astype(np.float32)
 
 
-def assign_labels(speakers: pd.DataFrame, angle_deg: float, classes: tuple[str, str]) -> pd.Series:
-    """The planted label of each speaker (columns gender, z1, z2): the upper half of
-    s = cos(theta) z1 + sin(theta) z2 within each gender is classes[1], the rest classes[0] (ties: by index)."""
+def assign_labels(clips: pd.DataFrame, angle_deg: float, classes: tuple[str, str]) -> pd.Series:
+    """The planted label of each clip (columns z1, z2) under the rule at `angle_deg`: classes[1] where
+    s = cos(theta) z1 + sin(theta) z2 > 0, classes[0] elsewhere."""
     theta = math.radians(angle_deg)
-    s = math.cos(theta) * speakers["z1"] + math.sin(theta) * speakers["z2"]
-    labels = pd.Series(classes[0], index=speakers.index, dtype=object)
-    for _, group in speakers.groupby("gender", sort=True):
-        order = s.loc[group.index].sort_values(kind="mergesort").index
-        labels.loc[order[len(order) - len(order) // 2:]] = classes[1]
-    return labels
+    s = math.cos(theta) * clips["z1"] + math.sin(theta) * clips["z2"]
+    return pd.Series(np.where(s > 0, classes[1], classes[0]), index=clips.index, dtype=object)
 
 
 def _sign(x: float, tol: float = 1e-9) -> int:
@@ -159,26 +167,29 @@ def pair_table(spec: PlantSpec, languages: list[str]) -> pd.DataFrame:
                                        "expected_cltm", "expected_sign"])
 
 
-def plant_record(spec: PlantSpec, languages: list[str], speakers: dict[str, pd.DataFrame], seed: int) -> dict:
+def plant_record(spec: PlantSpec, languages: list[str], clips: dict[str, pd.DataFrame], seed: int) -> dict:
     """The plant file's content (results/demo_corpus/plant.json): the plant's settings, per planted
-    language its angle and label counts, and the expected structure of every ordered pair."""
+    language its angle and label counts (of clips), and the expected structure of every ordered pair.
+    `clips`: per language, a table of its clips (client_id, gender, z1, z2, planted_label)."""
     per_language = {}
     for lang in languages:
         if not spec.planted(lang):
             continue
-        table = speakers[lang]
+        table = clips[lang]
         yes = table["planted_label"] == spec.classes[1]
         per_language[lang] = {
             "angle_deg": spec.angles[lang],
             "rule_angle_deg": spec.rule_angle(lang),
-            "speakers": int(len(table)),
+            "speakers": int(table["client_id"].nunique()),
+            "clips": int(len(table)),
             spec.classes[1]: int(yes.sum()),
             "by_gender": {g: {spec.classes[1]: int(yes[table["gender"] == g].sum()),
-                              "speakers": int((table["gender"] == g).sum())}
+                              "clips": int((table["gender"] == g).sum())}
                           for g in sorted(table["gender"].unique())},
         }
     return {
         "synthetic": True,
+        "unit": "clip",
         "what": "SYNTHETIC corpus with a planted effect: the label's rule differs between languages by a set angle "
                 "(cltm.demo.plant, docs/demo.md)",
         "label_column": spec.label_column,

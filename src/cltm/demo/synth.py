@@ -37,7 +37,7 @@ import soundfile as sf
 import soxr
 
 from cltm.config import DEMO_LANGUAGES
-from cltm.demo.plant import PlantSpec, apply_cues, assign_labels, speaker_cues
+from cltm.demo.plant import PlantSpec, apply_cues, assign_labels, clip_cues
 
 SAMPLE_RATE = 22050
 """Output sample rate in Hz: eSpeak NG's native rate, kept so no extra resampling is needed."""
@@ -467,8 +467,8 @@ def _channel_fir(rng: np.random.Generator) -> tuple[float, ...]:
 def make_speakers(lang: str, n_speakers_per_gender: int, seed: int, cue_db: float = 0.0) -> list[Speaker]:
     """The speakers of one language: even indices male, odd female, each voice drawn from its own rng.
 
-    Every speaker also draws planted cues (z1, z2) from a generator of their own (cltm.demo.plant), so the
-    voice is the same with or without a plant; they are heard only with `cue_db` > 0."""
+    `cue_db` is the strength of the planted cues (cltm.demo.plant) each clip of the voice will carry (0: none);
+    the cues themselves are drawn per clip (`plant_clips`), so the voice is the same with or without a plant."""
     if lang not in SUPPORTED_LANGUAGES:
         raise ValueError(_unknown_language(lang))
     # Variants are dealt per gender from a shuffled pool, so a language repeats one only once all are used.
@@ -494,7 +494,6 @@ def make_speakers(lang: str, n_speakers_per_gender: int, seed: int, cue_db: floa
             fir=_channel_fir(rng),
             snr_db=rng.uniform(*_SNR_DB),
             level_dbfs=rng.uniform(*_LEVEL_DBFS),
-            cues=speaker_cues(_rng(seed, lang, 4, index)),
             cue_db=float(cue_db),
         )
         speakers.append(Speaker(index, _client_id(seed, lang, index), "", voice))
@@ -525,19 +524,26 @@ def _assign_ages(speakers: list[Speaker]) -> list[Speaker]:
     return [dataclasses.replace(s, age=ages[s.index]) for s in speakers]
 
 
-def plant_speakers(lang: str, n_speakers_per_gender: int, seed: int, spec: PlantSpec | None) -> pd.DataFrame:
-    """The speakers of one language with their planted cues and label (metadata only, no audio): columns
-    client_id, gender, z1, z2, planted_label (empty where the language has no angle or there is no plant)."""
-    return _plant_table(lang, make_speakers(lang, n_speakers_per_gender, seed, spec.cue_db if spec else 0.0), spec)
+def plant_clips(lang: str, n_speakers_per_gender: int, utterances_per_speaker: int, seed: int,
+                spec: PlantSpec | None) -> pd.DataFrame:
+    """Every clip of one language with its planted cues and label (metadata only, no audio), in the order
+    `synthesize_language` writes them: columns client_id, gender, clip (index within the speaker), z1, z2,
+    planted_label (empty where the language has no angle or there is no plant)."""
+    speakers = make_speakers(lang, n_speakers_per_gender, seed, spec.cue_db if spec else 0.0)
+    return _plant_table(lang, speakers, utterances_per_speaker, seed, spec)
 
 
-def _plant_table(lang: str, speakers: list[Speaker], spec: PlantSpec | None) -> pd.DataFrame:
-    """`plant_speakers` of speakers already made."""
-    table = pd.DataFrame({"client_id": [s.client_id for s in speakers], "gender": [s.gender for s in speakers],
-                          "z1": [s.voice.cues[0] for s in speakers], "z2": [s.voice.cues[1] for s in speakers]})
+def _plant_table(lang: str, speakers: list[Speaker], count: int, seed: int, spec: PlantSpec | None) -> pd.DataFrame:
+    """`plant_clips` of speakers already made: each speaker's cues from a generator of its own."""
+    angle = spec.rule_angle(lang) if spec is not None and spec.planted(lang) else None
+    rows = []
+    for speaker in speakers:
+        for u, (z1, z2) in enumerate(clip_cues(_rng(seed, lang, 4, speaker.index), count)):
+            rows.append({"client_id": speaker.client_id, "gender": speaker.gender, "clip": u, "z1": z1, "z2": z2})
+    table = pd.DataFrame(rows, columns=["client_id", "gender", "clip", "z1", "z2"])
     table["planted_label"] = ""
-    if spec is not None and spec.planted(lang):
-        table["planted_label"] = assign_labels(table, spec.rule_angle(lang), spec.classes)
+    if angle is not None:
+        table["planted_label"] = assign_labels(table, angle, spec.classes)
     return table
 
 
@@ -567,12 +573,17 @@ def _utterance_texts(sentences: list[str], count: int, rng: np.random.Generator)
     return texts
 
 
-def speaker_utterances(lang: str, speaker: Speaker, count: int, seed: int, sentences: list[str]):
-    """Yield (text, audio) for `count` utterances of one speaker, each drawn from its own generator."""
+def speaker_utterances(lang: str, speaker: Speaker, count: int, seed: int, sentences: list[str],
+                       cues: list[tuple[float, float]] | None = None):
+    """Yield (text, audio) for `count` utterances of one speaker, each drawn from its own generator;
+    `cues`, each utterance's planted cues (heard with the voice's `cue_db` > 0)."""
     texts = _utterance_texts(sentences, count, _rng(seed, lang, 2, speaker.index))
     for u, text in enumerate(texts):
         rng = _rng(seed, lang, 3, speaker.index, u)
-        yield text, synthesize(text, speaker.voice.jittered(rng), rng=rng)
+        voice = speaker.voice.jittered(rng)
+        if cues is not None:
+            voice = dataclasses.replace(voice, cues=cues[u])
+        yield text, synthesize(text, voice, rng=rng)
 
 
 def _unknown_language(lang: str) -> str:
@@ -654,8 +665,8 @@ def synthesize_language(
     """Write one language as a Common Voice release folder (clips/*.mp3 or *.flac by `clip_format`,
     validated.tsv, clip_durations.tsv).
 
-    With a `plant` (cltm.demo.plant), every speaker's audio carries its planted cues and, if the language
-    has an angle, its planted label is written to the plant's label column (`accents` by default).
+    With a `plant` (cltm.demo.plant), every clip carries its planted cues and, if the language has an
+    angle, its planted label is written to the plant's label column (`accents` by default).
 
     Returns the validated.tsv rows. The TSVs are written last and atomically; stale ones are removed
     first, so an interrupted run leaves no validated.tsv behind.
@@ -676,7 +687,9 @@ def synthesize_language(
 
     sentences = load_sentences(lang)
     speakers = make_speakers(lang, n_speakers_per_gender, seed, plant.cue_db if plant else 0.0)
-    planted = _plant_table(lang, speakers, plant).set_index("client_id")["planted_label"]
+    planted = _plant_table(lang, speakers, utterances_per_speaker, seed, plant)
+    planted = {(c, u): (z1, z2, label) for c, u, z1, z2, label
+               in planted[["client_id", "clip", "z1", "z2", "planted_label"]].itertuples(index=False)}
     column = plant.label_column if plant is not None else None
     if column is not None and column not in PLANT_COLUMNS:
         raise ValueError(f"corpus.demo.plant.label_column '{column}' is not a free column of validated.tsv: "
@@ -686,7 +699,10 @@ def synthesize_language(
     try:
         for speaker in speakers:
             seconds = 0.0
-            for text, audio in speaker_utterances(lang, speaker, utterances_per_speaker, seed, sentences):
+            cues = [planted[speaker.client_id, u][:2] for u in range(utterances_per_speaker)]
+            labels = [planted[speaker.client_id, u][2] for u in range(utterances_per_speaker)]
+            for u, (text, audio) in enumerate(speaker_utterances(lang, speaker, utterances_per_speaker, seed,
+                                                                 sentences, cues)):
                 name = f"common_voice_{lang}_{len(rows) + 1}.{clip_format}"
                 writer.submit(audio, clips / name)
                 seconds += len(audio) / SAMPLE_RATE
@@ -707,13 +723,14 @@ def synthesize_language(
                     "segment": "",
                 })
                 if column is not None:
-                    rows[-1][column] = planted[speaker.client_id]
+                    rows[-1][column] = labels[u]
             if log is not None:
                 v = speaker.voice
                 log(f"{lang} speaker {speaker.index + 1}/{2 * n_speakers_per_gender}: {speaker.gender} {speaker.age} "
                     f"{v.variant} f0={v.f0_hz:.0f}Hz range={v.pitch_range:.0f} rate={v.rate:.0f}wpm "
-                    f"tract={v.tract_factor:.3f} snr={v.snr_db:.1f}dB cues=({v.cues[0]:+.2f}, {v.cues[1]:+.2f}) "
-                    f"{planted[speaker.client_id] or '-'}, {utterances_per_speaker} clips, {seconds:.1f} s")
+                    f"tract={v.tract_factor:.3f} snr={v.snr_db:.1f}dB, {utterances_per_speaker} clips"
+                    + (f" ({sum(x == plant.classes[1] for x in labels)} {plant.classes[1]})" if labels[0] else "")
+                    + f", {seconds:.1f} s")
     finally:
         writer.close()
 

@@ -55,6 +55,10 @@ class ClassificationTask(Task):
             if unknown:
                 raise TaskError(f"config key '{self.key('label_map')}' maps to {', '.join(unknown)}, which "
                                 f"'{self.key('classes')}' does not list ({', '.join(self.classes)})")
+        if self.metric == "roc_auc" and len(self.classes) != 2:
+            raise TaskError(f"config key '{self.key('metric')}': roc_auc ranks two classes, but "
+                            f"'{self.key('classes')}' has {len(self.classes)} ({', '.join(self.classes)}): use "
+                            "macro_f1 or accuracy")
         self.per_speaker = bool(self.cfg.get("per_speaker", True))
         self.n_per_class = self.cfg.get("n_per_class")
         self.max_clips_per_speaker = self.cfg.get("max_clips_per_speaker")
@@ -116,12 +120,14 @@ class ClassificationTask(Task):
         """(metrics, per-clip predictions) of class probabilities `proba` [clips, classes] of the test clips
         (`store.meta` gives their labels): shared by fine-tuning and probe runs."""
         # here, not at the top: scikit-learn stays unloaded where tasks are only planned (Snakemake, the client)
-        from cltm.tasks.metrics import classification_metrics
+        from cltm.tasks.metrics import binary_auc, classification_metrics
 
         classes = self.class_of(pd.Series([store.meta(u)[self.label_column] for u in test], dtype=object))
         y_true = np.array([self.index[c] for c in classes])
         y_pred = proba.argmax(axis=1)
         metrics = classification_metrics(y_true, y_pred, n_classes=len(self.classes))
+        if len(self.classes) == 2:  # threshold-free: how well the model ranks the second class above the first
+            metrics["roc_auc"] = binary_auc(y_true, proba[:, 1])
         if self.is_gender and self.classes == GENDER_CLASSES:  # the columns gender runs have always written
             return metrics, pd.DataFrame({"utt_id": test, "label": y_true, "predicted": y_pred, "p_female": proba[:, 1]})
         scores = pd.DataFrame({"utt_id": test, "label": [self.classes[i] for i in y_true],

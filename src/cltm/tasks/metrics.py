@@ -110,6 +110,19 @@ def classification_metrics(y_true, y_pred, n_classes: int | None = None) -> dict
     return {"macro_f1": float(macro_f1), "accuracy": float(accuracy_score(t, p))}
 
 
+def binary_auc(y_true, score) -> float:
+    """ROC-AUC of a binary classifier: the chance that a clip of class 1 gets a higher `score` (its
+    probability of class 1) than a clip of class 0 (a tie counts half); 0.5 when `y_true` holds one class
+    only (no pair to rank). Unlike macro-F1 it does not depend on where the decision threshold falls, so
+    it moves smoothly with how well a model orders the clips (the planted task's metric: docs/demo.md)."""
+    t = _as_binary(y_true, "y_true")
+    s = np.asarray(score, dtype=np.float64)
+    _check_lengths(t, s, "y_true", "score")
+    if t.min() == t.max():
+        return 0.5
+    return float(roc_auc_score(t, s))
+
+
 def _as_classes(values, name: str, n_classes: int) -> np.ndarray:
     """``values`` as a 1-D int array of labels in 0 .. n_classes - 1, or a clear ValueError."""
     arr = np.asarray(values)
