@@ -9,7 +9,7 @@ import pytest
 from scipy.interpolate import interp1d
 from scipy.optimize import brentq
 
-from cltm.tasks.metrics import classification_metrics, eer, min_dcf, roc_auc, verification_metrics
+from cltm.tasks.metrics import binary_auc, classification_metrics, eer, min_dcf, roc_auc, verification_metrics
 
 
 def _trial_lists(seed: int = 0, n_lists: int = 40):
@@ -186,3 +186,16 @@ def test_verification_metrics_equal_each_metric_computed_alone():
         assert got == {"roc_auc": roc_auc(scores, labels), "eer": eer(scores, labels),
                        "min_dcf_p0.01": min_dcf(scores, labels, 0.01), "min_dcf_p0.05": min_dcf(scores, labels, 0.05)}
         assert got["roc_auc"] == float(roc_auc_score(labels, scores))
+
+
+def test_binary_auc_ranks_the_second_class_and_ignores_the_threshold():
+    """A two-class task's ROC-AUC (the planted task's metric): the probability of class 1 ranks the clips;
+    moving every probability (the threshold's place) changes macro-F1 but not the AUC."""
+    y = np.array([0, 0, 1, 1, 0, 1])
+    p = np.array([0.1, 0.4, 0.35, 0.8, 0.2, 0.9])
+    assert binary_auc(y, p) == pytest.approx(roc_auc(p, y)) == pytest.approx(8 / 9)
+    assert binary_auc(y, p + 0.3) == pytest.approx(8 / 9)
+    assert binary_auc(y, 1 - p) == pytest.approx(1 / 9)
+    assert binary_auc([1, 1, 1], [0.2, 0.5, 0.9]) == 0.5  # one class: nothing to rank
+    with pytest.raises(ValueError):
+        binary_auc([0, 1], [0.5])

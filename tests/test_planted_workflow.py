@@ -93,7 +93,8 @@ def test_the_null_control_does_not_reject(planted_run, tmp_path):
     planted task itself as a probe), so that the control costs the suite a minute: only the labels change,
     and the features of every clip are those of the planted run."""
     work = copy_workflow(planted_run, tmp_path / "null")
-    probe_only = write_config(work, "probe_only.yaml", {"tasks": {"planted": {"mode": "probe"}, "planted_probe": None}})
+    probe_only = write_config(work, "probe_only.yaml",  # the planted task probed with the demo's 30 seeds
+                              {"tasks": {"planted": {"mode": "probe", "seeds": list(range(1, 31))}, "planted_probe": None}})
     snakemake(work, "--cores", "2", "--configfile", "config/demo_planted.yaml", "config/demo_planted_null.yaml",
               probe_only, env={"CLTM_NEW_CONFIG": "1"})
     plant = json.loads((work / "results" / "demo_corpus" / "plant.json").read_text())

@@ -69,6 +69,7 @@ def test_the_shipped_age_config_validates_and_bins_common_voice_ages(default_con
     ({"label_column": "speaker"}, "tasks.age.label_column"),
     ({"classes": ["only"], "label_map": None}, "tasks.age.classes"),
     ({"n_utterances": 5}, "tasks.age"),
+    ({"metric": "roc_auc"}, "tasks.age.metric': roc_auc ranks two classes"),  # age has three
 ])
 def test_task_config_problems_name_the_key(default_config, change, message):
     cfg = copy.deepcopy(default_config)

@@ -1,7 +1,7 @@
 """The known answer: a transfer effect planted in the synthetic demo corpus, and how well a task's CLTM
 recovers it (docs/statistics.md, "The known answer (planted transfer)").
 
-The demo corpus can label each speaker by a rule whose direction differs per language (an angle; the
+The demo corpus can label each clip by a rule whose direction differs per language (an angle; the
 plant, `corpus.demo.plant`). Two languages whose rules are d degrees apart should transfer about
 cos(d): donors with a near rule help (> 0), donors with an opposite rule hurt (< 0). The corpus side
 writes what it planted to `results/demo_corpus/plant.json` (`cltm.paths.PLANT`, the contract in the
