@@ -68,7 +68,8 @@ def test_gender_run_is_reproducible(prepared):
     assert a["metrics"] == b["metrics"] and a["loss"] == b["loss"]
     pd.testing.assert_frame_equal(pa, pb)
     assert a["loss"] != c["loss"]
-    assert set(a["metrics"]) == {"macro_f1", "accuracy"} and a["value"] == a["metrics"]["macro_f1"]
+    assert set(a["metrics"]) == {"macro_f1", "accuracy", "roc_auc"} and a["value"] == a["metrics"]["macro_f1"]
+    assert 0 <= a["metrics"]["roc_auc"] <= 1  # a two-class run logs its threshold-free ROC-AUC too
     assert a["sizes"]["train_clips"] == 12 and a["sizes"]["donor_clips"] == 0 and a["sizes"]["classes"] == 2
     assert list(pa.columns) == ["utt_id", "label", "predicted", "p_female"] and len(pa) == a["sizes"]["test_clips"]
 
