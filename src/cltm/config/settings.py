@@ -158,7 +158,7 @@ def task_resample(config: dict, task: str) -> str:
     `data.resample` (`none`: the data seed's subsets for every seed; `per_seed`: each seed its own draw).
     A probe twin (`subsets_from`) reads its twin's subsets, draws included."""
     cfg = config["tasks"][task]
-    source = config["tasks"].get(cfg.get("subsets_from"), cfg) if cfg.get("subsets_from") else cfg
+    source = config["tasks"].get(cfg.get("subsets_from"), cfg)  # no subsets_from: the task itself
     return source.get("resample") or config["data"].get("resample", "none")
 
 

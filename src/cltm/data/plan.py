@@ -112,7 +112,8 @@ def select_language(config: dict, manifest: pd.DataFrame, lang: str, rules: Spea
             continue
         task_mode = task_resample(config, task)
         if task_mode not in RESAMPLE:
-            raise SelectionError(f"config key 'tasks.{task}.resample' must be one of {', '.join(RESAMPLE)}, not '{task_mode}'")
+            raise SelectionError(f"config key 'tasks.{task}.resample' must be one of {', '.join(RESAMPLE)}, "
+                                 f"not '{task_mode}'")
         draws = draw_seeds(config, task) if task_mode == "per_seed" else []
         task_test, subsets = select_task(make_task(task, cfg), manifest, train_pool, test_spk, test, rules, seed,
                                          draws)

@@ -687,9 +687,7 @@ def synthesize_language(
 
     sentences = load_sentences(lang)
     speakers = make_speakers(lang, n_speakers_per_gender, seed, plant.cue_db if plant else 0.0)
-    planted = _plant_table(lang, speakers, utterances_per_speaker, seed, plant)
-    planted = {(c, u): (z1, z2, label) for c, u, z1, z2, label
-               in planted[["client_id", "clip", "z1", "z2", "planted_label"]].itertuples(index=False)}
+    planted = dict(tuple(_plant_table(lang, speakers, utterances_per_speaker, seed, plant).groupby("client_id")))
     column = plant.label_column if plant is not None else None
     if column is not None and column not in PLANT_COLUMNS:
         raise ValueError(f"corpus.demo.plant.label_column '{column}' is not a free column of validated.tsv: "
@@ -699,8 +697,8 @@ def synthesize_language(
     try:
         for speaker in speakers:
             seconds = 0.0
-            cues = [planted[speaker.client_id, u][:2] for u in range(utterances_per_speaker)]
-            labels = [planted[speaker.client_id, u][2] for u in range(utterances_per_speaker)]
+            clip_plan = planted[speaker.client_id]  # its clips in order
+            cues, labels = list(zip(clip_plan["z1"], clip_plan["z2"])), list(clip_plan["planted_label"])
             for u, (text, audio) in enumerate(speaker_utterances(lang, speaker, utterances_per_speaker, seed,
                                                                  sentences, cues)):
                 name = f"common_voice_{lang}_{len(rows) + 1}.{clip_format}"

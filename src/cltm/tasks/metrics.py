@@ -116,11 +116,8 @@ def binary_auc(y_true, score) -> float:
     only (no pair to rank). Unlike macro-F1 it does not depend on where the decision threshold falls, so
     it moves smoothly with how well a model orders the clips (the planted task's metric: docs/demo.md)."""
     t = _as_binary(y_true, "y_true")
-    s = np.asarray(score, dtype=np.float64)
-    _check_lengths(t, s, "y_true", "score")
-    if t.min() == t.max():
-        return 0.5
-    return float(roc_auc_score(t, s))
+    _check_lengths(t, np.asarray(score, dtype=float), "y_true", "score")
+    return 0.5 if t.min() == t.max() else roc_auc(score, t)
 
 
 def _as_classes(values, name: str, n_classes: int) -> np.ndarray:
