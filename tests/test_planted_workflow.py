@@ -3,7 +3,12 @@ does not find one (issue 19; docs/demo.md, "The planted task"; docs/statistics.m
 
 One finished run of config/demo_planted.yaml is shared by the module (a session-sized workflow run: the
 planted task fine-tuned and probed on the demo's six planted languages); the null control takes a copy of
-it, so the encoder, audio index and kept runs are reused and only what the labels change is redone."""
+it, so the encoder, audio index and kept runs are reused and only what the labels change is redone.
+
+The shared run fine-tunes 10 seeds where the config ships 20, to keep CI within 20 minutes (10 more seeds
+cost about 5 minutes on 2 cores). At the default data.seed 0 the verdict passes with 10 seeds (0 rows
+flagged); over data seeds 0-4 it passes at 2 of 5 with 10 seeds and at 5 of 5 with 20 (docs/benchmarks.md,
+"The known answer"), which is why the config ships 20. The probe twin runs its 30 seeds as shipped."""
 
 from __future__ import annotations
 
@@ -23,7 +28,8 @@ TASKS = ("planted", "planted_probe")
 @pytest.fixture(scope="module")
 def planted_run(tmp_path_factory) -> Path:
     work = copy_checkout(tmp_path_factory.mktemp("planted_run") / "checkout")
-    snakemake(work, "--cores", "2", "--configfile", "config/demo_planted.yaml")
+    ten_seeds = write_config(work, "ten_finetune_seeds.yaml", {"tasks": {"planted": {"seeds": list(range(1, 11))}}})
+    snakemake(work, "--cores", "2", "--configfile", "config/demo_planted.yaml", ten_seeds)
     return work
 
 
