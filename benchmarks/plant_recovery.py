@@ -26,12 +26,15 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from demo_time import copy_checkout  # noqa: E402
 from machine import machine  # noqa: E402
 
 TASKS = ("planted", "planted_probe")
-NULL_AS_PROBE = "tasks:\n  planted:\n    mode: probe\n    seeds: [%s]\n  planted_probe: null\n" % ", ".join(map(str, range(1, 31)))
+NULL_AS_PROBE = {"tasks": {"planted": {"mode": "probe", "seeds": list(range(1, 31))}, "planted_probe": None}}
+"""The null control as tests/test_planted_workflow.py runs it: the planted task probed with 30 seeds."""
 
 
 def line(task: str, seed: int, ka: dict) -> str:
@@ -58,12 +61,12 @@ def main() -> int:
     configs = ["--configfile", "config/demo_planted.yaml"]
     tasks = TASKS
     if args.null:
-        (work / "null_as_probe.yaml").write_text(NULL_AS_PROBE)
+        (work / "null_as_probe.yaml").write_text(yaml.safe_dump(NULL_AS_PROBE))
         configs += ["config/demo_planted_null.yaml", "null_as_probe.yaml"]
         tasks = ("planted",)
     elif args.finetune_seeds:
         (work / "finetune_seeds.yaml").write_text(
-            f"tasks:\n  planted:\n    seeds: [{', '.join(map(str, range(1, args.finetune_seeds + 1)))}]\n")
+            yaml.safe_dump({"tasks": {"planted": {"seeds": list(range(1, args.finetune_seeds + 1))}}}))
         configs += ["finetune_seeds.yaml"]
     rows, walls = [], {}
     for seed in args.seeds:
