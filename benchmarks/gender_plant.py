@@ -15,7 +15,9 @@ mHuBERT-147) to see whether that one hears the plant.
    (`cltm.demo.synth` draws F0 log-uniform in 85-140 Hz for men and 175-255 Hz for women; the shift moves
    both ranges and the point where they meet, 156.5 Hz). `--timbre demo` keeps the demo's gendered eSpeak
    variants and vocal-tract ranges (gender is audible without F0); `--timbre neutral` deals every variant to
-   both genders and draws one vocal-tract range for all, so F0 is the only gender cue. A voice whose
+   both genders and draws one vocal-tract range for all, so F0 is the only gender cue; `--timbre by_f0`
+   deals each voice a variant that reaches its shifted F0 (and the one vocal-tract range), so the timbre
+   follows F0 the same way in every language and gender is F0 and what goes with it. A voice whose
    shifted F0 lies beyond what its variant reaches is clipped there (counted and printed).
 2. **Runs.** Each clip through the frozen encoder (every layer, time mean and std, standardised over all
    languages), then the workflow's design with a ridge read-out in place of a run: per target, a
@@ -84,12 +86,17 @@ def shifted_voices(lang: str, shift: float, n_per_gender: int, seed: int, timbre
     for spk in speakers:
         v = spk.voice
         gender = "male" if spk.index % 2 == 0 else "female"
+        f0 = v.f0_hz * k
         if timbre == "neutral":
             r = _rng(seed, lang, 7, spk.index)
             v = dataclasses.replace(v, variant=pool[spk.index % len(pool)],
                                     tract_factor=float(r.uniform(*NEUTRAL_TRACT)))
+        elif timbre == "by_f0":
+            r = _rng(seed, lang, 7, spk.index)
+            tract = float(r.uniform(*NEUTRAL_TRACT))
+            fits = [x for x in pool if _f0_limits(x, v.pitch_range, tract)[0] <= f0 <= _f0_limits(x, v.pitch_range, tract)[1]]
+            v = dataclasses.replace(v, variant=str(r.choice(fits or pool)), tract_factor=tract)
         lo, hi = _f0_limits(v.variant, v.pitch_range, v.tract_factor)
-        f0 = v.f0_hz * k
         clipped += not lo <= f0 <= hi
         out.append(dataclasses.replace(v, f0_hz=float(np.clip(f0, lo, hi))))
         genders.append(gender)
@@ -183,7 +190,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shifts", default=SHIFTS, help=f"lang:semitones,... (default {SHIFTS}; 6 languages "
                                                      "let the exact Mantel test reach p = 2/720)")
-    ap.add_argument("--timbre", choices=("demo", "neutral"), default="demo")
+    ap.add_argument("--timbre", choices=("demo", "neutral", "by_f0"), default="demo")
     ap.add_argument("--encoder", default=str(ENCODER))
     ap.add_argument("--data-seed", type=int, default=0, help="clips, test sets and draws")
     ap.add_argument("--speakers", type=int, default=24, help="voices per gender and language")
