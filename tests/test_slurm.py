@@ -230,7 +230,7 @@ def test_stopped_run_resumes_from_its_checkpoint(on_cluster, tmp_path, tmp_path_
     work, env = own_copy(on_cluster, tmp_path_factory)
     env.update(CLTM_CHECKPOINT_SECONDS="1", CLTM_NEW_CONFIG="1")
     long = json.loads(json.dumps(GENDER))
-    long["tasks"]["gender"]["training"]["epochs"] = 150  # 450 steps: long enough to stop mid-way
+    long["tasks"]["gender"]["training"]["epochs"] = 50  # 150 steps (3 per epoch): long enough to stop mid-way
     long["seeds"] = [1]  # the cell's job then holds that one run
     config = write_config(work, "long.yaml", long)
     target = "results/gender/runs/en/single/seed1.json"
@@ -258,11 +258,11 @@ def test_stopped_run_resumes_from_its_checkpoint(on_cluster, tmp_path, tmp_path_
     assert not (work / target).exists()  # nothing that looks like a result
     assert checkpoint.exists()
     saved_at = int(re.findall(r"checkpoint saved at step (\d+)", log.read_text())[-1])
-    assert 0 < saved_at < 450
+    assert 0 < saved_at < 150
 
     rerun = run(work, *args, env=env)
     text = log.read_text()
-    resumed_at = int(re.search(r"resumed from checkpoint at step (\d+)/450", text).group(1))
+    resumed_at = int(re.search(r"resumed from checkpoint at step (\d+)/150", text).group(1))
     assert resumed_at >= saved_at and "1 of 1 steps (100%) done" in rerun.stdout + rerun.stderr
     assert not checkpoint.exists()
     resumed = json.loads((work / target).read_text())
@@ -278,7 +278,7 @@ def test_stopped_run_resumes_from_its_checkpoint(on_cluster, tmp_path, tmp_path_
     assert proc.returncode == 0, proc.stdout + proc.stderr
     reference = json.loads((ref / "run.json").read_text())
     assert resumed["loss"] == reference["loss"] and resumed["metrics"] == reference["metrics"]
-    assert resumed["loss"]["steps"] == 450
+    assert resumed["loss"]["steps"] == 150
 
 
 def test_no_run_on_the_cluster_trains_on_its_targets_test_voices(on_cluster):
