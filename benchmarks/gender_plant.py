@@ -53,6 +53,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))  # machine.py, also when the script is imported (tests)
 
 import soxr  # noqa: E402
 
@@ -200,10 +201,11 @@ def main(argv=None) -> int:
     ap.add_argument("--clips-per-voice", type=int, default=2)
     ap.add_argument("--seeds", type=int, default=20)
     ap.add_argument("--lam", type=float, default=1.0, help="ridge penalty (on standardised features)")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads for the encoder")
     args = ap.parse_args(argv)
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     shifts = {k: float(v) for k, v in (x.split(":") for x in args.shifts.split(","))}
     langs = list(shifts)
     seed = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["corpus"]["demo"]["seed"]
