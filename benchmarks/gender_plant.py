@@ -58,6 +58,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))  # machine.py, also when the script
 import soxr  # noqa: E402
 
 from machine import machine  # noqa: E402 - benchmarks/machine.py
+from plant_cues import ridge  # noqa: E402 - benchmarks/plant_cues.py
 
 from cltm.analysis.known_answer import pair_table, recovery_summary, verdict  # noqa: E402
 from cltm.analysis.matrix import transfer_matrices  # noqa: E402
@@ -153,8 +154,8 @@ def draw(d: dict, rng, n: int, per_voice: int, exclude=frozenset()) -> list[int]
 def ridge_auc(parts, target: dict, lam: float) -> float:
     a = np.concatenate([d["x"][i] for d, i in parts])
     y = 2.0 * np.concatenate([d["y"][i] for d, i in parts]) - 1.0
-    w = a.T @ np.linalg.solve(a @ a.T + lam * np.eye(len(a)), y - y.mean())
-    return float(binary_auc(target["y"][target["test"]], target["x"][target["test"]] @ w))
+    test = target["test"]  # plant_cues.ridge: the same dual-form read-out (its centring offset leaves AUC as is)
+    return float(binary_auc(target["y"][test], ridge(a, y, target["x"][test], lam)))
 
 
 def runs_table(data: dict, langs: list[str], args) -> pd.DataFrame:
